@@ -1,0 +1,1 @@
+"""fluorojax: differentiable X-ray simulation in pure JAX."""

@@ -1,0 +1,164 @@
+"""Pinhole X-ray camera: intrinsics, rays, projection matrices and standard poses.
+
+Conventions (see the README):
+  * camera frame: origin at the X-ray source, +z along the principal ray toward the detector,
+    +x along increasing image column, +y along increasing image row; the detector plane is
+    z = sdd (mm);
+  * pixel (row r, col c) covers [c, c + 1) x [r, r + 1) in continuous pixel coordinates and its
+    ray passes through the centre (c + 0.5, r + 0.5);
+  * a pose is ``world_from_camera`` (4, 4), world in mm (NIfTI RAS+);
+  * ``P = K @ inv(pose)[:3]`` maps homogeneous world points to homogeneous pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
+from fluorojax.transforms import apply_pose, invert_pose, make_pose
+
+
+@pytree_dataclass
+class Camera:
+    """Intrinsics of a cone-beam X-ray imager with a flat detector.
+
+    Attributes:
+      height, width: image size in pixels (static).
+      pixel_size: (2,) mm, (column spacing, row spacing); a scalar is broadcast.
+      sdd: source-to-detector distance in mm (the focal length).
+      principal_point: (2,) pixels, (u, v) = (column, row) where the principal ray meets the
+        detector; default the detector centre (width / 2, height / 2).
+    """
+
+    pixel_size: jnp.ndarray
+    sdd: jnp.ndarray
+    principal_point: jnp.ndarray
+    height: int = static_field()
+    width: int = static_field()
+
+    def __init__(self, height, width, pixel_size, sdd, principal_point=None):
+        for name, value in (("height", height), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"Camera {name} must be a positive integer number of pixels, got {value!r}")
+        if is_concrete(pixel_size, sdd, principal_point):
+            ps = np.broadcast_to(np.asarray(pixel_size, np.float64), (2,)) if np.ndim(pixel_size) <= 1 else None
+            if ps is None or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+                raise ValueError(f"Camera pixel_size must be a positive scalar or (2,) in mm, got {pixel_size!r}")
+            if np.ndim(sdd) != 0 or not np.isfinite(sdd) or float(sdd) <= 0:
+                raise ValueError(f"Camera sdd (source-to-detector distance) must be a positive scalar in mm, got {sdd!r}")
+            if principal_point is not None and (np.shape(principal_point) != (2,) or not np.all(np.isfinite(principal_point))):
+                raise ValueError(f"Camera principal_point must be (2,) finite pixels (u, v), got {principal_point!r}")
+        if principal_point is None:
+            principal_point = (width / 2.0, height / 2.0)
+        object.__setattr__(self, "height", int(height))
+        object.__setattr__(self, "width", int(width))
+        object.__setattr__(self, "pixel_size", jnp.broadcast_to(jnp.asarray(pixel_size, jnp.float32), (2,)))
+        object.__setattr__(self, "sdd", jnp.asarray(sdd, jnp.float32))
+        object.__setattr__(self, "principal_point", jnp.asarray(principal_point, jnp.float32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height, self.width)
+
+    @property
+    def intrinsics(self):
+        """K (3, 3): ``[[sdd/px, 0, u0], [0, sdd/py, v0], [0, 0, 1]]``."""
+        fx = self.sdd / self.pixel_size[0]
+        fy = self.sdd / self.pixel_size[1]
+        u0, v0 = self.principal_point[0], self.principal_point[1]
+        zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
+        return jnp.stack([jnp.stack([fx, zero, u0]), jnp.stack([zero, fy, v0]), jnp.stack([zero, zero, one])])
+
+    def detector_points(self):
+        """Pixel centres on the detector plane in the camera frame: (H, W, 3) mm."""
+        cols = jnp.arange(self.width, dtype=jnp.float32) + 0.5
+        rows = jnp.arange(self.height, dtype=jnp.float32) + 0.5
+        x = (cols - self.principal_point[0]) * self.pixel_size[0]
+        y = (rows - self.principal_point[1]) * self.pixel_size[1]
+        xx, yy = jnp.meshgrid(x, y)  # (H, W), row-major
+        return jnp.stack([xx, yy, jnp.broadcast_to(self.sdd, xx.shape)], axis=-1)
+
+    def rays(self, pose):
+        """Rays of every pixel for ``pose`` (..., 4, 4) world_from_camera.
+
+        Returns (sources, targets), each (..., H, W, 3) world mm: the X-ray source and the
+        pixel centre on the detector.
+        """
+        pose = jnp.asarray(pose, jnp.float32)
+        batch = pose.shape[:-2]
+        pose_b = pose.reshape(batch + (1, 1, 4, 4))
+        targets = apply_pose(pose_b, self.detector_points())
+        sources = jnp.broadcast_to(pose_b[..., :3, 3], targets.shape)
+        return sources, targets
+
+    def projection_matrix(self, pose):
+        """P (..., 3, 4) = K @ inv(pose)[:3] for pose (..., 4, 4) world_from_camera."""
+        return self.intrinsics @ invert_pose(jnp.asarray(pose, jnp.float32))[..., :3, :]
+
+    def project(self, pose, points):
+        """World points (..., 3) mm -> continuous pixel coordinates (..., 2) as (u, v) = (col, row)."""
+        p = self.projection_matrix(pose)
+        homog = jnp.einsum("...ij,...j->...i", p[..., :3], points) + p[..., 3]
+        return homog[..., :2] / homog[..., 2:3]
+
+
+def look_at(source, target, up=(0.0, 0.0, 1.0)):
+    """Pose (4, 4) world_from_camera of a source at ``source`` looking at ``target`` (world mm).
+
+    ``up`` (3,) is the world direction that appears at the top of the image (row 0); it must
+    not be parallel to the viewing direction.
+    """
+    source = jnp.asarray(source, jnp.float32)
+    target = jnp.asarray(target, jnp.float32)
+    up = jnp.asarray(up, jnp.float32)
+    if is_concrete(source, target, up):
+        view = np.asarray(target, np.float64) - np.asarray(source, np.float64)
+        if np.linalg.norm(view) == 0:
+            raise ValueError(f"look_at: source and target coincide at {np.asarray(source).tolist()}")
+        if np.linalg.norm(np.cross(view, np.asarray(up, np.float64))) < 1e-6 * np.linalg.norm(view) * np.linalg.norm(up):
+            raise ValueError(f"look_at: up {np.asarray(up).tolist()} is parallel to the view direction {view.tolist()}")
+    z = target - source
+    z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+    down = -(up - jnp.sum(up * z, axis=-1, keepdims=True) * z)
+    y = down / jnp.linalg.norm(down, axis=-1, keepdims=True)
+    x = jnp.cross(y, z)
+    return make_pose(jnp.stack([x, y, z], axis=-1), source)
+
+
+# Camera axes of the AP view in RAS+: the source is anterior and looks posterior (z = -A),
+# the image's top is superior (y = -S) and its columns run toward the patient's left (x = -R),
+# so the patient's right appears on the image's left as in a radiograph.
+_AP_ROTATION = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0]], np.float32)
+
+
+def carm_pose(lao_deg, cra_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
+    """Pose (..., 4, 4) world_from_camera of a C-arm from its two angles, world = RAS+ mm.
+
+    At (0, 0) the view is AP: the source lies ``source_to_isocenter`` mm anterior of the
+    ``isocenter`` (3,) and the beam runs anterior -> posterior, superior at the top of the
+    image and the patient's right on its left.
+
+    * ``lao_deg``: rotation about the patient's superior axis; positive (LAO) moves the source
+      toward the patient's left, negative is RAO. LAO 90 is a left lateral view (beam left ->
+      right).
+    * ``cra_deg``: tilt of the source toward the head (cranial, positive) or the feet
+      (caudal, negative), applied before the LAO/RAO rotation.
+
+    The source sits at ``isocenter + source_to_isocenter * Rz(lao) Rx(cra) A``, A = (0, 1, 0).
+    Angles may be batched arrays of equal shape.
+    """
+    lao = jnp.deg2rad(jnp.asarray(lao_deg, jnp.float32))
+    cra = jnp.deg2rad(jnp.asarray(cra_deg, jnp.float32))
+    sid = jnp.asarray(source_to_isocenter, jnp.float32)
+    if is_concrete(sid) and np.any(np.asarray(sid) <= 0):
+        raise ValueError(f"carm_pose: source_to_isocenter must be positive mm, got {np.asarray(sid).tolist()}")
+    cl, sl, cc, sc = jnp.cos(lao), jnp.sin(lao), jnp.cos(cra), jnp.sin(cra)
+    o, i = jnp.zeros_like(lao), jnp.ones_like(lao)
+    rz = jnp.stack([jnp.stack([cl, -sl, o], -1), jnp.stack([sl, cl, o], -1), jnp.stack([o, o, i], -1)], -2)
+    rx = jnp.stack([jnp.stack([i, o, o], -1), jnp.stack([o, cc, -sc], -1), jnp.stack([o, sc, cc], -1)], -2)
+    r_carm = rz @ rx
+    rotation = r_carm @ _AP_ROTATION
+    source = jnp.asarray(isocenter, jnp.float32) + sid[..., None] * r_carm[..., :, 1]
+    return make_pose(rotation, source)
