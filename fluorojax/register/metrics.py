@@ -1,0 +1,217 @@
+"""Image similarity and pose-error metrics for 2D/3D registration.
+
+Image similarities take two images ``x, y`` (H, W) and an optional ``mask`` (H, W) of weights
+in [0, 1] (0 ignores a pixel) and return a scalar, higher meaning more similar. Each is
+jittable, vmappable over image batches and differentiable in both images; an image of
+constant intensity has zero variance and correlates as 0 (with zero gradient), never NaN.
+
+Pose errors compare two camera poses ``pose_a, pose_b`` (..., 4, 4) world_from_camera, mm.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fluorojax.transforms import apply_pose, invert_pose, rotation_angle
+
+_TINY = 1e-30  # variance (intensity^2) below which an image counts as constant
+
+
+def _check_pair(name, x, y, mask):
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.float32)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"{name}: images must both be (H, W) of equal shape, got {x.shape} and {y.shape}")
+    if mask is None:
+        mask = jnp.ones_like(x)
+    else:
+        mask = jnp.asarray(mask, jnp.float32)
+        if mask.shape != x.shape:
+            raise ValueError(f"{name}: mask must have the images' shape {x.shape}, got {mask.shape}")
+    return x, y, mask
+
+
+def _weighted_ncc(x, y, w, axis):
+    """NCC over ``axis`` with weights ``w`` (all broadcast); constant images give 0."""
+    total = jnp.sum(w, axis=axis, keepdims=True)
+    total = jnp.where(total > 0, total, 1.0)
+    mx = jnp.sum(w * x, axis=axis, keepdims=True) / total
+    my = jnp.sum(w * y, axis=axis, keepdims=True) / total
+    dx, dy = x - mx, y - my
+    vx = jnp.sum(w * dx * dx, axis=axis) / jnp.squeeze(total, axis)
+    vy = jnp.sum(w * dy * dy, axis=axis) / jnp.squeeze(total, axis)
+    cov = jnp.sum(w * dx * dy, axis=axis) / jnp.squeeze(total, axis)
+    ok = (vx > _TINY) & (vy > _TINY)
+    # Safe value inside the where: NaNs in the unused branch would poison reverse mode.
+    denom = jnp.sqrt(jnp.where(ok, vx * vy, 1.0))
+    return jnp.where(ok, cov / denom, 0.0)
+
+
+def ncc(x, y, mask=None):
+    """Zero-normalised cross-correlation of images x, y (H, W) -> scalar in [-1, 1].
+
+    ``sum w (x - mean x)(y - mean y) / sqrt(sum w (x - mean x)^2 sum w (y - mean y)^2)`` with
+    mask weights w (means weighted too); invariant to ``x -> a x + b`` for a > 0.
+    """
+    x, y, mask = _check_pair("ncc", x, y, mask)
+    return _weighted_ncc(x, y, mask, axis=(0, 1))
+
+
+def _patches(image, patch_size):
+    """(H, W) -> (H // p, W // p, p * p) non-overlapping patches (the remainder is cropped)."""
+    h, w = image.shape[0] // patch_size, image.shape[1] // patch_size
+    image = image[: h * patch_size, : w * patch_size]
+    return image.reshape(h, patch_size, w, patch_size).transpose(0, 2, 1, 3).reshape(h, w, patch_size * patch_size)
+
+
+def patch_ncc(x, y, mask=None, *, patch_size=13):
+    """Mean NCC over non-overlapping ``patch_size`` x ``patch_size`` patches -> scalar.
+
+    Rows and columns beyond the last whole patch are ignored. Each patch counts by its mask
+    weight (with no mask, a plain mean over patches).
+    """
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 2:
+        raise ValueError(f"patch_ncc: patch_size must be an integer >= 2 pixels, got {patch_size!r}")
+    x, y, mask = _check_pair("patch_ncc", x, y, mask)
+    if patch_size > min(x.shape):
+        raise ValueError(f"patch_ncc: patch_size {patch_size} exceeds the image shape {x.shape}")
+    px, py, pw = (_patches(a, patch_size) for a in (x, y, mask))
+    local = _weighted_ncc(px, py, pw, axis=-1)
+    weight = jnp.sum(pw, axis=-1)
+    return jnp.sum(weight * local) / jnp.maximum(jnp.sum(weight), _TINY)
+
+
+def multiscale_ncc(x, y, mask=None, *, patch_sizes=(None, 13), weights=(0.5, 0.5)):
+    """Weighted sum of NCCs at several patch sizes -> scalar.
+
+    ``patch_sizes`` entries are ints (``patch_ncc``) or None (global ``ncc``); ``weights``
+    has one float per entry.
+    """
+    if len(patch_sizes) != len(weights) or len(patch_sizes) == 0:
+        raise ValueError(
+            f"multiscale_ncc: patch_sizes {patch_sizes!r} and weights {weights!r} must be non-empty and of equal length"
+        )
+    total = 0.0
+    for size, weight in zip(patch_sizes, weights):
+        term = ncc(x, y, mask) if size is None else patch_ncc(x, y, mask, patch_size=size)
+        total = total + weight * term
+    return total
+
+
+def _sobel(image):
+    """(H, W) -> Sobel derivatives (d/dcol, d/drow), each (H - 2, W - 2) (valid region)."""
+    a = image
+    dcol = (a[:-2, 2:] + 2 * a[1:-1, 2:] + a[2:, 2:]) - (a[:-2, :-2] + 2 * a[1:-1, :-2] + a[2:, :-2])
+    drow = (a[2:, :-2] + 2 * a[2:, 1:-1] + a[2:, 2:]) - (a[:-2, :-2] + 2 * a[:-2, 1:-1] + a[:-2, 2:])
+    return dcol, drow
+
+
+def gradient_ncc(x, y, mask=None, *, patch_size=None):
+    """Gradient correlation: mean of the NCCs of the Sobel column and row derivatives -> scalar.
+
+    Derivatives use the 3 x 3 Sobel kernels on the interior (H - 2, W - 2); the mask is cropped
+    to the same region. ``patch_size`` (int) correlates per patch as in ``patch_ncc``.
+    """
+    x, y, mask = _check_pair("gradient_ncc", x, y, mask)
+    if min(x.shape) < 3:
+        raise ValueError(f"gradient_ncc: images must be at least 3 x 3 pixels, got {x.shape}")
+    inner = mask[1:-1, 1:-1]
+    (xc, xr), (yc, yr) = _sobel(x), _sobel(y)
+    if patch_size is None:
+        return 0.5 * (ncc(xc, yc, inner) + ncc(xr, yr, inner))
+    return 0.5 * (patch_ncc(xc, yc, inner, patch_size=patch_size) + patch_ncc(xr, yr, inner, patch_size=patch_size))
+
+
+def soft_histogram_weights(values, bins, sigma):
+    """Parzen (Gaussian) bin memberships of values (N,) in [0, 1] -> (N, bins), rows sum to 1.
+
+    Bin centres are ``linspace(0, 1, bins)``; ``sigma`` is the kernel width in the same units.
+    """
+    centres = jnp.linspace(0.0, 1.0, bins, dtype=jnp.float32)
+    logits = -0.5 * jnp.square((values[:, None] - centres[None, :]) / sigma)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _unit_range(image, weight):
+    """Rescale to [0, 1] by the min and max over pixels with positive weight."""
+    keep = weight > 0
+    lo = jnp.min(jnp.where(keep, image, jnp.inf))
+    hi = jnp.max(jnp.where(keep, image, -jnp.inf))
+    span = hi - lo
+    ok = span > 0
+    return jnp.where(ok, (image - lo) / jnp.where(ok, span, 1.0), 0.5)
+
+
+def mutual_information(x, y, mask=None, *, bins=32, sigma=None):
+    """Mutual information (nats) of images x, y (H, W) from soft (Parzen) histograms -> scalar.
+
+    Each image is rescaled to [0, 1] by its min and max (so MI is invariant to ``a x + b`` with
+    a > 0), every pixel spreads its unit mass over ``bins`` bins with Gaussian weights of
+    width ``sigma`` (default one bin spacing, 1 / (bins - 1)), and the mask weights the pixels.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"mutual_information: bins must be an integer >= 2, got {bins!r}")
+    sigma = 1.0 / (bins - 1) if sigma is None else sigma
+    x, y, mask = _check_pair("mutual_information", x, y, mask)
+    w = mask.reshape(-1)
+    a = soft_histogram_weights(_unit_range(x, mask).reshape(-1), bins, sigma)
+    b = soft_histogram_weights(_unit_range(y, mask).reshape(-1), bins, sigma)
+    joint = (a * w[:, None]).T @ b
+    joint = joint / jnp.maximum(jnp.sum(joint), _TINY)
+    px = jnp.sum(joint, axis=1)
+    py = jnp.sum(joint, axis=0)
+    outer = px[:, None] * py[None, :]
+    ok = (joint > 0) & (outer > 0)
+    ratio = jnp.where(ok, joint / jnp.where(ok, outer, 1.0), 1.0)
+    return jnp.sum(jnp.where(ok, joint * jnp.log(ratio), 0.0))
+
+
+def rotation_error(pose_a, pose_b):
+    """Geodesic angle (...,) radians between the rotations of poses (..., 4, 4)."""
+    pose_a = jnp.asarray(pose_a, jnp.float32)
+    pose_b = jnp.asarray(pose_b, jnp.float32)
+    return rotation_angle(pose_a[..., :3, :3], pose_b[..., :3, :3])
+
+
+def translation_error(pose_a, pose_b):
+    """Distance (...,) mm between the translations (the X-ray source positions) of poses (..., 4, 4)."""
+    pose_a = jnp.asarray(pose_a, jnp.float32)
+    pose_b = jnp.asarray(pose_b, jnp.float32)
+    return jnp.linalg.norm(pose_a[..., :3, 3] - pose_b[..., :3, 3], axis=-1)
+
+
+def _check_points(name, points):
+    points = jnp.asarray(points, jnp.float32)
+    if points.ndim != 2 or points.shape[-1] != 3:
+        raise ValueError(f"{name}: points must be (N, 3) world mm, got shape {points.shape}")
+    return points
+
+
+def mtre(pose_a, pose_b, points):
+    """Mean target registration error (...,) mm of world points (N, 3) mm under two poses.
+
+    Each point is expressed in the camera frame of each pose, ``inv(pose) @ p``; the error is
+    the mean distance between the two, i.e. how far the anatomy at ``points`` is displaced
+    relative to the X-ray system when ``pose_b`` is used in place of ``pose_a``.
+    """
+    points = _check_points("mtre", points)
+    pose_a = jnp.asarray(pose_a, jnp.float32)
+    pose_b = jnp.asarray(pose_b, jnp.float32)
+    ca = apply_pose(invert_pose(pose_a)[..., None, :, :], points)
+    cb = apply_pose(invert_pose(pose_b)[..., None, :, :], points)
+    return jnp.mean(jnp.linalg.norm(ca - cb, axis=-1), axis=-1)
+
+
+def reprojection_error(camera, pose_a, pose_b, points):
+    """Mean distance (...,) in pixels between the projections of world points (N, 3) mm.
+
+    Projections by ``camera.project`` under ``pose_a`` and ``pose_b`` (..., 4, 4); multiply by
+    ``camera.pixel_size`` for millimetres on the detector.
+    """
+    points = _check_points("reprojection_error", points)
+    pose_a = jnp.asarray(pose_a, jnp.float32)
+    pose_b = jnp.asarray(pose_b, jnp.float32)
+    ua = camera.project(pose_a[..., None, :, :], points)
+    ub = camera.project(pose_b[..., None, :, :], points)
+    return jnp.mean(jnp.linalg.norm(ua - ub, axis=-1), axis=-1)
