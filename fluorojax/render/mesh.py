@@ -1,0 +1,469 @@
+"""Triangle meshes -> per-pixel hit depths, travel (path length) and masks, hard and soft.
+
+``render_mesh`` casts every pixel's ray (the half-line from the source through the pixel
+centre) against every triangle with a watertight test in the style of Woop, Benthin and Wald
+(JCGT 2013): vertices are moved into a per-ray sheared frame where the ray is the +z axis, and
+a triangle is hit when the three 2D edge functions agree in sign. Two changes make each
+crossing of a closed surface count exactly once, even for rays through shared edges and
+vertices (no speckle, no double hits):
+
+  * every edge function is evaluated once per edge, canonically (from its lower to its higher
+    vertex index), with an exact sign (error-free products and a Shewchuk expansion in
+    float32), so the triangles that share an edge agree on the side of the ray;
+  * an exact zero is resolved by a symbolic perturbation of the ray (by (eps, eps^2) in the
+    sheared plane), which assigns the ray to exactly one of the triangles around an edge or a
+    vertex.
+
+Depths are distances in mm along the unit ray direction from the source. A hit is an exit
+when the face normal ``cross(v1 - v0, v2 - v0)`` points along the ray, else an entry, so for an
+outward-oriented closed mesh ``travel = sum(exit depths) - sum(entry depths)`` over all hits
+(not only the first ``max_hits``). A source inside a closed mesh contributes its first exit
+with no matching entry, which is the path from the source: travel stays exact and
+``winding`` (exits - entries) is 1 there. Open or non-manifold meshes give a travel that is
+that signed sum, a ``winding`` outside {0, 1} flags them. Objects behind the detector are
+counted (the ray is a half-line), objects behind the source are not.
+
+Work is bounded: pixels are processed in square tiles (``lax.map``), triangles in blocks of
+spatially sorted faces (``lax.scan`` keeping the ``max_hits`` smallest depths with
+``lax.top_k``), and a block is skipped (``lax.cond``) when its screen-space bounding box misses
+the tile. Under ``jax.vmap`` the skip becomes a select and every block is computed; a batch
+of poses passed as (B, 4, 4) is mapped sequentially instead and keeps the skip.
+
+Gradients: hit decisions are discrete; depths and travel are differentiable with respect to
+vertices and pose where rays hit triangle interiors. ``render_mesh_soft`` gives a mask with
+smooth silhouette edges whose gradient moves the outline.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax._pytree import pytree_dataclass
+from fluorojax.mesh import Mesh
+from fluorojax.transforms import apply_pose, invert_pose
+
+
+@pytree_dataclass
+class MeshRender:
+    """Per-pixel result of ``render_mesh``.
+
+    Attributes:
+      hits: (H, W, max_hits) float32 mm, depths of the surface crossings along each pixel's
+        ray from the source, ascending, padded with inf; for a closed mesh seen from outside
+        they alternate entry, exit.
+      travel: (H, W) float32 mm, path length through the solid (sum of exits - entries).
+      mask: (H, W) bool, ``travel > 0``.
+      count: (H, W) int32, number of crossings (may exceed max_hits; hits keeps the nearest).
+      winding: (H, W) int32, exits - entries: 0 outside, 1 where the source is inside a closed
+        outward mesh; other values mean an open, inverted or non-manifold mesh.
+    """
+
+    hits: jnp.ndarray
+    travel: jnp.ndarray
+    mask: jnp.ndarray
+    count: jnp.ndarray
+    winding: jnp.ndarray
+
+
+# ----------------------------------------------------------------------------------------
+# exact sign of a 2x2 determinant in float32
+
+
+def _split(a):
+    """a = hi + lo exactly, each with at most 12 significant bits (mask, so no FMA can alter it)."""
+    bits = jax.lax.bitcast_convert_type(a, jnp.uint32) & jnp.uint32(0xFFFFF000)
+    hi = jax.lax.bitcast_convert_type(bits, jnp.float32)
+    return hi, a - hi
+
+
+def _two_product(a, b):
+    """(p, e) with p = fl(a * b) and p + e = a * b exactly (Dekker)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def _two_sum(a, b):
+    x = a + b
+    bv = x - a
+    av = x - bv
+    return x, (a - av) + (b - bv)
+
+
+def _two_diff(a, b):
+    x = a - b
+    bv = a - x
+    av = x + bv
+    return x, (a - av) + (bv - b)
+
+
+def _det2_sign(ax, ay, bx, by):
+    """Exact sign (-1, 0, 1 as float32) of ax * by - ay * bx for float32 inputs."""
+    a1, a0 = _two_product(ax, by)
+    b1, b0 = _two_product(ay, bx)
+    # Shewchuk's Two_Two_Diff: (a1 + a0) - (b1 + b0) as a nonoverlapping expansion, x3 largest.
+    i, x0 = _two_diff(a0, b0)
+    j, k = _two_sum(a1, i)
+    i, x1 = _two_diff(k, b1)
+    x3, x2 = _two_sum(j, i)
+    return _expansion_sign(x3, x2, x1, x0)
+
+
+def _expansion_sign(x3, x2, x1, x0):
+    s = jnp.sign(x0)
+    s = jnp.where(x1 != 0, jnp.sign(x1), s)
+    s = jnp.where(x2 != 0, jnp.sign(x2), s)
+    return jnp.where(x3 != 0, jnp.sign(x3), s)
+
+
+# ----------------------------------------------------------------------------------------
+# scene preparation: spatially sorted, padded triangle blocks and their screen boxes
+
+
+def _edge_layout(faces):
+    """Canonical edges of each face: edge k joins corners (k + 1, k + 2) mod 3.
+
+    Returns (lo, hi, orient): (F, 3) local corner of the lower / higher vertex index and
+    (F, 3) float32 +1 when the edge runs lo -> hi in the face's winding, else -1.
+    """
+    a = faces[:, (1, 2, 0)]
+    b = faces[:, (2, 0, 1)]
+    ca = jnp.broadcast_to(jnp.array([1, 2, 0], jnp.int32), faces.shape)
+    cb = jnp.broadcast_to(jnp.array([2, 0, 1], jnp.int32), faces.shape)
+    forward = a < b
+    lo = jnp.where(forward, ca, cb)
+    hi = jnp.where(forward, cb, ca)
+    return lo, hi, jnp.where(forward, 1.0, -1.0).astype(jnp.float32)
+
+
+def _edge_neighbors(faces):
+    """(F, 3) int32 index of the face across edge k (corners k+1, k+2), -1 on open edges."""
+    n = faces.shape[0]
+    a = faces[:, (1, 2, 0)].reshape(-1)
+    b = faces[:, (2, 0, 1)].reshape(-1)
+    lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
+    order = jnp.lexsort((hi, lo))
+    slo, shi = lo[order], hi[order]
+    same_next = jnp.concatenate([(slo[:-1] == slo[1:]) & (shi[:-1] == shi[1:]), jnp.zeros((1,), bool)])
+    same_prev = jnp.concatenate([jnp.zeros((1,), bool), same_next[:-1]])
+    nxt = jnp.concatenate([order[1:], order[:1]])
+    prv = jnp.concatenate([order[-1:], order[:-1]])
+    partner = jnp.where(same_next, nxt, jnp.where(same_prev, prv, -1))
+    face_of = jnp.where(partner >= 0, partner // 3, -1)
+    return jnp.zeros((3 * n,), jnp.int32).at[order].set(face_of.astype(jnp.int32)).reshape(n, 3)
+
+
+def _morton_order(points):
+    """Permutation sorting (N, 3) points along a 30-bit Morton (Z-order) curve."""
+    lo = jnp.min(points, axis=0)
+    span = jnp.maximum(jnp.max(points, axis=0) - lo, 1e-12)
+    q = jnp.clip(((points - lo) / span * 1023.0).astype(jnp.uint32), 0, 1023)
+
+    def spread(x):
+        x = (x | (x << 16)) & jnp.uint32(0x030000FF)
+        x = (x | (x << 8)) & jnp.uint32(0x0300F00F)
+        x = (x | (x << 4)) & jnp.uint32(0x030C30C3)
+        return (x | (x << 2)) & jnp.uint32(0x09249249)
+
+    code = spread(q[:, 0]) | (spread(q[:, 1]) << 1) | (spread(q[:, 2]) << 2)
+    return jnp.argsort(code)
+
+
+def _blocks(array, block, fill):
+    """(F, ...) -> (F_pad // block, block, ...) padded with ``fill``."""
+    pad = (-array.shape[0]) % block
+    padded = jnp.concatenate([array, jnp.full((pad,) + array.shape[1:], fill, array.dtype)])
+    return padded.reshape((-1, block) + array.shape[1:])
+
+
+def _screen_boxes(camera, pose, triangles, valid, margin):
+    """Pixel-space bounding boxes (u_min, u_max, v_min, v_max) of blocks of triangles.
+
+    triangles: (NB, B, 3, 3) world mm; valid: (NB, B) bool. A triangle with a corner at or
+    behind the source plane gets an unbounded box. Returns (NB, 4) float32.
+    """
+    cam = apply_pose(invert_pose(pose), triangles)
+    uv = camera.project(pose, triangles)
+    behind = jnp.any(cam[..., 2] <= 1e-3, axis=-1)
+    lo = jnp.where(behind[..., None], -jnp.inf, jnp.min(uv, axis=-2))
+    hi = jnp.where(behind[..., None], jnp.inf, jnp.max(uv, axis=-2))
+    lo = jnp.where(valid[..., None], lo, jnp.inf)
+    hi = jnp.where(valid[..., None], hi, -jnp.inf)
+    lo = jnp.min(lo, axis=1) - margin
+    hi = jnp.max(hi, axis=1) + margin
+    return jnp.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=-1)
+
+
+def _tiles(array, tile):
+    """(H, W, ...) -> (n_tiles, tile * tile, ...) with edge padding to whole tiles."""
+    h, w = array.shape[:2]
+    ph, pw = (-h) % tile, (-w) % tile
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
+    a = jnp.pad(array, pad, mode="edge")
+    a = a.reshape((a.shape[0] // tile, tile, a.shape[1] // tile, tile) + array.shape[2:])
+    a = jnp.swapaxes(a, 1, 2)
+    return a.reshape((-1, tile * tile) + array.shape[2:])
+
+
+def _untile(array, h, w, tile):
+    """Inverse of ``_tiles``: (n_tiles, tile * tile, ...) -> (H, W, ...)."""
+    nh, nw = -(-h // tile), -(-w // tile)
+    a = array.reshape((nh, nw, tile, tile) + array.shape[2:])
+    a = jnp.swapaxes(a, 1, 2).reshape((nh * tile, nw * tile) + array.shape[2:])
+    return a[:h, :w]
+
+
+def _pixel_grid(camera):
+    """(H, W, 2) continuous pixel coordinates (u, v) of the pixel centres."""
+    u = jnp.arange(camera.width, dtype=jnp.float32) + 0.5
+    v = jnp.arange(camera.height, dtype=jnp.float32) + 0.5
+    uu, vv = jnp.meshgrid(u, v)
+    return jnp.stack([uu, vv], axis=-1)
+
+
+def _check_args(mesh, pose, tile, block):
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"expected a fluorojax.Mesh, got {type(mesh).__name__}")
+    if jnp.shape(pose)[-2:] != (4, 4):
+        raise ValueError(f"pose must be (..., 4, 4) world_from_camera, got shape {jnp.shape(pose)}")
+    for name, value in (("tile", tile), ("block", block)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _map_poses(fn, pose):
+    """Apply ``fn(pose)`` to a (4, 4) pose or sequentially over a (..., 4, 4) batch."""
+    pose = jnp.asarray(pose, jnp.float32)
+    if pose.ndim == 2:
+        return fn(pose)
+    batch = pose.shape[:-2]
+    out = jax.lax.map(fn, pose.reshape((-1, 4, 4)))
+    return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+
+def _tile_boxes(pixels):
+    """(n_tiles, R, 2) pixel centres -> (n_tiles, 4) (u_min, u_max, v_min, v_max)."""
+    lo = jnp.min(pixels, axis=1)
+    hi = jnp.max(pixels, axis=1)
+    return jnp.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=-1)
+
+
+def _overlap(tile_box, block_boxes):
+    """(4,) tile box vs (NB, 4) block boxes -> (NB,) bool."""
+    return (
+        (block_boxes[:, 0] <= tile_box[1])
+        & (block_boxes[:, 1] >= tile_box[0])
+        & (block_boxes[:, 2] <= tile_box[3])
+        & (block_boxes[:, 3] >= tile_box[2])
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# hard rendering
+
+
+def _intersect_block(origin, direction, t0, tri, lo, hi, orient, valid):
+    """Watertight intersections of R rays with a block of B triangles.
+
+    origin: (R, 3) world mm (the source moved by t0 along the ray, near the mesh);
+    direction: (R, 3) unit; t0: (R,) mm; tri: (B, 3, 3) world mm; lo, hi: (B, 3) canonical
+    edge corners; orient: (B, 3) +-1; valid: (B,) bool.
+    Returns (t, sign): (R, B) depth from the shifted origin (mm) and +1 exit / -1 entry /
+    0 miss, hits at or behind the source removed.
+    """
+    kz = jnp.argmax(jnp.abs(direction), axis=-1)
+    kx = (kz + 1) % 3
+    ky = (kx + 1) % 3
+    take = lambda x, k: jnp.take_along_axis(x, k[:, None], axis=-1)[:, 0]  # noqa: E731
+    dx, dy, dz = take(direction, kx), take(direction, ky), take(direction, kz)
+    sx, sy = dx / dz, dy / dz
+    rel = tri[None] - origin[:, None, None, :]  # (R, B, 3, 3)
+    pick = lambda k: jnp.take_along_axis(rel, k[:, None, None, None], axis=-1)[..., 0]  # noqa: E731
+    rx, ry, rz = pick(kx), pick(ky), pick(kz)  # (R, B, 3)
+    px = rx - sx[:, None, None] * rz
+    py = ry - sy[:, None, None] * rz
+    corner = lambda p, c: jnp.take_along_axis(p, jnp.broadcast_to(c[None], p.shape), axis=-1)  # noqa: E731
+    lx, ly, hx, hy = corner(px, lo), corner(py, lo), corner(px, hi), corner(py, hi)
+    s = _det2_sign(lx, ly, hx, hy)
+    # exact zero: the ray perturbed by (eps, eps^2) lies left of lo -> hi iff Dy < 0, or Dy == 0 and Dx > 0
+    ddx, ddy = hx - lx, hy - ly
+    tie = jnp.where(ddy < 0, 1.0, jnp.where(ddy > 0, -1.0, jnp.sign(ddx)))
+    e = jnp.where(s == 0, tie, s) * orient[None]
+    front = jnp.all(e > 0, axis=-1)
+    back = jnp.all(e < 0, axis=-1)
+    normal = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (B, 3)
+    denom = direction @ normal.T  # (R, B)
+    hit = (front | back) & valid[None] & (denom != 0)
+    num = jnp.sum(normal[None] * (tri[None, :, 0] - origin[:, None]), axis=-1)
+    t = num / jnp.where(hit, denom, 1.0)
+    hit = hit & (t0[:, None] + t > 0)
+    exit_ = jnp.where(dz[:, None] > 0, front, back)
+    sign = jnp.where(hit, jnp.where(exit_, 1, -1), 0)
+    return jnp.where(hit, t, 0.0), sign
+
+
+def _render_one(mesh, camera, pose, max_hits, tile, block):
+    faces = mesh.faces
+    vertices = mesh.vertices
+    tri_all = vertices[faces]  # (F, 3, 3)
+    order = _morton_order(jnp.mean(jax.lax.stop_gradient(tri_all), axis=1))
+    lo, hi, orient = _edge_layout(faces)
+    tri_b = _blocks(tri_all[order], block, 0.0)
+    lo_b = _blocks(lo[order], block, 0)
+    hi_b = _blocks(hi[order], block, 1)
+    orient_b = _blocks(orient[order], block, 1.0)
+    valid_b = _blocks(jnp.ones((faces.shape[0],), bool), block, False)
+    boxes = _screen_boxes(camera, pose, jax.lax.stop_gradient(tri_b), valid_b, 1.0)
+
+    sources, targets = camera.rays(pose)
+    direction = targets - sources
+    direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+    centre = jax.lax.stop_gradient(0.5 * (jnp.min(vertices, axis=0) + jnp.max(vertices, axis=0)))
+    t0 = jax.lax.stop_gradient(jnp.sum((centre - sources) * direction, axis=-1))
+    origin = sources + t0[..., None] * direction
+    h, w = camera.height, camera.width
+    tiled = (_tiles(origin, tile), _tiles(direction, tile), _tiles(t0, tile), _tile_boxes(_tiles(_pixel_grid(camera), tile)))
+
+    def one_tile(args):
+        o, d, tt0, box = args
+        overlap = _overlap(box, boxes)
+        r = o.shape[0]
+
+        @jax.checkpoint
+        def step(carry, xs):
+            ov, tri, blo, bhi, bor, bval = xs
+
+            def work(c):
+                best, tsum, wsum, cnt = c
+                t, sign = _intersect_block(o, d, tt0, tri, blo, bhi, bor, bval)
+                depth = jnp.where(sign != 0, tt0[:, None] + t, jnp.inf)
+                merged = jnp.concatenate([best, depth], axis=1)
+                best = -jax.lax.top_k(-merged, max_hits)[0]
+                tsum = tsum + jnp.sum(sign * t, axis=1)
+                wsum = wsum + jnp.sum(sign, axis=1)
+                cnt = cnt + jnp.sum(sign != 0, axis=1)
+                return best, tsum, wsum, cnt
+
+            return jax.lax.cond(ov, work, lambda c: c, carry), None
+
+        init = (
+            jnp.full((r, max_hits), jnp.inf, jnp.float32),
+            jnp.zeros((r,), jnp.float32),
+            jnp.zeros((r,), jnp.int32),
+            jnp.zeros((r,), jnp.int32),
+        )
+        (best, tsum, wsum, cnt), _ = jax.lax.scan(step, init, (overlap, tri_b, lo_b, hi_b, orient_b, valid_b))
+        return best, tsum + tt0 * wsum.astype(jnp.float32), wsum, cnt
+
+    best, travel, winding, count = jax.lax.map(one_tile, tiled)
+    travel = _untile(travel, h, w, tile)
+    return MeshRender(
+        hits=_untile(best, h, w, tile),
+        travel=travel,
+        mask=travel > 0,
+        count=_untile(count, h, w, tile),
+        winding=_untile(winding, h, w, tile),
+    )
+
+
+def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, tile: int = 16, block: int = 128) -> MeshRender:
+    """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
+
+    Args:
+      mesh: ``Mesh`` in world mm, closed and outward oriented for a meaningful travel.
+      camera: ``Camera``.
+      pose: (4, 4) world_from_camera, or (..., 4, 4) (mapped sequentially).
+      max_hits: K, the number of nearest crossings kept per pixel (static).
+      tile: pixels per tile side (static); block: triangles per block (static). They trade
+        speed for memory (one tile x block step holds about 40 * tile^2 * block floats).
+    Returns:
+      ``MeshRender`` with hits (..., H, W, K) mm, travel (..., H, W) mm, mask, count, winding.
+    """
+    _check_args(mesh, pose, tile, block)
+    if not isinstance(max_hits, int) or max_hits <= 0:
+        raise ValueError(f"max_hits must be a positive int, got {max_hits!r}")
+    return _map_poses(lambda p: _render_one(mesh, camera, p, max_hits, tile, block), pose)
+
+
+# ----------------------------------------------------------------------------------------
+# soft (differentiable) masks
+
+
+def _smoothstep(x):
+    x = jnp.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _soft_block(pixels, uv, silhouette, use, edge_width):
+    """Soft coverage (R, B) of R pixel centres (R, 2) by B projected triangles (B, 3, 2).
+
+    silhouette: (B, 3) bool, edge k (corners k+1, k+2) is on the outline; use: (B,) bool.
+    Outline edges fade over ``edge_width`` pixels (0.5 on the edge); inner edges are sharp.
+    """
+    a = uv[:, (1, 2, 0)]  # (B, 3, 2)
+    b = uv[:, (2, 0, 1)]
+    e = b - a
+    area = (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 1, 1] - uv[:, 0, 1]) * (uv[:, 2, 0] - uv[:, 0, 0])
+    length = jnp.linalg.norm(e, axis=-1)
+    ok = use & (jnp.abs(area) > 1e-9) & jnp.all(length > 0, axis=-1)
+    length = jnp.where(length > 0, length, 1.0)  # safe denominator: NaNs in an unused branch still poison grads
+    rel = pixels[:, None, None, :] - a[None]  # (R, B, 3, 2)
+    cross = e[None, ..., 0] * rel[..., 1] - e[None, ..., 1] * rel[..., 0]
+    dist = jnp.sign(area)[None, :, None] * cross / length[None]  # signed distance in px, > 0 inside
+    soft = _smoothstep(dist / edge_width + 0.5)
+    hard = (dist >= -1e-4).astype(jnp.float32)
+    cover = jnp.prod(jnp.where(silhouette[None], soft, hard), axis=-1)
+    return jnp.where(ok[None], cover, 0.0)
+
+
+def _render_soft_one(mesh, camera, pose, edge_width, tile, block):
+    faces = mesh.faces
+    tri = mesh.vertices[faces]  # (F, 3, 3)
+    source = pose[:3, 3]
+    normal = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    front = jax.lax.stop_gradient(jnp.sum(normal * (tri[:, 0] - source), axis=-1) < 0)
+    neighbors = _edge_neighbors(faces)
+    silhouette = (neighbors < 0) | (front[jnp.maximum(neighbors, 0)] != front[:, None])
+    uv = camera.project(pose, tri)  # (F, 3, 2)
+    order = _morton_order(jnp.mean(jax.lax.stop_gradient(tri), axis=1))
+    uv_b = _blocks(uv[order], block, 0.0)
+    sil_b = _blocks(silhouette[order], block, False)
+    use_b = _blocks(front[order], block, False)
+    tri_b = _blocks(jax.lax.stop_gradient(tri[order]), block, 0.0)
+    boxes = _screen_boxes(camera, pose, tri_b, use_b, 1.0 + 0.5 * edge_width)
+    pixels = _tiles(_pixel_grid(camera), tile)
+    h, w = camera.height, camera.width
+
+    def one_tile(px):
+        overlap = _overlap(_tile_boxes(px[None])[0], boxes)
+
+        @jax.checkpoint
+        def step(miss, xs):
+            ov, uvb, silb, useb = xs
+            work = lambda m: m * jnp.prod(1.0 - _soft_block(px, uvb, silb, useb, edge_width), axis=1)  # noqa: E731
+            return jax.lax.cond(ov, work, lambda m: m, miss), None
+
+        miss, _ = jax.lax.scan(step, jnp.ones((px.shape[0],), jnp.float32), (overlap, uv_b, sil_b, use_b))
+        return 1.0 - miss
+
+    return _untile(jax.lax.map(one_tile, pixels), h, w, tile)
+
+
+def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16, block: int = 128):
+    """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
+
+    The faces that face the source are rasterised with their outline edges (edges between a
+    front and a back face, or open edges) blurred by a smoothstep ``edge_width`` pixels wide
+    (0.5 exactly on the projected outline, 0 and 1 beyond half the width), and inner edges
+    sharp, so the inside is exactly 1 and the outside exactly 0; coverages combine as
+    ``1 - prod(1 - p)``. As ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``.
+    The mesh must lie in front of the source (triangles with a corner behind it are
+    projected through the pinhole, which is wrong there). ``edge_width`` may be traced.
+    """
+    _check_args(mesh, pose, tile, block)
+    edge_width = jnp.asarray(edge_width, jnp.float32)
+    return _map_poses(lambda p: _render_soft_one(mesh, camera, p, edge_width, tile, block), pose)
