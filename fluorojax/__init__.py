@@ -1,1 +1,26 @@
-"""fluorojax: differentiable X-ray simulation in pure JAX."""
+"""fluorojax: differentiable X-ray simulation in pure JAX.
+
+CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every array function
+is jittable, vmappable and differentiable. See the README for the conventions.
+"""
+
+from fluorojax import transforms
+from fluorojax.camera import Camera, carm_pose, look_at
+from fluorojax.render import line_integrals, render
+from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Camera",
+    "Volume",
+    "carm_pose",
+    "example_paths",
+    "hu_to_mu",
+    "line_integrals",
+    "load_example",
+    "load_volume",
+    "look_at",
+    "render",
+    "transforms",
+]

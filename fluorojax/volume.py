@@ -22,10 +22,11 @@ mu/rho = 0.2059 cm^2/g at 60 keV, density 1 g/cm^3)."""
 
 @pytree_dataclass
 class Volume:
-    """A scalar volume on a regular grid, with an optional label map on the same grid.
+    """A volume on a regular grid, with an optional label map on the same grid.
 
     Attributes:
-      data: (I, J, K) float32, e.g. Hounsfield units or mu in 1/mm.
+      data: (I, J, K) float32, e.g. Hounsfield units or mu in 1/mm; or (I, J, K, C) with C
+        channels (e.g. one density per material) that every renderer integrates at once.
       affine: (4, 4) float32 world_from_voxel; voxel centres at integer indices, world mm.
       labels: optional (I, J, K) int32 structure ids (0 = background), or None.
     """
@@ -39,15 +40,20 @@ class Volume:
             data = _check_data(data)
             affine = _check_affine(affine)
             if labels is not None:
-                labels = _check_labels(labels, data.shape)
+                labels = _check_labels(labels, data.shape[:3])
         object.__setattr__(self, "data", jnp.asarray(data, jnp.float32))
         object.__setattr__(self, "affine", jnp.asarray(affine, jnp.float32))
         object.__setattr__(self, "labels", None if labels is None else jnp.asarray(labels, jnp.int32))
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """(I, J, K) voxels."""
-        return tuple(self.data.shape)
+        """(I, J, K) voxels (the grid, without the channel axis)."""
+        return tuple(self.data.shape[:3])
+
+    @property
+    def channels(self) -> int | None:
+        """C for (I, J, K, C) data, None for scalar (I, J, K) data."""
+        return self.data.shape[3] if self.data.ndim == 4 else None
 
     @property
     def spacing(self):
@@ -69,8 +75,8 @@ class Volume:
 
 def _check_data(data):
     data = np.asarray(data)
-    if data.ndim != 3:
-        raise ValueError(f"Volume data must be 3-D (I, J, K), got shape {data.shape}")
+    if data.ndim not in (3, 4):
+        raise ValueError(f"Volume data must be 3-D (I, J, K) or (I, J, K, C) with channels, got shape {data.shape}")
     if min(data.shape) < 1:
         raise ValueError(f"Volume data must have at least one voxel per axis, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):

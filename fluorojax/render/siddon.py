@@ -1,0 +1,241 @@
+"""Exact voxel traversal (Siddon 1985, in the incremental form of Amanatides and Woo 1987).
+
+A ray ``s + alpha (t - s)``, alpha in [0, 1], crosses the voxels of a piecewise-constant
+volume one after another; the line integral is ``|t - s| * sum_k v_k (alpha_{k+1} - alpha_k)``
+over the crossing parameters alpha_k. Rays are given in grid coordinates (see ``_rays``).
+
+Each step takes the nearest of the three next voxel faces, computing its parameter directly
+from the integer face position (``(face - s) / d``), never by accumulating increments, so
+float32 stays exact to about 1e-6 of the ray length however many voxels a ray crosses. The
+loop runs as many steps as the longest ray of a chunk needs (counted from its entry and exit
+voxels), not the grid's full diagonal.
+
+The gradient (``integrate``'s custom VJP) re-traverses the rays instead of storing steps:
+with respect to the volume it scatters each segment's length; with respect to the ray end
+points it sums, over every face crossed (entry and exit included), the jump of the volume
+there times the face parameter's derivative, ``d alpha / d s_a = (alpha - 1) / d_a`` and
+``d alpha / d t_a = -alpha / d_a``. Memory is O(rays) plus one volume-sized gradient when the
+volume's gradient is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax.render._rays import clip_to_box
+
+DEFAULT_CHUNK = 8192
+
+
+class _Rays(NamedTuple):
+    """Per-ray constants of a traversal; per-axis fields are 3-tuples of (R,) arrays."""
+
+    s: tuple  # start, grid coordinates
+    inv_d: tuple  # 1 / (t - s); 1 on axes the ray does not move along
+    step: tuple  # float +1 / -1 / 0
+    alpha_in: jnp.ndarray  # (R,)
+    alpha_out: jnp.ndarray  # (R,)
+    entry_axis: jnp.ndarray  # (R,) int
+    exit_axis: jnp.ndarray  # (R,) int
+    face: tuple  # grid coordinate of the next face on each axis (inf: never)
+    index: jnp.ndarray  # (R,) int32 flat index of the entry voxel
+    n_steps: jnp.ndarray  # () int32: steps the longest ray needs
+
+
+class _Step(NamedTuple):
+    """What one traversal step tells a visitor, (R,) each."""
+
+    index: jnp.ndarray  # flat voxel index
+    alpha: jnp.ndarray  # parameter where the segment starts
+    length: jnp.ndarray  # segment length in alpha units (0 once the ray is done)
+    crossed: jnp.ndarray  # bool: the segment ends on an interior face
+    axis: jnp.ndarray  # int: that face's axis
+
+
+def _strides(shape):
+    return (shape[1] * shape[2], shape[2], 1)
+
+
+def _prepare(shape, s, t) -> _Rays:
+    n = jnp.asarray(shape, jnp.float32)
+    d = t - s
+    moving = d != 0
+    alpha_in, alpha_out, entry_axis, exit_axis = clip_to_box(s, t, jnp.zeros(3), n)
+    hit = alpha_out > alpha_in
+
+    def voxel_at(alpha, leaving):
+        # The voxel a ray is in just after (leaving=False) or just before (True) alpha.
+        p = s + alpha[:, None] * d
+        ahead = (d > 0) != leaving
+        i = jnp.where(ahead, jnp.floor(p), jnp.ceil(p) - 1.0)
+        return jnp.clip(jnp.where(moving, i, jnp.floor(p)), 0.0, n - 1.0)
+
+    first = voxel_at(alpha_in, False)
+    final = voxel_at(alpha_out, True)
+    count = jnp.where(hit, jnp.sum(jnp.abs(final - first), axis=-1) + 1.0, 0.0)
+    face = jnp.where(moving, first + (d > 0), jnp.inf)
+    index = jnp.sum(first.astype(jnp.int32) * jnp.asarray(_strides(shape), jnp.int32), axis=-1)
+    # Two extra steps absorb zero-length steps where rounding puts p a hair off a face.
+    n_steps = (jnp.max(count, initial=0.0) + 2.0).astype(jnp.int32)
+    axes = lambda x: tuple(x[:, a] for a in range(3))  # noqa: E731  (R, 3) -> 3 x (R,)
+    return _Rays(
+        s=axes(s),
+        inv_d=axes(jnp.where(moving, 1.0 / jnp.where(moving, d, 1.0), 1.0)),
+        step=axes(jnp.sign(d)),
+        alpha_in=alpha_in,
+        alpha_out=alpha_out,
+        entry_axis=entry_axis,
+        exit_axis=exit_axis,
+        face=axes(face),
+        index=index,
+        n_steps=n_steps,
+    )
+
+
+def _traverse(shape, rays: _Rays, visit, carry):
+    """Walk every ray through the grid, calling ``carry = visit(carry, step)`` per step.
+
+    A face is passed only while it lies before the exit, so indices stay inside the grid
+    for rays that hit it (rays that miss have zero-length steps and arbitrary indices).
+    """
+    index_step = tuple((st * stride).astype(jnp.int32) for st, stride in zip(rays.step, _strides(shape)))
+
+    def body(_, state):
+        face, index, alpha, carry = state
+        a_face = tuple((f - s) * inv for f, s, inv in zip(face, rays.s, rays.inv_d))
+        a_next = jnp.minimum(a_face[0], jnp.minimum(a_face[1], a_face[2]))
+        a_new = jnp.maximum(jnp.minimum(a_next, rays.alpha_out), alpha)
+        crossed = a_next < rays.alpha_out
+        axis = jnp.where(a_face[0] == a_next, 0, jnp.where(a_face[1] == a_next, 1, 2))
+        carry = visit(carry, _Step(index=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
+        advance = tuple((a <= a_new) & (a < rays.alpha_out) for a in a_face)
+        face = tuple(jnp.where(adv, f + st, f) for adv, f, st in zip(advance, face, rays.step))
+        for adv, di in zip(advance, index_step):
+            index = jnp.where(adv, index + di, index)
+        return face, index, a_new, carry
+
+    state = (rays.face, rays.index, rays.alpha_in, carry)
+    return jax.lax.fori_loop(0, rays.n_steps, body, state)[3]
+
+
+def _gather(values, index):
+    # XLA clamps out-of-range gathers; only zero-length steps can have such indices.
+    return values.at[index].get(mode="promise_in_bounds")
+
+
+def _face_derivatives(rays: _Rays, alpha, axis, weight):
+    """d/ds and d/dt (R, 3) of ``weight * alpha`` where alpha is a face parameter on ``axis``."""
+    inv = jnp.where(axis == 0, rays.inv_d[0], jnp.where(axis == 1, rays.inv_d[1], rays.inv_d[2]))
+    onehot = jax.nn.one_hot(axis, 3, dtype=alpha.dtype)
+    ds = onehot * (weight * (alpha - 1.0) * inv)[:, None]
+    dt = onehot * (weight * -alpha * inv)[:, None]
+    return ds, dt
+
+
+def _forward_chunk(shape, values, s, t):
+    rays = _prepare(shape, s, t)
+
+    def visit(acc, step):
+        return acc + _gather(values, step.index) * step.length[:, None]
+
+    acc = jnp.zeros((s.shape[0], values.shape[1]), values.dtype)
+    return _traverse(shape, rays, visit, acc)
+
+
+def _backward_chunk(shape, values, s, t, g, grad_values):
+    """Cotangents of one chunk: (d_values or None, d_s (R, 3), d_t (R, 3))."""
+    rays = _prepare(shape, s, t)
+    r = s.shape[0]
+
+    def visit(carry, step):
+        d_values, d_s, d_t, v_prev, pending, axis = carry
+        v = _gather(values, step.index)
+        live = step.length > 0
+        jump = jnp.where(live & pending, jnp.sum(g * (v_prev - v), axis=-1), 0.0)
+        ds, dt = _face_derivatives(rays, step.alpha, axis, jump)
+        if d_values is not None:
+            d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
+        v_prev = jnp.where(live[:, None], v, v_prev)
+        pending = jnp.where(live, step.crossed, pending | step.crossed)
+        axis = jnp.where(step.crossed, step.axis, axis)
+        return d_values, d_s + ds, d_t + dt, v_prev, pending, axis
+
+    hit = rays.alpha_out > rays.alpha_in
+    carry = (
+        grad_values,
+        jnp.zeros_like(s),
+        jnp.zeros_like(t),
+        jnp.zeros((r, values.shape[1]), values.dtype),
+        hit & (rays.alpha_in > 0),  # the entry face is a jump from 0 to the first voxel
+        rays.entry_axis,
+    )
+    d_values, d_s, d_t, v_last, _, _ = _traverse(shape, rays, visit, carry)
+    exit_jump = jnp.where(hit & (rays.alpha_out < 1), jnp.sum(g * v_last, axis=-1), 0.0)
+    ds, dt = _face_derivatives(rays, rays.alpha_out, rays.exit_axis, exit_jump)
+    return d_values, d_s + ds, d_t + dt
+
+
+def _split(x, chunk, fill=None):
+    """(R, ...) -> (chunks, chunk, ...), padding with ``fill`` (default: copies of the first row)."""
+    n = x.shape[0]
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    if pad:
+        padding = x[:1] if fill is None else jnp.full((1,) + x.shape[1:], fill, x.dtype)
+        x = jnp.concatenate([x, jnp.broadcast_to(padding, (pad,) + x.shape[1:])])
+    return x.reshape((n_chunks, chunk) + x.shape[1:])
+
+
+def _merge(x, n):
+    return x.reshape((-1,) + x.shape[2:])[:n]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def integrate(shape, chunk, values, s, t):
+    """Exact integrals of a piecewise-constant grid along rays, in alpha units.
+
+    Args:
+      shape: (I, J, K) grid shape (static).
+      chunk: rays per chunk (static); bounds memory and tightens each chunk's step count.
+      values: (I * J * K, C) voxel values, C-order flattened grid.
+      s, t: (R, 3) ray start and end in grid coordinates.
+
+    Returns:
+      (R, C) ``sum_k v_k (alpha_{k+1} - alpha_k)``; multiply by the ray length in mm.
+    """
+    n = s.shape[0]
+    fn = functools.partial(_forward_chunk, shape, values)
+    out = jax.lax.map(lambda st: fn(*st), (_split(s, chunk), _split(t, chunk)))
+    return _merge(out, n)
+
+
+def _integrate_fwd(shape, chunk, values, s, t):
+    out = integrate(shape, chunk, values.value, s.value, t.value)
+    return out, (values.value, s.value, t.value, values.perturbed)
+
+
+def _integrate_bwd(shape, chunk, residuals, g):
+    values, s, t, want_values = residuals
+    n = s.shape[0]
+    if isinstance(g, jax.custom_derivatives.SymbolicZero):
+        return jnp.zeros_like(values), jnp.zeros_like(s), jnp.zeros_like(t)
+    d_values = jnp.zeros_like(values) if want_values else None
+
+    def body(d_values, chunk_rays):
+        cs, ct, cg = chunk_rays
+        d_values, d_s, d_t = _backward_chunk(shape, values, cs, ct, cg, d_values)
+        return d_values, (d_s, d_t)
+
+    g = jnp.asarray(g, values.dtype)
+    d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (_split(s, chunk), _split(t, chunk), _split(g, chunk, fill=0.0)))
+    if d_values is None:
+        d_values = jnp.zeros_like(values)
+    return d_values, _merge(d_s, n), _merge(d_t, n)
+
+
+integrate.defvjp(_integrate_fwd, _integrate_bwd, symbolic_zeros=True)
