@@ -1,0 +1,267 @@
+"""Procedural surgical tools as closed, outward-oriented triangle meshes.
+
+Every builder runs on the host (NumPy / trimesh) and returns a ``Tool``: a ``Mesh`` in the
+tool's own frame (mm), the name of its material (as in ``fluorojax.physics`` materials:
+"stainless_steel", "titanium", ...) and its density (g/cm^3). ``tool.place(world_from_mesh)``
+moves it into the world with a (4, 4) rigid transform (jit and grad safe).
+
+Frames: elongated tools (K-wire, screws, cylinder) lie along +z with their tip at the origin and
+their back end (or head) at positive z; the plate, box and sphere are centred on the origin
+(the plate's length along x, width along y, thickness along z from 0 to ``thickness``).
+
+Sizes are mm. The defaults follow common implants: a 2.0 mm K-wire, a 3.5 mm cortical screw
+(core 2.4 mm, pitch 1.25 mm, head 6.0 mm), a 7.0 mm cannulated screw (core 4.6 mm, pitch 2.75
+mm, 2.9 mm cannula, 16 mm partial thread) and a 3.5 mm-screw plate.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax._pytree import pytree_dataclass, static_field
+from fluorojax.mesh import Mesh
+
+STAINLESS_STEEL_DENSITY = 8.0
+TITANIUM_DENSITY = 4.506
+
+
+@pytree_dataclass
+class Tool:
+    """A rigid tool: ``mesh`` (mm), ``density`` (g/cm^3, a leaf) and ``material`` / ``name`` (static)."""
+
+    mesh: Mesh
+    density: jnp.ndarray
+    material: str = static_field()
+    name: str = static_field()
+
+    def __init__(self, mesh, material, density, name="tool"):
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(mesh).__name__}")
+        if not isinstance(material, str) or not material:
+            raise ValueError(f"Tool material must be a non-empty material name, got {material!r}")
+        if np.ndim(density) != 0 or not float(density) > 0:
+            raise ValueError(f"Tool density must be a positive scalar in g/cm^3, got {density!r}")
+        object.__setattr__(self, "mesh", mesh)
+        object.__setattr__(self, "density", jnp.asarray(density, jnp.float32))
+        object.__setattr__(self, "material", material)
+        object.__setattr__(self, "name", str(name))
+
+    def place(self, world_from_mesh) -> "Tool":
+        """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
+        out = object.__new__(Tool)
+        for field, value in (("mesh", self.mesh.transform(world_from_mesh)), ("density", self.density),
+                             ("material", self.material), ("name", self.name)):
+            object.__setattr__(out, field, value)
+        return out
+
+
+def _positive(**values):
+    for name, value in values.items():
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number of mm, got {value!r}")
+
+
+def _tool(vertices, faces, material, density, name):
+    return Tool(Mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int32)), material, density, name)
+
+
+def _revolve(z, radius, bottom_z=None, top_z=None, inner_radius=None):
+    """Closed solid of (generalised) revolution about the z axis.
+
+    z: (n,) increasing ring heights; radius: (n, m) radius of ring i at angle 2 pi j / m.
+    Ends are closed by a pole at (0, 0, bottom_z / top_z) (a flat cap when it equals the end
+    ring's z, a point otherwise), or, with ``inner_radius``, the solid is a tube: an inner wall
+    of that radius and annular ends. Returns (vertices (V, 3), faces (F, 3)), outward oriented.
+    """
+    n, m = radius.shape
+    theta = 2.0 * np.pi * np.arange(m) / m
+    ring = np.stack([radius * np.cos(theta), radius * np.sin(theta), np.broadcast_to(z[:, None], (n, m))], -1)
+    vertices = [ring.reshape(-1, 3)]
+    idx = np.arange(n * m).reshape(n, m)
+    a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)
+    c, d = idx[1:], np.roll(idx[1:], -1, axis=1)
+    faces = [np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)]
+    j, j1 = np.arange(m), np.roll(np.arange(m), -1)
+    if inner_radius is None:
+        vertices.append(np.array([[0.0, 0.0, bottom_z], [0.0, 0.0, top_z]]))
+        p0, p1 = n * m, n * m + 1
+        faces.append(np.stack([np.full(m, p0), idx[0, j1], idx[0, j]], -1))
+        faces.append(np.stack([np.full(m, p1), idx[-1, j], idx[-1, j1]], -1))
+    else:
+        inner = np.stack([inner_radius * np.cos(theta)[None].repeat(2, 0), inner_radius * np.sin(theta)[None].repeat(2, 0),
+                          np.array([[z[0]], [z[-1]]]).repeat(m, 1)], -1)
+        vertices.append(inner.reshape(-1, 3))
+        i0, i1 = n * m + j, n * m + m + j
+        i0n, i1n = n * m + j1, n * m + m + j1
+        faces.append(np.stack([i0, i1n, i0n], -1))  # inner wall faces the axis
+        faces.append(np.stack([i0, i1, i1n], -1))
+        faces.append(np.stack([idx[0, j], i0, idx[0, j1]], -1))  # bottom annulus faces -z
+        faces.append(np.stack([idx[0, j1], i0, i0n], -1))
+        faces.append(np.stack([idx[-1, j], idx[-1, j1], i1], -1))  # top annulus faces +z
+        faces.append(np.stack([idx[-1, j1], i1n, i1], -1))
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _thread(theta, z, core, major, pitch):
+    """Radius (n, m) of a single-start helical thread with a triangular profile."""
+    phase = np.mod(z[:, None] / pitch - theta[None, :] / (2.0 * np.pi), 1.0)
+    return core + (major - core) * (1.0 - np.abs(2.0 * phase - 1.0))
+
+
+def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material="stainless_steel",
+          density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Kirschner wire with a three-facet trocar tip at the origin, shaft along +z to ``length``.
+
+    ``tip_length`` (default 1.5 x diameter) is the height of the trocar's three planar facets;
+    ``segments`` (a multiple of 3) sets the angular resolution.
+    """
+    tip_length = 1.5 * diameter if tip_length is None else tip_length
+    _positive(diameter=diameter, length=length, tip_length=tip_length)
+    if segments % 3 or segments < 6:
+        raise ValueError(f"kwire segments must be a multiple of 3 and >= 6, got {segments}")
+    if tip_length >= length:
+        raise ValueError(f"kwire tip_length {tip_length} must be shorter than length {length}")
+    r = 0.5 * diameter
+    theta = 2.0 * np.pi * np.arange(segments) / segments
+    facets = np.array([np.pi / 3, np.pi, 5 * np.pi / 3])  # facet normals between the sample angles
+    n_tip = 8
+    z = np.concatenate([tip_length * np.arange(1, n_tip + 1) / n_tip, [length]])
+    # facet i is the plane at distance h(z) = r z / tip_length from the axis, normal at angle facets[i]
+    h = r * np.minimum(z / tip_length, 1.0)
+    cos = np.cos(theta[None, :] - facets[:, None])  # (3, m)
+    along = np.where(cos > 1e-6, h[:, None, None] / np.where(cos > 1e-6, cos, 1.0)[None], np.inf)  # (n, 3, m)
+    radius = np.minimum(r, along.min(axis=1))
+    vertices, faces = _revolve(z, radius, bottom_z=0.0, top_z=length)
+    return _tool(vertices, faces, material, density, "k-wire")
+
+
+def _screw(length, major, core, pitch, head_diameter, head_height, thread_length, cannula, segments, rings_per_pitch,
+           material, density, name):
+    _positive(length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
+              head_height=head_height)
+    if not core < major < head_diameter:
+        raise ValueError(f"screw diameters must satisfy core {core} < major {major} < head {head_diameter}")
+    if cannula is not None and not 0 < cannula < 0.8 * core:
+        raise ValueError(f"cannula diameter {cannula} must be positive and below 0.8 x core diameter {core}")
+    if segments < 8 or rings_per_pitch < 4:
+        raise ValueError(f"segments >= 8 and rings_per_pitch >= 4 required, got {segments}, {rings_per_pitch}")
+    theta = 2.0 * np.pi * np.arange(segments) / segments
+    dz = pitch / rings_per_pitch
+    z_shaft = np.arange(0.0, length + 0.5 * dz, dz)
+    z_shaft[-1] = length
+    thread_start = length - (length if thread_length is None else min(thread_length, length))
+    threaded = _thread(theta, z_shaft, 0.5 * core, 0.5 * major, pitch)
+    taper = np.clip(z_shaft / (1.5 * pitch), 0.0, 1.0)[:, None]  # thread runs out over the first 1.5 pitches
+    tip_core = 0.5 * core * (0.6 + 0.4 * taper) if cannula is None else np.maximum(0.5 * core * (0.6 + 0.4 * taper), 0.5 * cannula + 0.3)
+    radius = np.where(z_shaft[:, None] < thread_start, 0.5 * core, tip_core + (threaded - 0.5 * core) * taper)
+    chamfer = 0.3 * head_height
+    z_head = length + np.array([0.0, 1e-3, chamfer, head_height - chamfer, head_height])
+    r_head = 0.5 * np.array([core, head_diameter - 2 * chamfer, head_diameter, head_diameter, head_diameter - 2 * chamfer])
+    z = np.concatenate([z_shaft, z_head[1:]])
+    radius = np.concatenate([radius, np.broadcast_to(r_head[1:, None], (4, segments))])
+    if cannula is None:
+        vertices, faces = _revolve(z, radius, bottom_z=0.0, top_z=z[-1])
+    else:
+        vertices, faces = _revolve(z, radius, inner_radius=0.5 * cannula)
+    return _tool(vertices, faces, material, density, name)
+
+
+def cortical_screw(length=30.0, major_diameter=3.5, core_diameter=2.4, pitch=1.25, head_diameter=6.0,
+                   head_height=2.4, *, segments=32, rings_per_pitch=8, material="stainless_steel",
+                   density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Fully threaded cortical screw: tip at the origin, thread to z = ``length``, head above.
+
+    The thread is a single-start helix with a triangular profile between the core and major
+    radii, running out over the first 1.5 pitches of the blunt tip; the head is a chamfered
+    cylinder ``head_height`` tall. ``segments`` x ``rings_per_pitch`` set the resolution
+    (about 2 * segments * rings_per_pitch triangles per pitch).
+    """
+    return _screw(length, major_diameter, core_diameter, pitch, head_diameter, head_height, None, None, segments,
+                  rings_per_pitch, material, density, "cortical screw")
+
+
+def cannulated_screw(length=60.0, major_diameter=7.0, core_diameter=4.6, pitch=2.75, head_diameter=9.0,
+                     head_height=3.5, thread_length=16.0, cannula_diameter=2.9, *, segments=32, rings_per_pitch=8,
+                     material="titanium", density=TITANIUM_DENSITY) -> Tool:
+    """Partially threaded cannulated screw: thread over the ``thread_length`` mm from the tip,
+    a smooth shank (core diameter) up to the head, and a ``cannula_diameter`` bore end to end."""
+    return _screw(length, major_diameter, core_diameter, pitch, head_diameter, head_height, thread_length,
+                  cannula_diameter, segments, rings_per_pitch, material, density, "cannulated screw")
+
+
+def _extrude(points, triangles, thickness):
+    """Prism of a 2D counter-clockwise triangulation: z from 0 to ``thickness``, outward faces."""
+    points, inverse = np.unique(np.round(points, 9), axis=0, return_inverse=True)
+    triangles = inverse.reshape(-1)[triangles]
+    n = len(points)
+    vertices = np.concatenate([np.c_[points, np.full(n, thickness)], np.c_[points, np.zeros(n)]])
+    edges = np.concatenate([triangles[:, (0, 1)], triangles[:, (1, 2)], triangles[:, (2, 0)]])
+    key = np.sort(edges, axis=1)
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    boundary = edges[first[counts == 1]]  # interior of the region on the left of a -> b
+    a, b = boundary[:, 0], boundary[:, 1]
+    walls = np.concatenate([np.stack([a, a + n, b + n], -1), np.stack([a, b + n, b], -1)])
+    faces = np.concatenate([triangles, triangles[:, ::-1] + n, walls])
+    return vertices, faces
+
+
+def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness=3.3, *, segments=8,
+          material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Straight bone plate with a row of round holes on its centre line.
+
+    The plate is ``n_holes * hole_spacing`` long (x, centred), ``width`` wide (y, centred) and
+    ``thickness`` thick (z in [0, thickness]); each hole is a polygon with 4 * ``segments``
+    corners.
+    """
+    _positive(hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
+    if n_holes < 1 or segments < 2:
+        raise ValueError(f"plate needs n_holes >= 1 and segments >= 2, got {n_holes}, {segments}")
+    if hole_diameter >= min(width, hole_spacing):
+        raise ValueError(f"hole_diameter {hole_diameter} must be smaller than width {width} and hole_spacing {hole_spacing}")
+    hx, hy = 0.5 * hole_spacing, 0.5 * width
+    s = np.arange(segments) / segments
+    side = lambda p, q: p[None] + s[:, None] * (q - p)[None]  # noqa: E731
+    corners = np.array([[hx, -hy], [hx, hy], [-hx, hy], [-hx, -hy]])
+    outer = np.concatenate([side(corners[k], corners[(k + 1) % 4]) for k in range(4)])  # CCW cell boundary
+    angle = np.arctan2(outer[:, 1], outer[:, 0])
+    inner = 0.5 * hole_diameter * np.stack([np.cos(angle), np.sin(angle)], -1)
+    m = len(outer)
+    k, k1 = np.arange(m), np.roll(np.arange(m), -1)
+    cell = np.concatenate([np.stack([k, k1, m + k1], -1), np.stack([k, m + k1, m + k], -1)])  # outer k, inner m + k
+    points, triangles = [], []
+    for i in range(n_holes):
+        centre = np.array([(i - 0.5 * (n_holes - 1)) * hole_spacing, 0.0])
+        triangles.append(cell + 2 * m * i)
+        points.append(np.concatenate([outer, inner]) + centre)
+    vertices, faces = _extrude(np.concatenate(points), np.concatenate(triangles), thickness)
+    return _tool(vertices, faces, material, density, "plate")
+
+
+def cylinder(radius, height, *, segments=32, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Solid cylinder along +z from z = 0 to ``height``."""
+    _positive(radius=radius, height=height)
+    radius_grid = np.full((2, segments), float(radius))
+    vertices, faces = _revolve(np.array([0.0, height]), radius_grid, bottom_z=0.0, top_z=height)
+    return _tool(vertices, faces, material, density, "cylinder")
+
+
+def box(extents, *, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Axis-aligned box of ``extents`` (3,) mm centred on the origin."""
+    import trimesh
+
+    extents = np.asarray(extents, np.float64)
+    if extents.shape != (3,):
+        raise ValueError(f"box extents must be (3,) mm, got shape {extents.shape}")
+    _positive(**{f"extents[{i}]": float(e) for i, e in enumerate(extents)})
+    mesh = trimesh.creation.box(extents=extents)
+    return _tool(mesh.vertices, mesh.faces, material, density, "box")
+
+
+def sphere(radius, *, subdivisions=3, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+    """Icosphere of ``radius`` centred on the origin (20 * 4**subdivisions triangles)."""
+    import trimesh
+
+    _positive(radius=radius)
+    mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    return _tool(mesh.vertices, mesh.faces, material, density, "sphere")
