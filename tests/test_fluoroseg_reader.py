@@ -203,6 +203,8 @@ def test_splits(tmp_path):
     (tmp_path / "val.txt").write_text("case_05.json\n")
     assert [s["image"][0, 0] for s in FluoroSegDataset(tmp_path, "train", image_size=None)] == [4.0, 2.0]
     assert len(FluoroSegDataset(tmp_path, "val")) == 1
+    (tmp_path / "val.txt").unlink()
+    assert len(FluoroSegDataset(tmp_path, "val")) == 0  # one split file: no 90 % fallback
     (tmp_path / "val.txt").write_text("case_01.json\n")
     with pytest.raises(ValueError, match="also listed"):
         FluoroSegDataset(tmp_path, "train")

@@ -29,7 +29,6 @@ malformed segmentations raise ValueError / FileNotFoundError naming the file; a 
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import re
@@ -104,7 +103,9 @@ class FluoroSegDataset:
       min_area, max_area: keep annotations covering at least / at most this fraction of the image
         (FluoroSeg: 0.001 and 0.9); None disables a bound.
       min_grad_ncc: drop images whose ``grad_ncc`` is below this (images without it are kept).
-      train_fraction: share of the sorted case files used for training without split files.
+      train_fraction: share of the sorted ``ROOT/*.json`` case files used for training when
+        neither ``train.txt`` nor ``val.txt`` exists; with only one of them, the other split is
+        empty.
       on_error: "raise", or "skip": unreadable case files are left out at construction and bad
         samples are left out of ``batches``, each with a warning counting the skips so far
         (``num_skipped``). ``dataset[i]`` always raises; refused paths always raise.
@@ -157,17 +158,23 @@ class FluoroSegDataset:
 
     def _case_files(self, train_fraction: float) -> list[Path]:
         split_file = self.root / f"{self.split}.txt"
-        if not split_file.exists():
+        other = self.root / f"{_SPLITS[1 - _SPLITS.index(self.split)]}.txt"
+        if not split_file.exists() and not other.exists():
             cases = sorted(p for p in self.root.glob("*.json") if p.is_file())
             cut = int(len(cases) * train_fraction)
             return cases[:cut] if self.split == "train" else cases[cut:]
-        names = [line.strip() for line in split_file.read_text("utf-8").splitlines() if line.strip()]
-        other = self.root / f"{_SPLITS[1 - _SPLITS.index(self.split)]}.txt"
-        if other.exists():
-            shared = sorted(set(names) & {line.strip() for line in other.read_text("utf-8").splitlines()})
-            if shared:
-                raise ValueError(f"{split_file}: cases {shared} are also listed in {other}")
+        # With one split file present, the other split is what its own file lists (maybe nothing).
+        names = self._split_names(split_file)
+        shared = sorted(set(names) & set(self._split_names(other)))
+        if shared:
+            raise ValueError(f"{split_file}: cases {shared} are also listed in {other}")
         return [self.root / _safe_relative(name, str(split_file)) for name in names]
+
+    @staticmethod
+    def _split_names(path: Path) -> list[str]:
+        if not path.exists():
+            return []
+        return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
 
     def _read_case(self, case_path: Path) -> list[tuple[Path, dict]]:
         image_dir = case_path.with_suffix("")

@@ -17,7 +17,8 @@ Every file is written to a hidden temporary file in its final folder and moved i
 ``os.replace``, the TIFF before the annotation JSON: an image is complete when both of its files
 exist, a killed run leaves no half-written file under a final name, and a writer opened on a
 partial dataset skips the complete images and removes leftover temporary files. Nothing
-written depends on time, host or process: the same inputs give the same bytes. (The guarantee
+written depends on time, host or process: the same inputs give the same bytes (with the same
+numpy, pycocotools and tifffile versions). (The guarantee
 is against killed processes; the writer does not fsync, so a power loss may lose recent files.)
 """
 
