@@ -1,0 +1,86 @@
+"""Jittable, PRNG-keyed image augmentations for X-ray images with masks.
+
+Every transform is a pure function ``(key, image, masks) -> (image, masks)``: image (H, W) or
+(H, W, C) float32, masks (N, H, W) float or bool; options are keyword-only (bind them with
+``functools.partial``). Geometric transforms move the masks with the image; all others leave
+masks untouched. Use ``jax.vmap`` (or :func:`apply_batch`) for batches. ``default_pipeline``
+is the FluoroSeg training augmentation.
+"""
+
+from fluorojax.augment.artefacts import FONT
+from fluorojax.augment.artefacts import burnt_in_text
+from fluorojax.augment.artefacts import coarse_dropout
+from fluorojax.augment.artefacts import collimator
+from fluorojax.augment.artefacts import pixel_dropout
+from fluorojax.augment.blur import detector_blur
+from fluorojax.augment.blur import emboss
+from fluorojax.augment.blur import gaussian_blur
+from fluorojax.augment.blur import median_blur
+from fluorojax.augment.blur import motion_blur
+from fluorojax.augment.blur import sharpen
+from fluorojax.augment.core import Transform
+from fluorojax.augment.core import apply_batch
+from fluorojax.augment.core import identity
+from fluorojax.augment.core import one_of
+from fluorojax.augment.core import sequence
+from fluorojax.augment.core import some_of
+from fluorojax.augment.core import with_probability
+from fluorojax.augment.geometric import elastic
+from fluorojax.augment.geometric import random_affine
+from fluorojax.augment.geometric import resize
+from fluorojax.augment.geometric import sample_affine
+from fluorojax.augment.geometric import warp_affine
+from fluorojax.augment.intensity import brightness_contrast
+from fluorojax.augment.intensity import channel_shuffle
+from fluorojax.augment.intensity import clahe
+from fluorojax.augment.intensity import gamma
+from fluorojax.augment.intensity import gaussian_contrast
+from fluorojax.augment.intensity import haze
+from fluorojax.augment.intensity import invert
+from fluorojax.augment.intensity import mixture_window
+from fluorojax.augment.intensity import negative_log
+from fluorojax.augment.intensity import window
+from fluorojax.augment.noise import gaussian_noise
+from fluorojax.augment.noise import poisson_noise
+from fluorojax.augment.pipelines import default_pipeline
+from fluorojax.augment.pipelines import validation_pipeline
+
+__all__ = [
+    "FONT",
+    "Transform",
+    "apply_batch",
+    "brightness_contrast",
+    "burnt_in_text",
+    "channel_shuffle",
+    "clahe",
+    "coarse_dropout",
+    "collimator",
+    "default_pipeline",
+    "detector_blur",
+    "elastic",
+    "emboss",
+    "gamma",
+    "gaussian_blur",
+    "gaussian_contrast",
+    "gaussian_noise",
+    "haze",
+    "identity",
+    "invert",
+    "median_blur",
+    "mixture_window",
+    "motion_blur",
+    "negative_log",
+    "one_of",
+    "pixel_dropout",
+    "poisson_noise",
+    "random_affine",
+    "resize",
+    "sample_affine",
+    "sequence",
+    "sharpen",
+    "some_of",
+    "validation_pipeline",
+    "warp_affine",
+    "window",
+    "with_probability",
+]

@@ -1,0 +1,73 @@
+"""Shared array helpers for the augmentations: layout checks, filtering, uniform draws."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def check(image: jax.Array, masks: jax.Array, name: str) -> None:
+    """Raise at trace time unless image is (H, W) or (H, W, C) float and masks (N, H, W)."""
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{name}: image must be (H, W) or (H, W, C), got shape {image.shape}")
+    if not jnp.issubdtype(image.dtype, jnp.floating):
+        raise TypeError(f"{name}: image must be a float array, got dtype {image.dtype}")
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(
+            f"{name}: masks must be (N, H, W) with (H, W) = {image.shape[:2]}, got {masks.shape}"
+        )
+
+
+def to_hwc(image: jax.Array) -> jax.Array:
+    """(H, W) -> (H, W, 1); (H, W, C) unchanged."""
+    return image[..., None] if image.ndim == 2 else image
+
+
+def like(out_hwc: jax.Array, image: jax.Array) -> jax.Array:
+    """Give an (H, W, C) result the rank and dtype of ``image``."""
+    out = out_hwc[..., 0] if image.ndim == 2 else out_hwc
+    return out.astype(image.dtype)
+
+
+def uniform(key: jax.Array, bounds: tuple[float, float], shape=()) -> jax.Array:
+    """Uniform float32 draw in [lo, hi)."""
+    lo, hi = bounds
+    return jax.random.uniform(key, shape, jnp.float32, lo, hi)
+
+
+def pad_reflect(image_hwc: jax.Array, ry: int, rx: int) -> jax.Array:
+    """Pad rows by ry and columns by rx, mirroring without repeating the edge
+    (OpenCV's BORDER_REFLECT_101)."""
+    return jnp.pad(image_hwc, ((ry, ry), (rx, rx), (0, 0)), mode="reflect")
+
+
+def filter2d(image_hwc: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Correlate every channel of (H, W, C) with a (kh, kw) kernel (odd sizes), same size out,
+    reflect-101 borders."""
+    kh, kw = kernel.shape
+    c = image_hwc.shape[-1]
+    x = pad_reflect(image_hwc, kh // 2, kw // 2)[None]
+    k = jnp.broadcast_to(kernel.astype(x.dtype)[:, :, None, None], (kh, kw, 1, c))
+    out = jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+    )
+    return out[0]
+
+
+def separable(image_hwc: jax.Array, k_rows: jax.Array, k_cols: jax.Array) -> jax.Array:
+    """Correlate (H, W, C) with k_rows along rows (axis 0) then k_cols along columns."""
+    return filter2d(filter2d(image_hwc, k_rows[:, None]), k_cols[None, :])
+
+
+def gaussian_kernel1d(sigma: jax.Array, radius: int) -> jax.Array:
+    """Normalised sampled Gaussian of std ``sigma`` (pixels, may be traced) on taps -r..r."""
+    x = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    w = jnp.exp(-0.5 * (x / jnp.maximum(sigma, 1e-3)) ** 2)
+    return w / jnp.sum(w)
+
+
+def pixel_grid(h: int, w: int) -> tuple[jax.Array, jax.Array]:
+    """Continuous coordinates of the pixel centres: rows (H, 1) = r + 0.5, cols (1, W) = c + 0.5."""
+    rows = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
+    cols = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
+    return rows, cols

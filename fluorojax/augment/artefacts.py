@@ -1,0 +1,189 @@
+"""Image artefacts: dropout, collimator shutters, burnt-in text and side markers.
+
+Transforms ``(key, image, masks) -> (image, masks)``; image (H, W) or (H, W, C) float32 in
+[0, 1]. All of them change only the image: masks keep describing the anatomy and tools, which
+are still there behind a dropped pixel, a shutter or a burnt-in marker.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax.augment import _image
+
+__all__ = ["FONT", "pixel_dropout", "coarse_dropout", "collimator", "burnt_in_text"]
+
+
+def pixel_dropout(key, image, masks, *, probability: float = 0.05, value: float = 0.0):
+    """Set each pixel (all channels together) to ``value`` with probability ``probability``."""
+    _image.check(image, masks, "pixel_dropout")
+    drop = jax.random.bernoulli(key, probability, image.shape[:2])
+    if image.ndim == 3:
+        drop = drop[..., None]
+    return jnp.where(drop, jnp.asarray(value, image.dtype), image), masks
+
+
+def coarse_dropout(
+    key,
+    image,
+    masks,
+    *,
+    holes: tuple[int, int] = (8, 20),
+    height: tuple[int, int] = (8, 64),
+    width: tuple[int, int] = (8, 64),
+    value: float = 0.0,
+):
+    """Fill a number of rectangles (count uniform in ``holes``, inclusive) of ``height`` x
+    ``width`` pixels (each uniform, inclusive), placed uniformly inside the image, with
+    ``value``."""
+    _image.check(image, masks, "coarse_dropout")
+    h, w = image.shape[:2]
+    n_max = int(holes[1])
+    k_n, k_h, k_w, k_r, k_c = jax.random.split(key, 5)
+    count = jax.random.randint(k_n, (), int(holes[0]), n_max + 1)
+    hh = jnp.minimum(jax.random.randint(k_h, (n_max,), int(height[0]), int(height[1]) + 1), h)
+    ww = jnp.minimum(jax.random.randint(k_w, (n_max,), int(width[0]), int(width[1]) + 1), w)
+    r0 = jnp.floor(jax.random.uniform(k_r, (n_max,)) * (h - hh + 1)).astype(jnp.int32)
+    c0 = jnp.floor(jax.random.uniform(k_c, (n_max,)) * (w - ww + 1)).astype(jnp.int32)
+    rows = jnp.arange(h)[None, :]
+    cols = jnp.arange(w)[None, :]
+    in_r = (rows >= r0[:, None]) & (rows < (r0 + hh)[:, None])  # (n, H)
+    in_c = (cols >= c0[:, None]) & (cols < (c0 + ww)[:, None])  # (n, W)
+    active = (jnp.arange(n_max) < count).astype(jnp.float32)[:, None]
+    covered = jnp.einsum("nh,nw->hw", in_r * active, in_c.astype(jnp.float32)) > 0
+    if image.ndim == 3:
+        covered = covered[..., None]
+    return jnp.where(covered, jnp.asarray(value, image.dtype), image), masks
+
+
+def collimator(
+    key,
+    image,
+    masks,
+    *,
+    margin: tuple[float, float] = (0.0, 0.2),
+    angle_deg: tuple[float, float] = (-10.0, 10.0),
+    iris: tuple[float, float] = (0.8, 1.5),
+    level: tuple[float, float] = (0.0, 0.1),
+    edge_px: float = 1.5,
+):
+    """Collimator shutters and iris: outside the open field the image becomes ``level``.
+
+    Four straight shutters, each set in from its image edge by a fraction of the image size
+    drawn from ``margin``, all turned by an angle from ``angle_deg`` about the image centre;
+    a circular iris of radius drawn from ``iris`` in units of half the image diagonal (above 1
+    it does not cut); edges are soft over about ``edge_px`` pixels (logistic). The blocked
+    region's value is drawn from ``level``.
+    """
+    _image.check(image, masks, "collimator")
+    h, w = image.shape[:2]
+    k_m, k_a, k_i, k_l = jax.random.split(key, 4)
+    m = _image.uniform(k_m, margin, (4,))
+    theta = jnp.deg2rad(_image.uniform(k_a, angle_deg))
+    rows, cols = _image.pixel_grid(h, w)
+    y, x = rows - h / 2.0, cols - w / 2.0
+    u = jnp.cos(theta) * x + jnp.sin(theta) * y  # shutter frame, pixels from the centre
+    v = -jnp.sin(theta) * x + jnp.cos(theta) * y
+    inside = [
+        u + w / 2.0 - m[0] * w,  # left shutter
+        w / 2.0 - m[1] * w - u,  # right
+        v + h / 2.0 - m[2] * h,  # top
+        h / 2.0 - m[3] * h - v,  # bottom
+        _image.uniform(k_i, iris) * 0.5 * math.hypot(h, w) - jnp.hypot(x, y),  # iris
+    ]
+    open_field = jnp.prod(jnp.stack([jax.nn.sigmoid(d / edge_px) for d in inside]), axis=0)
+    if image.ndim == 3:
+        open_field = open_field[..., None]
+    lvl = _image.uniform(k_l, level)
+    return (image * open_field + lvl * (1.0 - open_field)).astype(image.dtype), masks
+
+
+_GLYPHS = {
+    " ": [".....", ".....", ".....", ".....", ".....", ".....", "....."],
+    "L": ["X....", "X....", "X....", "X....", "X....", "X....", "XXXXX"],
+    "R": ["XXXX.", "X...X", "X...X", "XXXX.", "X.X..", "X..X.", "X...X"],
+    "A": [".XXX.", "X...X", "X...X", "XXXXX", "X...X", "X...X", "X...X"],
+    "P": ["XXXX.", "X...X", "X...X", "XXXX.", "X....", "X....", "X...."],
+    "H": ["X...X", "X...X", "X...X", "XXXXX", "X...X", "X...X", "X...X"],
+    "F": ["XXXXX", "X....", "X....", "XXXX.", "X....", "X....", "X...."],
+    "S": [".XXXX", "X....", "X....", ".XXX.", "....X", "....X", "XXXX."],
+    "I": ["XXXXX", "..X..", "..X..", "..X..", "..X..", "..X..", "XXXXX"],
+    "T": ["XXXXX", "..X..", "..X..", "..X..", "..X..", "..X..", "..X.."],
+    "M": ["X...X", "XX.XX", "X.X.X", "X.X.X", "X...X", "X...X", "X...X"],
+    "C": [".XXXX", "X....", "X....", "X....", "X....", "X....", ".XXXX"],
+    "0": [".XXX.", "X...X", "X..XX", "X.X.X", "XX..X", "X...X", ".XXX."],
+    "1": ["..X..", ".XX..", "..X..", "..X..", "..X..", "..X..", ".XXX."],
+    "2": [".XXX.", "X...X", "....X", "...X.", "..X..", ".X...", "XXXXX"],
+    "3": ["XXXX.", "....X", "....X", ".XXX.", "....X", "....X", "XXXX."],
+    "4": ["...X.", "..XX.", ".X.X.", "X..X.", "XXXXX", "...X.", "...X."],
+    "5": ["XXXXX", "X....", "XXXX.", "....X", "....X", "X...X", ".XXX."],
+    "6": [".XXX.", "X....", "X....", "XXXX.", "X...X", "X...X", ".XXX."],
+    "7": ["XXXXX", "....X", "...X.", "..X..", ".X...", ".X...", ".X..."],
+    "8": [".XXX.", "X...X", "X...X", ".XXX.", "X...X", "X...X", ".XXX."],
+    "9": [".XXX.", "X...X", "X...X", ".XXXX", "....X", "....X", ".XXX."],
+    ":": [".....", "..X..", ".....", ".....", ".....", "..X..", "....."],
+    "-": [".....", ".....", ".....", ".XXX.", ".....", ".....", "....."],
+    ".": [".....", ".....", ".....", ".....", ".....", ".....", "..X.."],
+}
+FONT: dict[str, np.ndarray] = {
+    ch: np.array([[c == "X" for c in row] for row in rows], bool) for ch, rows in _GLYPHS.items()
+}
+"""5 x 7 bitmap font (True = ink) for side markers and simple annotations: the characters
+``" LRAPHFSITMC0123456789:-."``."""
+
+
+def _render_text(text: str) -> np.ndarray:
+    """(7, 6 len - 1) bool bitmap of ``text``, one blank column between glyphs."""
+    unknown = sorted(set(text) - set(FONT))
+    if not text or unknown:
+        raise ValueError(
+            f"burnt_in_text: text {text!r} must be non-empty and use only {''.join(FONT)!r}; "
+            f"unknown {unknown}"
+        )
+    gap = np.zeros((7, 1), bool)
+    parts = []
+    for ch in text:
+        parts += [FONT[ch], gap]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def burnt_in_text(
+    key,
+    image,
+    masks,
+    *,
+    texts: tuple[str, ...] = ("L", "R"),
+    height_px: tuple[float, float] = (8.0, 24.0),
+    value: tuple[float, float] = (0.9, 1.0),
+):
+    """Burn one of ``texts`` (drawn uniformly) into the image with the 5 x 7 :data:`FONT`.
+
+    The glyph cell is scaled so the text is a height drawn from ``height_px`` pixels tall
+    (nearest-neighbour), placed uniformly where it fits, and its ink pixels are set to a value
+    drawn from ``value`` in every channel.
+    """
+    _image.check(image, masks, "burnt_in_text")
+    h, w = image.shape[:2]
+    bitmaps = [_render_text(t) for t in texts]
+    widest = max(b.shape[1] for b in bitmaps)
+    stack = jnp.asarray(np.stack([np.pad(b, ((0, 0), (0, widest - b.shape[1]))) for b in bitmaps]))
+    widths = jnp.asarray([b.shape[1] for b in bitmaps], jnp.float32)
+    k_t, k_s, k_r, k_c, k_v = jax.random.split(key, 5)
+    index = jax.random.randint(k_t, (), 0, len(texts))
+    scale = _image.uniform(k_s, height_px) / 7.0
+    box_w = widths[index] * scale
+    r0 = jax.random.uniform(k_r) * jnp.maximum(h - 7.0 * scale, 0.0)
+    c0 = jax.random.uniform(k_c) * jnp.maximum(w - box_w, 0.0)
+    rows, cols = _image.pixel_grid(h, w)
+    gi = jnp.floor((rows - r0) / scale).astype(jnp.int32)
+    gj = jnp.floor((cols - c0) / scale).astype(jnp.int32)
+    inside = (gi >= 0) & (gi < 7) & (gj >= 0) & (gj < widths[index])
+    ink = inside & stack[index, jnp.clip(gi, 0, 6), jnp.clip(gj, 0, widest - 1)]
+    if image.ndim == 3:
+        ink = ink[..., None]
+    v = _image.uniform(k_v, value)
+    return jnp.where(ink, v, image).astype(image.dtype), masks

@@ -1,0 +1,116 @@
+"""Ready-made pipelines: FluoroSeg's training and validation augmentation, in JAX.
+
+Both take a raw detector-intensity image (H, W) float32 (before the negative log, as stored
+in FluoroSeg TIFFs) and masks (N, H, W), and return an (H', W', 3) float32 image in [0, 1]
+and (N, H', W') masks at ``image_size`` = (H', W').
+
+Source: the public FluoroSeg loader, ``build_augmentation(image_size, train)`` in
+``src/fluoroseg/alb/build_aug.py`` of https://github.com/arcadelab/fluoroseg (commit
+18d6cfd), with ``alb/neglog.py`` and ``alb/window.py`` (Killeen et al., FluoroSAM, MICCAI
+2025; CC BY-NC-SA: restated here as a list of steps and parameters, no code taken). Steps,
+parameters and probabilities, read with albumentations 1.x semantics (Compose applies each
+step with its own probability; OneOf picks one child with probabilities proportional to the
+children's ``p`` and forces it; SomeOf picks n children without replacement weighted by their
+``p`` and forces them):
+
+1. negative log (shift by the minimum plus 1e-3);
+2. invert;
+3. k-means mixture window into three channels (``keep_original=True, model="kmeans"``);
+4. invert with probability 0.5;
+5. with probability 0.5 (OneOf's default ``p``), one of, equally likely:
+
+   a. CLAHE on the image quantised to uint8, clip limit uniform in [4, 6], OpenCV
+      ``tileGridSize=(8, 12)`` (8 tile columns, 12 tile rows);
+   b. 2, 3 or 4 (uniform; ``n=np.random.randint(2, 5)`` drawn per sample) of these, weighted
+      by their ``p``: one of Gaussian / motion / median blur with kernel 3-5 (0.5); one of
+      sharpen / emboss with alpha 0.2-0.5 (0.5); brightness 0, contrast -2..2 (0.5); Gaussian
+      contrast alpha 0.6-1.4, sigma 0.1-0.5 (1.0); one of fog (coefficient 0.1-0.3) / drizzle
+      (0.5); one of pixel dropout 5 % / coarse dropout of 8-20 holes of 8-64 px (3.0); channel
+      shuffle (0.5);
+
+6. resize to ``image_size`` (bilinear image, nearest masks).
+
+Differences, each forced by a pure-JAX, fixed-shape design, and documented where they arise:
+fog and drizzle are replaced by :func:`~fluorojax.augment.intensity.haze` with the fog
+coefficient range; CLAHE runs per channel (albumentations applies it to the L channel of LAB
+for a 3-channel image); k-means runs a fixed number of steps from the quartiles (scikit-learn
+uses k-means++ restarts); the pixel-dropout transform's own ``p`` is not in the public code,
+so within the dropout OneOf pixel dropout gets albumentations' default 0.5 against coarse
+dropout's 0.8.
+
+The validation pipeline is the loader's ``train=False`` branch: negative log, invert, mixture
+window, invert, resize.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from fluorojax.augment import artefacts, blur, core, geometric, intensity
+
+__all__ = ["default_pipeline", "validation_pipeline"]
+
+_P = functools.partial
+
+
+def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    h, w = (int(v) for v in image_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size must be two positive ints (H, W), got {image_size!r}")
+    return h, w
+
+
+def _mixture_preamble() -> list[core.Transform]:
+    return [intensity.negative_log, intensity.invert, intensity.mixture_window]
+
+
+def default_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transform:
+    """FluoroSeg's training augmentation (see the module docstring for steps and sources).
+
+    Returns a transform ``(key, image (H, W) raw intensity, masks (N, H, W)) ->
+    (image (H', W', 3) in [0, 1], masks (N, H', W'))`` with (H', W') = ``image_size``.
+    """
+    size = _check_size(image_size)
+    clahe = _P(intensity.clahe, clip_limit=(4.0, 6.0), grid=(12, 8))
+    intensity_transforms = core.some_of(
+        [
+            core.one_of(
+                [
+                    _P(blur.gaussian_blur, kernel_size=(3, 5)),
+                    _P(blur.motion_blur, kernel_size=(3, 5)),
+                    _P(blur.median_blur, kernel_size=(3, 5)),
+                ]
+            ),
+            core.one_of(
+                [_P(blur.sharpen, alpha=(0.2, 0.5)), _P(blur.emboss, alpha=(0.2, 0.5))]
+            ),
+            _P(intensity.brightness_contrast, brightness=(0.0, 0.0), contrast=(-2.0, 2.0)),
+            _P(intensity.gaussian_contrast, alpha=(0.6, 1.4), sigma=(0.1, 0.5)),
+            _P(intensity.haze, strength=(0.1, 0.3)),
+            core.one_of(
+                [
+                    _P(artefacts.pixel_dropout, probability=0.05),
+                    _P(artefacts.coarse_dropout, holes=(8, 20), height=(8, 64), width=(8, 64)),
+                ],
+                weights=(0.5, 0.8),
+            ),
+            intensity.channel_shuffle,
+        ],
+        n=(2, 4),
+        weights=(0.5, 0.5, 0.5, 1.0, 0.5, 3.0, 0.5),
+    )
+    return core.sequence(
+        *_mixture_preamble(),
+        core.with_probability(0.5, intensity.invert),
+        core.with_probability(0.5, core.one_of([clahe, intensity_transforms])),
+        _P(geometric.resize, shape=size),
+    )
+
+
+def validation_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transform:
+    """FluoroSeg's validation preprocessing: negative log, invert, mixture window, invert,
+    resize; deterministic (the key is unused by every step)."""
+    size = _check_size(image_size)
+    return core.sequence(
+        *_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size)
+    )

@@ -1,0 +1,453 @@
+"""Tests for fluorojax.augment: each transform's defining property against an independent truth
+(numpy float64, OpenCV, scipy.ndimage, closed forms), masks handling, determinism by key, and
+jit / vmap parity."""
+
+import functools
+import inspect
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from absl.testing import parameterized
+
+import fluorojax.augment as A
+
+H = W = 64
+P = functools.partial
+
+
+def _image(seed=0, c=None):
+    rng = np.random.default_rng(seed)
+    shape = (H, W) if c is None else (H, W, c)
+    return jnp.asarray(rng.uniform(0.05, 0.95, shape).astype(np.float32))
+
+
+def _masks(seed=1, n=3):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.random((n, H, W)) > 0.5)
+
+
+def _bordered(seed=2, band=4):
+    """Random image whose outer band of width ``band`` is 0 (blurs must keep its sum)."""
+    x = np.zeros((H, W, 2), np.float32)
+    x[band:-band, band:-band] = np.random.default_rng(seed).uniform(0, 1, (H - 2 * band, W - 2 * band, 2))
+    return jnp.asarray(x)
+
+
+KEY = jax.random.key(0)
+
+# Every transform with arguments that make it valid on a [0, 1] (H, W) image.
+TRANSFORMS = {
+    "negative_log": A.negative_log,
+    "invert": A.invert,
+    "window": A.window,
+    "mixture_window": A.mixture_window,
+    "clahe": A.clahe,
+    "brightness_contrast": A.brightness_contrast,
+    "gaussian_contrast": A.gaussian_contrast,
+    "haze": A.haze,
+    "gamma": A.gamma,
+    "channel_shuffle": A.channel_shuffle,
+    "gaussian_blur": A.gaussian_blur,
+    "motion_blur": A.motion_blur,
+    "median_blur": A.median_blur,
+    "detector_blur": A.detector_blur,
+    "sharpen": A.sharpen,
+    "emboss": A.emboss,
+    "poisson_noise": A.poisson_noise,
+    "gaussian_noise": A.gaussian_noise,
+    "pixel_dropout": A.pixel_dropout,
+    "coarse_dropout": A.coarse_dropout,
+    "collimator": A.collimator,
+    "burnt_in_text": A.burnt_in_text,
+    "random_affine": A.random_affine,
+    "elastic": A.elastic,
+    "resize": P(A.resize, shape=(32, 48)),
+}
+GEOMETRIC = {"random_affine", "elastic", "resize"}
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_public_transforms_take_key_image_masks_then_keyword_only_options():
+    for name, f in TRANSFORMS.items():
+        f = f.func if isinstance(f, functools.partial) else f
+        params = list(inspect.signature(f).parameters.values())
+        assert [p.name for p in params[:3]] == ["key", "image", "masks"], name
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[3:]), name
+
+
+@pytest.mark.parametrize("name", sorted(set(TRANSFORMS) - GEOMETRIC))
+def test_non_geometric_transforms_leave_masks_untouched(name):
+    image = jnp.stack([_image(0), _image(1), _image(2)], axis=-1)
+    masks = _masks()
+    out, m = jax.jit(TRANSFORMS[name])(KEY, image, masks)
+    assert out.shape[:2] == (H, W) and out.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(m), np.asarray(masks))
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="image must be"):
+        A.invert(KEY, jnp.zeros((2, 3, 4, 5)), jnp.zeros((1, 3, 4)))
+    with pytest.raises(ValueError, match="masks must be"):
+        A.invert(KEY, jnp.zeros((8, 8)), jnp.zeros((1, 8, 9)))
+    with pytest.raises(TypeError, match="float"):
+        A.invert(KEY, jnp.zeros((8, 8), jnp.int32), jnp.zeros((1, 8, 8)))
+    with pytest.raises(ValueError, match="unknown"):
+        A.burnt_in_text(KEY, jnp.zeros((8, 8)), jnp.zeros((1, 8, 8)), texts=("L?",))
+    with pytest.raises(ValueError, match="mask_interpolation"):
+        A.random_affine(KEY, jnp.zeros((8, 8)), jnp.zeros((1, 8, 8)), mask_interpolation="cubic")
+    with pytest.raises(ValueError, match="some_of"):
+        A.some_of([A.invert], n=(1, 2))
+    with pytest.raises(ValueError, match="weights"):
+        A.one_of([A.invert, A.window], weights=(1.0,))
+
+
+# --------------------------------------------------------------------------- intensity
+
+
+def test_invert_twice_is_identity():
+    x = _image()
+    y, _ = A.invert(KEY, *A.invert(KEY, x, _masks()))
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-7)
+
+
+def test_negative_log_matches_numpy():
+    raw = np.random.default_rng(3).uniform(0.0, 2.0, (H, W, 2)).astype(np.float32)
+    want = -np.log(raw.astype(np.float64) + raw.min(axis=(0, 1), keepdims=True) + 1e-3)
+    got, _ = A.negative_log(KEY, jnp.asarray(raw), _masks())
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_window_maps_min_max_to_unit_range():
+    x = 3.0 * _image() - 1.0
+    y, _ = A.window(KEY, x, _masks())
+    xn = np.asarray(x, np.float64)
+    np.testing.assert_allclose(np.asarray(y), (xn - xn.min()) / (xn.max() - xn.min()), atol=1e-6)
+
+
+def _numpy_two_means(v, iters=100):
+    c = np.quantile(v, [0.25, 0.75])
+    for _ in range(iters):
+        hi = v > c.mean()
+        c = np.array([v[~hi].mean(), v[hi].mean()])
+    return c
+
+
+def test_mixture_window_range_and_cluster_separation():
+    rng = np.random.default_rng(4)
+    low = rng.random((H, W)) < 0.6
+    x = np.where(low, rng.normal(0.2, 0.02, (H, W)), rng.normal(0.7, 0.03, (H, W))).astype(np.float32)
+    out, _ = jax.jit(A.mixture_window)(KEY, jnp.asarray(x), _masks())
+    out = np.asarray(out)
+    assert out.shape == (H, W, 3) and out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_allclose(out[..., 0], (x - x.min()) / (x.max() - x.min()), atol=1e-6)
+    # channel 1 windows the dark cluster: within 3 std of its centre it stays below 0.9 and
+    # spreads out; the bright cluster is above 0.9
+    assert np.mean(out[low, 1] <= 0.9 + 1e-6) > 0.99 and out[low, 1].std() > 0.1
+    assert out[~low, 1].min() >= 0.9 - 1e-6
+    # channel 2 windows the bright cluster; the dark one is pushed below 0.1
+    assert np.mean(out[~low, 2] >= 0.1 - 1e-6) > 0.99 and out[~low, 2].std() > 0.1
+    assert out[low, 2].max() <= 0.1 + 1e-6
+    # the window centres are the k-means centres (numpy Lloyd iterations on every pixel)
+    centres = _numpy_two_means(x.reshape(-1).astype(np.float64))
+    for ch, members, c in ((1, low, centres[0]), (2, ~low, centres[1])):
+        lo, hi = x[members].min(), x[members].max()
+        # the centre maps to 0.5 in its own window when it sits mid-way between the knots
+        s = x[members].std()
+        x_lo, x_hi = max(c - 3 * s, lo), min(c + 3 * s, hi)
+        mid = 0.1 + 0.8 * (c - x_lo) / (x_hi - x_lo)
+        pix = np.abs(x - c) < 2e-3
+        np.testing.assert_allclose(out[pix, ch], mid, atol=0.05)
+
+
+@pytest.mark.parametrize("shape,grid,clip", [((64, 64), (8, 8), 4.0), ((67, 53), (12, 8), 5.0)])
+def test_clahe_matches_opencv(shape, grid, clip):
+    cv2 = pytest.importorskip("cv2")
+    h, w = shape
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(0.4, 0.15, shape) + np.linspace(0, 0.4, w)[None], 0, 1).astype(np.float32)
+    q = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+    want = cv2.createCLAHE(clipLimit=clip, tileGridSize=(grid[1], grid[0])).apply(q)
+    f = jax.jit(P(A.clahe, clip_limit=(clip, clip), grid=grid))
+    got, _ = f(KEY, jnp.asarray(x), jnp.zeros((1, h, w)))
+    diff = np.abs(np.round(np.asarray(got) * 255).astype(int) - want.astype(int))
+    # exact on whole tiles; with padded tiles float32 rounding of the bilinear blend may differ
+    assert diff.max() <= (0 if h % grid[0] == 0 and w % grid[1] == 0 else 1)
+    assert np.mean(diff > 0) < 0.01
+
+
+def test_brightness_contrast_gamma_gaussian_contrast_closed_forms():
+    x = _image()
+    m = _masks()
+    y, _ = A.brightness_contrast(KEY, x, m, brightness=(0.1, 0.1), contrast=(0.5, 0.5))
+    np.testing.assert_allclose(np.asarray(y), np.clip(1.5 * np.asarray(x) + 0.1, 0, 1), atol=1e-6)
+    y, _ = A.gamma(KEY, x, m, gamma_range=(2.0, 2.0))
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x) ** 2, rtol=1e-5)
+    y, _ = A.gaussian_contrast(KEY, x, m, alpha=(1.0, 1.0))
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-6)
+    # at alpha = 0 the peak pixel goes to 0.5, and nothing moves away from 0.5
+    y, _ = A.gaussian_contrast(KEY, x, m, alpha=(0.0, 0.0), sigma=(0.3, 0.3))
+    d_in, d_out = np.abs(np.asarray(x) - 0.5), np.abs(np.asarray(y) - 0.5)
+    assert np.all(d_out <= d_in + 1e-6) and d_out.min() < 0.02
+
+
+def test_haze_brightens_and_channel_shuffle_permutes():
+    x = _image(c=3)
+    y, _ = A.haze(KEY, x, _masks(), strength=(0.3, 0.3))
+    assert np.all(np.asarray(y) >= np.asarray(x) - 1e-6)
+    y, _ = A.channel_shuffle(jax.random.key(3), x, _masks())
+    xs = [np.asarray(x[..., i]) for i in range(3)]
+    perm = [next(j for j in range(3) if np.array_equal(np.asarray(y[..., i]), xs[j])) for i in range(3)]
+    assert sorted(perm) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- blur
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        P(A.gaussian_blur, kernel_size=(3, 5)),
+        P(A.motion_blur, kernel_size=(3, 5)),
+        P(A.detector_blur, sigma=(0.5, 1.0), glare=(0.1, 0.1), glare_sigma=1.0),
+    ],
+    ids=["gaussian", "motion", "detector"],
+)
+def test_blur_keeps_the_mean(f):
+    x = _bordered()
+    for k in jax.random.split(KEY, 3):
+        y, _ = f(k, x, _masks())
+        np.testing.assert_allclose(np.asarray(y).sum(axis=(0, 1)), np.asarray(x).sum(axis=(0, 1)), rtol=1e-5)
+        assert np.asarray(y).std() < np.asarray(x).std()
+
+
+def test_gaussian_and_median_blur_match_scipy():
+    x = _image(7)
+    y, _ = A.gaussian_blur(KEY, x, _masks(), kernel_size=(5, 5))
+    k1 = np.array([1, 4, 6, 4, 1], np.float64) / 16
+    want = ndi.correlate(np.asarray(x, np.float64), np.outer(k1, k1), mode="mirror")
+    np.testing.assert_allclose(np.asarray(y), want, atol=1e-6)
+    for k in (3, 5):
+        y, _ = A.median_blur(KEY, x, _masks(), kernel_size=(k, k))
+        np.testing.assert_array_equal(np.asarray(y), ndi.median_filter(np.asarray(x), size=k, mode="nearest"))
+
+
+def test_sharpen_and_emboss_keep_a_constant_image():
+    x = jnp.full((H, W), 0.4, jnp.float32)
+    y, _ = A.sharpen(KEY, x, _masks(), lightness=(1.0, 1.0))
+    np.testing.assert_allclose(np.asarray(y), 0.4, atol=1e-6)
+    y, _ = A.emboss(KEY, x, _masks())
+    np.testing.assert_allclose(np.asarray(y), 0.4, atol=1e-6)
+    # on a step edge, sharpening overshoots on both sides
+    step = jnp.asarray(np.where(np.arange(W)[None, :] < W // 2, 0.3, 0.6) * np.ones((H, 1)), jnp.float32)
+    y, _ = A.sharpen(KEY, step, _masks(), alpha=(0.5, 0.5), lightness=(1.0, 1.0))
+    row = np.asarray(y)[H // 2]
+    assert row[W // 2 - 1] < 0.3 - 0.1 and row[W // 2] > 0.6 + 0.1
+
+
+# --------------------------------------------------------------------------- noise and artefacts
+
+
+def test_noise_statistics():
+    x = jnp.full((128, 128), 0.5, jnp.float32)
+    m = jnp.zeros((1, 128, 128))
+    y, _ = A.poisson_noise(KEY, x, m, photons=(200.0, 200.0))
+    y = np.asarray(y)
+    assert abs(y.mean() - 0.5) < 4 * math.sqrt(0.5 / 200 / y.size)
+    np.testing.assert_allclose(y.var(), 0.5 / 200, rtol=0.1)
+    np.testing.assert_allclose(np.round(y * 200), y * 200, atol=1e-3)  # integer counts
+    y, _ = A.gaussian_noise(KEY, x, m, sigma=(0.1, 0.1))
+    np.testing.assert_allclose(np.asarray(y).std(), 0.1, rtol=0.05)
+
+
+def test_dropouts_fill_pixels_and_leave_masks():
+    x = _image(c=2)
+    m = _masks()
+    y, my = A.pixel_dropout(KEY, x, m, probability=0.2)
+    dropped = np.all(np.asarray(y) == 0.0, axis=-1)
+    assert abs(dropped.mean() - 0.2) < 0.03
+    np.testing.assert_array_equal(np.asarray(y)[~dropped], np.asarray(x)[~dropped])
+    np.testing.assert_array_equal(np.asarray(my), np.asarray(m))
+    y, my = A.coarse_dropout(KEY, x, m, holes=(2, 2), height=(10, 10), width=(7, 7), value=-1.0)
+    hit = np.asarray(y)[..., 0] == -1.0
+    assert 70 <= hit.sum() <= 140  # two 10 x 7 holes, possibly overlapping
+    rows, cols = np.nonzero(hit)
+    assert rows.max() - rows.min() + 1 >= 10 and cols.max() - cols.min() + 1 >= 7
+    np.testing.assert_array_equal(np.asarray(my), np.asarray(m))
+
+
+def test_collimator_blocks_margins_and_keeps_centre():
+    x = jnp.ones((H, W), jnp.float32)
+    y, _ = A.collimator(
+        KEY, x, _masks(), margin=(0.25, 0.25), angle_deg=(0.0, 0.0), iris=(2.0, 2.0), level=(0.0, 0.0), edge_px=0.2
+    )
+    y = np.asarray(y)
+    assert np.all(y[:15] < 1e-3) and np.all(y[-15:] < 1e-3) and np.all(y[:, :15] < 1e-3)
+    assert np.all(y[20:-20, 20:-20] > 1 - 1e-3)
+
+
+def test_burnt_in_marker_draws_the_glyph():
+    x = jnp.zeros((H, W), jnp.float32)
+    for k in jax.random.split(KEY, 3):
+        y, m = A.burnt_in_text(k, x, _masks(), texts=("L",), height_px=(14.0, 14.0), value=(1.0, 1.0))
+        y = np.asarray(y)
+        assert y.sum() == 4 * A.FONT["L"].sum()  # each font pixel becomes 2 x 2 pixels
+        rows, cols = np.nonzero(y)
+        box = y[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        np.testing.assert_array_equal(box[::2, ::2] > 0, A.FONT["L"])
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(_masks()))
+
+
+# --------------------------------------------------------------------------- geometric
+
+
+def test_affine_moves_a_marked_pixel_to_the_predicted_place():
+    r, c = 10, 20
+    x = jnp.zeros((H, W), jnp.float32).at[r, c].set(1.0)
+    m = jnp.zeros((2, H, W), bool).at[1, r, c].set(True)
+    # 90 degrees, scale 1 and a whole-pixel shift: an exact pixel permutation
+    matrix = A.sample_affine(
+        KEY, (H, W), rotation_deg=(90.0, 90.0), scale=(1.0, 1.0), translate=(0.125, 0.125), shear_deg=(0.0, 0.0)
+    )
+    p = np.asarray(matrix) @ np.array([c + 0.5, r + 0.5, 1.0])
+    c2, r2 = int(np.floor(p[0])), int(np.floor(p[1]))
+    y, my = A.warp_affine(x, m, matrix)
+    assert np.asarray(y)[r2, c2] == pytest.approx(1.0, abs=1e-5) and np.asarray(y).sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.asarray(my)[1, r2, c2] and np.asarray(my).sum() == 1
+    # expected place from the closed form: (x, y) -> centre + R (p - centre) + t
+    xc, yc = W / 2, H / 2
+    want = (xc - (r + 0.5 - yc) + 0.125 * W, yc + (c + 0.5 - xc) + 0.125 * H)
+    np.testing.assert_allclose(p[:2], want, atol=1e-4)
+
+
+def test_random_affine_moves_image_and_masks_together():
+    blob = np.zeros((H, W), np.float32)
+    blob[20:23, 30:33] = 1.0
+    x = jnp.asarray(blob)
+    m = jnp.asarray(blob[None] > 0)
+    for k in jax.random.split(KEY, 4):
+        y, my = A.random_affine(k, x, m, rotation_deg=(-30, 30), scale=(0.8, 1.2))
+        matrix = np.asarray(A.sample_affine(k, (H, W), rotation_deg=(-30, 30), scale=(0.8, 1.2)))
+        p = matrix @ np.array([31.5, 21.5, 1.0])  # the blob's centre
+        y = np.asarray(y)
+        rows, cols = np.mgrid[0:H, 0:W] + 0.5
+        centroid = np.array([(y * cols).sum(), (y * rows).sum()]) / y.sum()
+        np.testing.assert_allclose(centroid, p[:2], atol=0.15)
+        assert np.asarray(my)[0, int(p[1]), int(p[0])]
+
+
+def test_elastic_moves_masks_exactly_like_the_image():
+    mask = np.asarray(_bordered(9)[..., 0] > 0.5, np.float32)
+    x = jnp.asarray(mask)
+    m = jnp.asarray(mask[None])
+    y, my = A.elastic(KEY, x, m, alpha_px=(3.0, 3.0), mask_interpolation="linear")
+    np.testing.assert_allclose(np.asarray(my)[0], np.asarray(y), atol=1e-6)
+    assert np.abs(np.asarray(y) - mask).max() > 0.5  # it did move
+    y0, m0 = A.elastic(KEY, x, m, alpha_px=(0.0, 0.0))
+    np.testing.assert_allclose(np.asarray(y0), mask, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(m0), np.asarray(m))
+
+
+def test_resize_keeps_constants_and_mask_labels():
+    x = jnp.full((H, W, 2), 0.3, jnp.float32)
+    m = jnp.zeros((1, H, W), bool).at[0, :, : W // 2].set(True)
+    y, my = A.resize(KEY, x, m, shape=(32, 48))
+    np.testing.assert_allclose(np.asarray(y), 0.3, atol=1e-6)
+    assert my.dtype == jnp.bool_ and my.shape == (1, 32, 48)
+    np.testing.assert_array_equal(np.asarray(my)[0], np.arange(48)[None, :].repeat(32, 0) < 24)
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _add(v):
+    def f(key, image, masks):
+        return image + v, masks
+
+    return f
+
+
+def test_composition_semantics():
+    x = jnp.zeros((4, 4), jnp.float32)
+    m = jnp.zeros((1, 4, 4))
+    assert float(A.with_probability(0.0, _add(1.0))(KEY, x, m)[0][0, 0]) == 0.0
+    assert float(A.with_probability(1.0, _add(1.0))(KEY, x, m)[0][0, 0]) == 1.0
+    assert float(A.one_of([_add(1.0), _add(2.0)], weights=(0.0, 1.0))(KEY, x, m)[0][0, 0]) == 2.0
+    assert float(A.sequence(_add(1.0), _add(2.0))(KEY, x, m)[0][0, 0]) == 3.0
+    some = A.some_of([_add(1.0), _add(2.0), _add(4.0), _add(8.0)], n=(1, 3), weights=(1, 1, 0, 1))
+    counts = set()
+    bits_all = jax.jit(jax.vmap(lambda k: some(k, x, m)[0][0, 0]))(jax.random.split(KEY, 20))
+    for bits in np.asarray(bits_all).astype(int):
+        assert not bits & 4  # zero weight is never drawn
+        counts.add(bin(bits).count("1"))
+    assert counts == {1, 2, 3}
+
+
+# --------------------------------------------------------------------------- determinism, jit, vmap
+
+
+class ParityTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        *[(n, n) for n in ("motion_blur", "coarse_dropout", "elastic", "burnt_in_text", "brightness_contrast")]
+    )
+    def test_jit_matches_eager_and_key_determines_output(self, name):
+        f = TRANSFORMS[name]
+        x, m = _image(), _masks()
+        y1, m1 = self.variant(f)(KEY, x, m)
+        y2, m2 = f(KEY, x, m)
+        np.testing.assert_allclose(np.asarray(y1), np.asarray(y2), atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(m1), np.asarray(m2))
+        y3, _ = self.variant(f)(KEY, x, m)
+        np.testing.assert_array_equal(np.asarray(y1), np.asarray(y3))
+
+    @parameterized.named_parameters(
+        *[(n, n) for n in ("gaussian_blur", "random_affine", "clahe", "mixture_window")]
+    )
+    def test_vmap_equals_loop(self, name):
+        f = jax.jit(TRANSFORMS[name])
+        keys = jax.random.split(KEY, 3)
+        xs = jnp.stack([_image(i) for i in range(3)])
+        ms = jnp.stack([_masks(i) for i in range(3)])
+        yb, mb = jax.jit(jax.vmap(TRANSFORMS[name]))(keys, xs, ms)
+        for i in range(3):
+            y, mi = f(keys[i], xs[i], ms[i])
+            np.testing.assert_allclose(np.asarray(yb[i]), np.asarray(y), atol=1e-5)
+            np.testing.assert_array_equal(np.asarray(mb[i]), np.asarray(mi))
+
+
+@pytest.mark.slow
+def test_default_pipeline_shapes_range_and_determinism():
+    raw = jnp.exp(-3.0 * _bordered(11)[..., 0]) + 0.01
+    m = _masks()
+    train = jax.jit(A.default_pipeline((32, 48)))
+    keys = jax.random.split(jax.random.key(7), 2)
+    y, my = train(keys[0], raw, m)
+    assert y.shape == (32, 48, 3) and my.shape == (3, 32, 48) and my.dtype == jnp.bool_
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    np.testing.assert_array_equal(np.asarray(train(keys[0], raw, m)[0]), np.asarray(y))
+    outs = [np.asarray(train(k, raw, m)[0]) for k in jax.random.split(keys[1], 4)]
+    assert not all(np.array_equal(o, y) for o in outs)
+
+
+def test_validation_pipeline_and_batch_modes():
+    raw = jnp.exp(-3.0 * _bordered(11)[..., 0]) + 0.01
+    m = _masks()
+    keys = jax.random.split(jax.random.key(7), 2)
+    val = A.validation_pipeline((H, W))
+    v, mv = jax.jit(val)(keys[0], raw, m)
+    want, _ = A.mixture_window(KEY, A.invert(KEY, A.negative_log(KEY, raw, m)[0], m)[0], m)
+    np.testing.assert_allclose(np.asarray(v), 1.0 - np.asarray(want), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(mv), np.asarray(m))
+    batch = jnp.stack([raw, raw])
+    mb = jnp.stack([m, m])
+    a = jax.jit(lambda k, i, mm: A.apply_batch(val, k, i, mm))(keys, batch, mb)
+    b = jax.jit(lambda k, i, mm: A.apply_batch(val, k, i, mm, vectorize=False))(keys, batch, mb)
+    np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[0]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(a[0][0]), np.asarray(v), atol=1e-6)
