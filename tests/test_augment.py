@@ -451,3 +451,25 @@ def test_validation_pipeline_and_batch_modes():
     b = jax.jit(lambda k, i, mm: A.apply_batch(val, k, i, mm, vectorize=False))(keys, batch, mb)
     np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[0]), atol=1e-6)
     np.testing.assert_allclose(np.asarray(a[0][0]), np.asarray(v), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_render_augmented_fuses_render_masks_and_augment():
+    import fluorojax as fj
+
+    data = np.zeros((16, 16, 16), np.float32)
+    labels = np.zeros((16, 16, 16), np.int32)
+    data[4:12, 4:12, 4:12] = 0.02
+    labels[6:10, 6:10, 6:10] = 7
+    affine = np.diag([2.0, 2.0, 2.0, 1.0]).astype(np.float32)
+    affine[:3, 3] = -15.0
+    volume = fj.Volume(data, affine, labels)
+    camera = fj.Camera(16, 16, 2.0, 1000.0)
+    poses = fj.carm_pose(jnp.asarray([0.0, 90.0]), jnp.asarray([0.0, 0.0]), 600.0)
+    fused = jax.jit(A.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
+    images, masks = fused(KEY, volume, camera, poses, A.identity, label_ids=(7, 3))
+    want = np.exp(-np.asarray(fj.render(volume, camera, poses)))
+    np.testing.assert_allclose(np.asarray(images), want, rtol=1e-5)
+    cube = volume.replace(data=jnp.asarray((labels == 7).astype(np.float32)))
+    np.testing.assert_array_equal(np.asarray(masks[:, 0]), np.asarray(fj.render(cube, camera, poses)) > 0)
+    assert masks.shape == (2, 2, 16, 16) and masks[:, 0].any() and not masks[:, 1].any()

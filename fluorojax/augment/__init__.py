@@ -43,6 +43,7 @@ from fluorojax.augment.intensity import window
 from fluorojax.augment.noise import gaussian_noise
 from fluorojax.augment.noise import poisson_noise
 from fluorojax.augment.pipelines import default_pipeline
+from fluorojax.augment.pipelines import render_augmented
 from fluorojax.augment.pipelines import validation_pipeline
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "pixel_dropout",
     "poisson_noise",
     "random_affine",
+    "render_augmented",
     "resize",
     "sample_affine",
     "sequence",

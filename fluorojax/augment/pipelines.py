@@ -40,15 +40,21 @@ dropout's 0.8.
 
 The validation pipeline is the loader's ``train=False`` branch: negative log, invert, mixture
 window, invert, resize.
+
+:func:`render_augmented` fuses rendering and augmentation: DRRs and label masks for a batch of
+poses, then a pipeline, in one jittable call.
 """
 
 from __future__ import annotations
 
 import functools
 
+import jax
+import jax.numpy as jnp
+
 from fluorojax.augment import artefacts, blur, core, geometric, intensity
 
-__all__ = ["default_pipeline", "validation_pipeline"]
+__all__ = ["default_pipeline", "validation_pipeline", "render_augmented"]
 
 _P = functools.partial
 
@@ -114,3 +120,57 @@ def validation_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transf
     return core.sequence(
         *_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size)
     )
+
+
+def render_augmented(
+    key,
+    volume,
+    camera,
+    poses,
+    transform: core.Transform,
+    *,
+    label_ids: tuple[int, ...],
+    method: str = "siddon",
+    vectorize: bool = False,
+):
+    """Render DRRs and structure masks for a batch of poses and augment them, in one call
+    (jit it whole: ``jax.jit(render_augmented, static_argnames=("transform", "label_ids",
+    "method", "vectorize"))``).
+
+    Args:
+      key: PRNG key; one subkey per pose.
+      volume: ``Volume`` with data mu in 1/mm (I, J, K) and a label map (I, J, K).
+      camera: the imager (``Camera``).
+      poses: (B, 4, 4) world_from_camera.
+      transform: a transform taking a raw intensity image, e.g. ``default_pipeline(size)``.
+      label_ids: structure ids of the label map to make masks of (static), one mask each.
+      method: ``"siddon"`` or ``"trilinear"`` (see ``fluorojax.line_integrals``).
+      vectorize: batch with ``vmap`` (True) or ``lax.map`` (False), see ``apply_batch``.
+
+    One traversal integrates mu and every structure's indicator (channels of one volume): the
+    raw image is ``exp(-integral of mu)`` (detector intensity, flat field 1) and a mask is where
+    the ray's path length through the structure is positive.
+
+    Returns:
+      the transform's outputs for the batch: images (B, ...) and masks (B, N, ...), N =
+      len(label_ids).
+    """
+    from fluorojax.render import render  # the renderer imports nothing from augment
+
+    if volume.labels is None:
+        raise ValueError("render_augmented: the volume needs a label map to make masks")
+    if volume.channels is not None:
+        raise ValueError(f"render_augmented: volume data must be (I, J, K) mu, got {volume.data.shape}")
+    label_ids = tuple(int(i) for i in label_ids)
+    if not label_ids:
+        raise ValueError("render_augmented: label_ids must name at least one structure")
+    poses = jnp.asarray(poses, jnp.float32)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"render_augmented: poses must be (B, 4, 4), got {poses.shape}")
+    indicators = volume.labels[..., None] == jnp.asarray(label_ids, jnp.int32)
+    channels = jnp.concatenate([volume.data[..., None], indicators.astype(jnp.float32)], axis=-1)
+    integrals = render(volume.replace(data=channels), camera, poses, method=method)
+    images = jnp.exp(-integrals[..., 0])
+    masks = jnp.moveaxis(integrals[..., 1:] > 0, -1, 1)
+    keys = jax.random.split(key, poses.shape[0])
+    return core.apply_batch(transform, keys, images, masks, vectorize=vectorize)
