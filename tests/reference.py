@@ -1,0 +1,58 @@
+"""Independent float64 numpy references for the renderers (used only by the tests)."""
+
+import numpy as np
+
+
+def siddon_reference(data, affine, source, target):
+    """Exact line integral of a piecewise-constant volume along one segment, float64.
+
+    The original Siddon formulation: collect every plane crossing of the segment, sort them,
+    and add the value of the voxel holding each piece's midpoint times the piece's length.
+    """
+    data = np.asarray(data, np.float64)
+    grid_from_world = np.linalg.inv(np.asarray(affine, np.float64))
+    s = grid_from_world[:3, :3] @ np.asarray(source, np.float64) + grid_from_world[:3, 3] + 0.5
+    t = grid_from_world[:3, :3] @ np.asarray(target, np.float64) + grid_from_world[:3, 3] + 0.5
+    d = t - s
+    alphas = [0.0, 1.0]
+    for axis in range(3):
+        if d[axis] != 0:
+            planes = np.arange(data.shape[axis] + 1, dtype=np.float64)
+            a = (planes - s[axis]) / d[axis]
+            alphas.extend(a[(a > 0) & (a < 1)])
+    alphas = np.unique(alphas)
+    mids = (alphas[:-1] + alphas[1:]) / 2
+    points = s + mids[:, None] * d
+    index = np.floor(points).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.array(data.shape[:3])), axis=1)
+    lengths = np.diff(alphas) * np.linalg.norm(np.asarray(target, np.float64) - np.asarray(source, np.float64))
+    values = data[index[inside, 0], index[inside, 1], index[inside, 2]]
+    return np.tensordot(lengths[inside], values, axes=1)
+
+
+def box_chord(source, target, lower, upper):
+    """Length (mm) of the part of the segment source -> target inside an axis-aligned box."""
+    s, t = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    d = t - s
+    lo, hi = 0.0, 1.0
+    for axis in range(3):
+        if d[axis] == 0:
+            if not lower[axis] <= s[axis] <= upper[axis]:
+                return 0.0
+            continue
+        a, b = sorted(((lower[axis] - s[axis]) / d[axis], (upper[axis] - s[axis]) / d[axis]))
+        lo, hi = max(lo, a), min(hi, b)
+    return max(hi - lo, 0.0) * np.linalg.norm(d)
+
+
+def ellipsoid_chord(source, target, centre, semi_axes):
+    """Length (mm) of the part of the segment inside an axis-aligned ellipsoid."""
+    s = (np.asarray(source, np.float64) - centre) / semi_axes
+    d = (np.asarray(target, np.float64) - np.asarray(source, np.float64)) / semi_axes
+    a, b, c = d @ d, 2 * s @ d, s @ s - 1
+    disc = b * b - 4 * a * c
+    if disc <= 0:
+        return 0.0
+    r = np.sqrt(disc)
+    lo, hi = max((-b - r) / (2 * a), 0.0), min((-b + r) / (2 * a), 1.0)
+    return max(hi - lo, 0.0) * np.linalg.norm(np.asarray(target, np.float64) - np.asarray(source, np.float64))
