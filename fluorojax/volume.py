@@ -63,7 +63,7 @@ class Volume:
     @property
     def center(self):
         """(3,) world mm: the centre of the voxel grid."""
-        half = (jnp.asarray(self.data.shape, jnp.float32) - 1.0) / 2.0
+        half = (jnp.asarray(self.shape, jnp.float32) - 1.0) / 2.0
         return self.affine[:3, :3] @ half + self.affine[:3, 3]
 
     def replace(self, **changes) -> "Volume":
