@@ -12,14 +12,28 @@ from fluorojax.register.metrics import (
     soft_histogram_weights,
     translation_error,
 )
+from fluorojax.register.optimize import (
+    PARAMETERIZATIONS,
+    RegistrationResult,
+    correction_to_pose,
+    downsample,
+    pyramid_camera,
+    register,
+)
 
 __all__ = [
+    "PARAMETERIZATIONS",
+    "RegistrationResult",
+    "correction_to_pose",
+    "downsample",
     "gradient_ncc",
     "mtre",
     "multiscale_ncc",
     "mutual_information",
     "ncc",
     "patch_ncc",
+    "pyramid_camera",
+    "register",
     "reprojection_error",
     "rotation_error",
     "soft_histogram_weights",
