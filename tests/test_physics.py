@@ -297,14 +297,14 @@ class PolychromaticTest(chex.TestCase):
 
 def test_poisson_noise_moments_and_keys():
     p, n0 = 0.3, 1000.0
-    img = jnp.full((256, 256), p)
+    img = jnp.full((128, 128), p)
     key = jax.random.key(0)
     noisy = np.asarray(P.poisson_noise(key, img, n0), np.float64)
     counts = noisy * n0
     np.testing.assert_allclose(counts, np.round(counts), rtol=1e-6)  # integer photon counts
     se_mean = np.sqrt(p / n0 / img.size)
     assert abs(noisy.mean() - p) < 4 * se_mean
-    assert abs(noisy.var() / (p / n0) - 1) < 0.03  # sd of the variance estimate ~ 0.6 %
+    assert abs(noisy.var() / (p / n0) - 1) < 0.05  # sd of the variance estimate ~ 1.1 %
     np.testing.assert_array_equal(P.poisson_noise(key, img, n0), noisy.astype(np.float32))
     assert not np.array_equal(np.asarray(P.poisson_noise(jax.random.key(1), img, n0)), noisy.astype(np.float32))
     with pytest.raises(ValueError, match="photons"):
@@ -312,11 +312,11 @@ def test_poisson_noise_moments_and_keys():
 
 
 def test_gaussian_noise_moments_and_gradient():
-    p = jnp.full((256, 256), 0.2)
+    p = jnp.full((128, 128), 0.2)
     key = jax.random.key(3)
     noisy = np.asarray(P.gaussian_noise(key, p, 500.0), np.float64)
     assert abs(noisy.mean() - 0.2) < 4 * np.sqrt(0.2 / 500 / p.size)
-    assert abs(noisy.var() / (0.2 / 500) - 1) < 0.03
+    assert abs(noisy.var() / (0.2 / 500) - 1) < 0.05
     np.testing.assert_array_equal(P.gaussian_noise(key, p, 500.0), noisy.astype(np.float32))
     # Reparameterised: d/dp of (p + sqrt(p / N0) z) = 1 + z / (2 sqrt(p N0)), z from the same key.
     x = jnp.array([0.05, 0.5, 0.0])
@@ -339,11 +339,11 @@ def test_crosstalk_and_detector_chain():
         P.crosstalk(delta, 0.3)
     # White quantum noise through the kernel: variance times (1 - 4f)^2 + 4 f^2; plus electronic.
     p, n0, f, sigma_e = 0.5, 2000.0, 0.1, 5.0
-    img = jnp.full((256, 256), p)
+    img = jnp.full((128, 128), p)
     noisy = np.asarray(P.detector_noise(jax.random.key(4), img, n0, crosstalk_fraction=f, electronic_std=sigma_e))
     var = p / n0 * ((1 - 4 * f) ** 2 + 4 * f**2) + (sigma_e / n0) ** 2
     assert abs(noisy.mean() - p) < 4 * np.sqrt(var / img.size)
-    assert abs(noisy.var() / var - 1) < 0.05
+    assert abs(noisy.var() / var - 1) < 0.06
     np.testing.assert_array_equal(P.detector_noise(jax.random.key(4), img, n0, crosstalk_fraction=f, electronic_std=sigma_e), noisy)
 
 
@@ -363,3 +363,77 @@ def test_scatter_kernel():
     np.testing.assert_allclose(float(g), ref.sum(), rtol=1e-5)
     with pytest.raises(ValueError, match="scatter-to-primary ratio"):
         P.scatter(jnp.asarray(img), -0.1, sigma)
+
+
+# ---------------------------------------------------------------- polychromatic rendering
+
+
+def _cube_scene():
+    """A 40 mm cube of 0 HU (soft tissue class, density 1.03 g/cm^3) with a 20 mm bone core of
+    1000 HU, 4 mm voxels, centred at the origin; a 7 x 7 camera 600 mm away looking along +y."""
+    from fluorojax.camera import Camera, look_at
+    from fluorojax.volume import Volume
+
+    hu = np.zeros((10, 10, 10), np.float32)
+    hu[3:7, 3:7, 3:7] = 1000.0
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = -18.0  # voxel boxes span [-20, 20] mm
+    camera = Camera(7, 7, 12.0, 1000.0)
+    pose = look_at((0.0, -600.0, 0.0), (0.0, 0.0, 0.0))
+    return Volume(hu, affine), camera, pose
+
+
+def _chord(sources, targets, lo, hi):
+    """float64 length of each segment inside the box [lo, hi]^3 (slab method)."""
+    d = targets - sources
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - sources) / d, (hi - sources) / d
+    tmin = np.clip(np.max(np.minimum(t0, t1), axis=-1), 0, 1)
+    tmax = np.clip(np.min(np.maximum(t0, t1), axis=-1), 0, 1)
+    return np.maximum(tmax - tmin, 0) * np.linalg.norm(d, axis=-1)
+
+
+def test_render_polychromatic_matches_numpy_chords():
+    volume, camera, pose = _cube_scene()
+    spec = P.spectrum(90, n_bins=16)
+    image = np.asarray(jax.jit(lambda p: P.render_polychromatic(volume, camera, p, spec))(pose))
+    assert image.shape == (7, 7)
+    sources, targets = (np.asarray(x, np.float64) for x in camera.rays(pose))
+    outer, core = _chord(sources, targets, -20.0, 20.0), _chord(sources, targets, -8.0, 8.0)
+    rho_soft, rho_bone = 1.03, 0.0005886 * 1000 + 1.03
+    areal = np.stack([np.zeros_like(outer), rho_soft * (outer - core), rho_bone * core], -1) / 10.0
+    expected = np_transmission(areal, P.DEFAULT_MATERIALS, spec)
+    assert expected.min() < 0.5 and expected.max() == 1.0  # bone, tissue and open beam in view
+    np.testing.assert_allclose(image, expected, rtol=2e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="one material per class"):
+        P.render_polychromatic(volume, camera, pose, spec, materials=("water", "cortical_bone"))
+
+
+def test_render_polychromatic_gradients():
+    """Gradients with respect to the pose (trilinear: Siddon images of axis-parallel rays are
+    piecewise constant in a lateral shift) and to the CT values, against central differences."""
+    from fluorojax.volume import Volume
+
+    _, camera, pose = _cube_scene()
+    ijk = np.stack(np.meshgrid(*[np.arange(10.0)] * 3, indexing="ij"), -1)
+    blob = -1000.0 + 2400.0 * np.exp(-np.sum((ijk - 4.5) ** 2, -1) / (2 * 2.5**2))  # air, tissue and bone
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = -18.0
+    volume = Volume(blob.astype(np.float32), affine)
+    spec = P.spectrum(60, n_bins=8)
+
+    @jax.jit
+    def loss(shift, offset_hu):
+        moved = pose.at[0, 3].add(shift)
+        scaled = volume.replace(data=volume.data + offset_hu)
+        image = P.neglog(P.render_polychromatic(scaled, camera, moved, spec, method="trilinear", n_samples=64))
+        return jnp.sum(image * jnp.arange(1.0, 8.0))  # column weights: a shift moves the image's centroid
+
+    # No voxel lies within 1 HU of a class threshold or of the density curve's kink at 0 HU.
+    assert np.min(np.abs(blob[..., None] - np.array([-800.0, 0.0, 350.0]))) > 1.0
+    g_shift, g_offset = jax.grad(loss, argnums=(0, 1))(0.3, 0.0)
+    fd_shift = (loss(0.3 + 0.05, 0.0) - loss(0.3 - 0.05, 0.0)) / 0.1
+    fd_offset = (loss(0.3, 1.0) - loss(0.3, -1.0)) / 2.0
+    assert abs(float(g_shift)) > 1e-2
+    np.testing.assert_allclose(float(g_shift), float(fd_shift), rtol=0.05)
+    np.testing.assert_allclose(float(g_offset), float(fd_offset), rtol=0.02)
