@@ -6,13 +6,14 @@ is jittable, vmappable and differentiable. See the README for the conventions.
 
 from fluorojax import transforms
 from fluorojax.camera import Camera, carm_pose, look_at
-from fluorojax.render import line_integrals, render
+from fluorojax.render import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Camera",
+    "LabelTrace",
     "Volume",
     "carm_pose",
     "example_paths",
@@ -22,5 +23,8 @@ __all__ = [
     "load_volume",
     "look_at",
     "render",
+    "render_labels",
+    "render_with_labels",
+    "trace_labels",
     "transforms",
 ]

@@ -1,5 +1,6 @@
-"""Renderers: exact Siddon traversal, trilinear ray marching and camera DRRs."""
+"""Renderers: exact Siddon traversal, trilinear ray marching, camera DRRs and label travel."""
 
 from fluorojax.render.drr import line_integrals, render
+from fluorojax.render.labels import LabelTrace, render_labels, render_with_labels, trace_labels
 
-__all__ = ["line_integrals", "render"]
+__all__ = ["LabelTrace", "line_integrals", "render", "render_labels", "render_with_labels", "trace_labels"]

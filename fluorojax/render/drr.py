@@ -57,22 +57,38 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    batch, s, t, length = grid_rays(volume, sources, targets)
+    values = flat_values(volume)
+    if method == "siddon":
+        out = siddon.integrate(volume.shape, int(chunk_size or siddon.DEFAULT_CHUNK), 0, values, None, s, t)
+    else:
+        out = trilinear.integrate(volume.shape, values, s, t, int(n_samples))
+    return unflatten_values(volume, out * length[:, None], batch)
+
+
+def grid_rays(volume: Volume, sources, targets):
+    """Validate rays (..., 3) world mm and flatten them into grid coordinates.
+
+    Returns (batch shape without the 3, s (R, 3), t (R, 3), ray length (R,) mm).
+    """
     sources = jnp.asarray(sources, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
     batch = _check_rays(sources, targets)
     sources = jnp.broadcast_to(sources, batch).reshape(-1, 3)
     targets = jnp.broadcast_to(targets, batch).reshape(-1, 3)
-
-    shape = volume.shape
-    values = volume.data.reshape(int(np.prod(shape)), -1)
     s = grid_coordinates(volume.affine, sources)
     t = grid_coordinates(volume.affine, targets)
-    if method == "siddon":
-        out = siddon.integrate(shape, int(chunk_size or siddon.DEFAULT_CHUNK), values, s, t)
-    else:
-        out = trilinear.integrate(shape, values, s, t, int(n_samples))
-    out = out * jnp.linalg.norm(targets - sources, axis=-1, keepdims=True)
-    out = out.reshape(batch[:-1] + (values.shape[1],))
+    return batch[:-1], s, t, jnp.linalg.norm(targets - sources, axis=-1)
+
+
+def flat_values(volume: Volume):
+    """(I * J * K, C) voxel values (C = 1 for scalar data)."""
+    return volume.data.reshape(int(np.prod(volume.shape)), -1)
+
+
+def unflatten_values(volume: Volume, out, batch):
+    """(R, C) per-ray results -> batch + (C,), or batch for scalar data."""
+    out = out.reshape(tuple(batch) + (out.shape[-1],))
     return out if volume.channels is not None else out[..., 0]
 
 

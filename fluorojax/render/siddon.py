@@ -30,6 +30,10 @@ import numpy as np
 from fluorojax.render._rays import clip_to_box
 
 DEFAULT_CHUNK = 8192
+_MIN_DEPTH_PIECE = 1e-6
+"""Pieces shorter than this (alpha units, a few float32 ulps) count toward a label's travel
+but not toward its entry/exit depths: rays grazing a voxel edge within rounding would
+otherwise report a label they do not really cross."""
 
 
 class _Rays(NamedTuple):
@@ -137,14 +141,32 @@ def _face_derivatives(rays: _Rays, alpha, axis, weight):
     return ds, dt
 
 
-def _forward_chunk(shape, values, s, t):
+def _forward_chunk(shape, n_labels, values, channels, s, t):
+    """Line integrals (R, C) of one chunk, plus per-label travel, first entry and last exit
+    (R, n_labels) each, in alpha units, when ``n_labels`` > 0."""
     rays = _prepare(shape, s, t)
+    r = s.shape[0]
+    slots = n_labels + 1  # slot 0 collects voxels of no requested label
+    base = jnp.arange(r, dtype=jnp.int32) * slots
 
-    def visit(acc, step):
-        return acc + _gather(values, step.index) * step.length[:, None]
+    def visit(carry, step):
+        acc, travel, entry, exit_ = carry
+        acc = acc + _gather(values, step.index) * step.length[:, None]
+        if n_labels:
+            slot = base + _gather(channels, step.index)
+            live = step.length > _MIN_DEPTH_PIECE
+            travel = travel.at[slot].add(step.length, mode="promise_in_bounds")
+            entry = entry.at[slot].min(jnp.where(live, step.alpha, jnp.inf), mode="promise_in_bounds")
+            exit_ = exit_.at[slot].max(jnp.where(live, step.alpha + step.length, -jnp.inf), mode="promise_in_bounds")
+        return acc, travel, entry, exit_
 
-    acc = jnp.zeros((s.shape[0], values.shape[1]), values.dtype)
-    return _traverse(shape, rays, visit, acc)
+    acc = jnp.zeros((r, values.shape[1]), values.dtype)
+    if not n_labels:
+        return _traverse(shape, rays, visit, (acc, None, None, None))[0]
+    flat = lambda fill: jnp.full((r * slots,), fill, values.dtype)  # noqa: E731
+    acc, travel, entry, exit_ = _traverse(shape, rays, visit, (acc, flat(0.0), flat(jnp.inf), flat(-jnp.inf)))
+    per_label = lambda x: x.reshape(r, slots)[:, 1:]  # noqa: E731
+    return acc, per_label(travel), per_label(entry), per_label(exit_)
 
 
 def _backward_chunk(shape, values, s, t, g, grad_values):
@@ -195,35 +217,43 @@ def _merge(x, n):
     return x.reshape((-1,) + x.shape[2:])[:n]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def integrate(shape, chunk, values, s, t):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def integrate(shape, chunk, n_labels, values, channels, s, t):
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Args:
       shape: (I, J, K) grid shape (static).
       chunk: rays per chunk (static); bounds memory and tightens each chunk's step count.
+      n_labels: number of label channels (static); 0 to skip label travel.
       values: (I * J * K, C) voxel values, C-order flattened grid.
+      channels: (I * J * K,) int32 label channel of every voxel, 1..n_labels (0: none), or
+        None when ``n_labels`` is 0.
       s, t: (R, 3) ray start and end in grid coordinates.
 
     Returns:
-      (R, C) ``sum_k v_k (alpha_{k+1} - alpha_k)``; multiply by the ray length in mm.
+      (R, C) ``sum_k v_k (alpha_{k+1} - alpha_k)``; with labels, the tuple of that and
+      (R, n_labels) travel, first entry and last exit (inf / -inf where a ray misses the
+      label). Multiply by the ray length for mm. Only the integrals are differentiable.
     """
     n = s.shape[0]
-    fn = functools.partial(_forward_chunk, shape, values)
+    fn = functools.partial(_forward_chunk, shape, n_labels, values, channels)
     out = jax.lax.map(lambda st: fn(*st), (_split(s, chunk), _split(t, chunk)))
-    return _merge(out, n)
+    return jax.tree_util.tree_map(lambda x: _merge(x, n), out)
 
 
-def _integrate_fwd(shape, chunk, values, s, t):
-    out = integrate(shape, chunk, values.value, s.value, t.value)
+def _integrate_fwd(shape, chunk, n_labels, values, channels, s, t):
+    channels = None if channels is None else channels.value
+    out = integrate(shape, chunk, n_labels, values.value, channels, s.value, t.value)
     return out, (values.value, s.value, t.value, values.perturbed)
 
 
-def _integrate_bwd(shape, chunk, residuals, g):
+def _integrate_bwd(shape, chunk, n_labels, residuals, g):
     values, s, t, want_values = residuals
     n = s.shape[0]
+    if n_labels:
+        g = g[0]  # label travel and depths carry no gradient
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
-        return jnp.zeros_like(values), jnp.zeros_like(s), jnp.zeros_like(t)
+        return jnp.zeros_like(values), None, jnp.zeros_like(s), jnp.zeros_like(t)
     d_values = jnp.zeros_like(values) if want_values else None
 
     def body(d_values, chunk_rays):
@@ -235,7 +265,7 @@ def _integrate_bwd(shape, chunk, residuals, g):
     d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (_split(s, chunk), _split(t, chunk), _split(g, chunk, fill=0.0)))
     if d_values is None:
         d_values = jnp.zeros_like(values)
-    return d_values, _merge(d_s, n), _merge(d_t, n)
+    return d_values, None, _merge(d_s, n), _merge(d_t, n)
 
 
 integrate.defvjp(_integrate_fwd, _integrate_bwd, symbolic_zeros=True)

@@ -1,0 +1,117 @@
+"""Per-label travel, masks and depths from a label map, in the same traversal as the DRR.
+
+For every ray and every requested label id, the exact length of the ray inside the voxels of
+that label (travel, mm), and the distances from the source where the ray first enters and last
+leaves them (mm; inf where the ray misses the label). Binary masks are ``travel > 0``. This is
+Siddon's traversal with the segment lengths scattered by label instead of weighted by value,
+so all labels cost one pass, and the DRR can come from that same pass.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax._pytree import is_concrete
+from fluorojax.camera import Camera
+from fluorojax.render import siddon
+from fluorojax.render.drr import flat_values, grid_rays, unflatten_values
+from fluorojax.volume import Volume
+
+
+class LabelTrace(NamedTuple):
+    """What rays see of a labelled volume; L is the number of label ids.
+
+    Attributes:
+      image: (...,) or (..., C) line integrals of the volume data (as ``line_integrals``).
+      travel: (..., L) mm of each ray inside each label.
+      entry: (..., L) mm from the source to the first voxel of each label (inf: missed).
+      exit: (..., L) mm from the source to the end of the last voxel of each label (inf: missed).
+      label_ids: (L,) the ids, in channel order.
+    """
+
+    image: jnp.ndarray
+    travel: jnp.ndarray
+    entry: jnp.ndarray
+    exit: jnp.ndarray
+    label_ids: jnp.ndarray
+
+
+def _label_map(volume: Volume):
+    return volume.labels if volume.labels is not None else volume.data
+
+
+def resolve_label_ids(volume: Volume, label_ids=None) -> tuple[int, ...]:
+    """The requested ids as a sorted tuple; by default every non-zero id present."""
+    if label_ids is None:
+        labels = _label_map(volume)
+        if not is_concrete(labels):
+            raise ValueError("label_ids must be given explicitly when the label map is traced (inside jit/vmap)")
+        return tuple(int(i) for i in np.unique(np.asarray(labels)) if i != 0)
+    ids = np.asarray(label_ids)
+    if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer) or np.any(ids <= 0):
+        raise ValueError(f"label_ids must be a non-empty 1-D sequence of positive integer ids, got {label_ids!r}")
+    if len(set(ids.tolist())) != ids.size:
+        raise ValueError(f"label_ids must not repeat ids, got {ids.tolist()}")
+    return tuple(int(i) for i in ids)
+
+
+def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size: int | None = None) -> LabelTrace:
+    """Line integrals and per-label travel and depths along rays, in one traversal.
+
+    Args:
+      volume: data (I, J, K) or (I, J, K, C) and the label map in ``volume.labels`` (or, when
+        that is None, integer ids in ``volume.data``).
+      sources, targets: (..., 3) world mm.
+      label_ids: ids to report, in this order (static); default every non-zero id present.
+      chunk_size: rays per chunk (static).
+
+    Returns:
+      ``LabelTrace``; only ``image`` is differentiable (with respect to the rays and data).
+    """
+    ids = resolve_label_ids(volume, label_ids)
+    batch, s, t, length = grid_rays(volume, sources, targets)
+    labels = jnp.asarray(_label_map(volume)).reshape(-1)
+    sorted_ids = jnp.asarray(sorted(ids), jnp.int32)
+    order = np.argsort(np.argsort(ids))  # channel of each sorted id
+    pos = jnp.clip(jnp.searchsorted(sorted_ids, labels.astype(jnp.int32)), 0, len(ids) - 1)
+    channels = jnp.where(sorted_ids[pos] == labels, jnp.asarray(order, jnp.int32)[pos] + 1, 0).astype(jnp.int32)
+    chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
+    image, travel, entry, exit_ = siddon.integrate(volume.shape, chunk, len(ids), flat_values(volume), channels, s, t)
+    length = length[:, None]
+    travel = jax.lax.stop_gradient(travel * length)
+    missed = travel <= 0
+    to_mm = lambda a: jnp.where(missed, jnp.inf, jax.lax.stop_gradient(a * length))  # noqa: E731
+    shape = tuple(batch) + (len(ids),)
+    return LabelTrace(
+        image=unflatten_values(volume, image * length, batch),
+        travel=travel.reshape(shape),
+        entry=to_mm(entry).reshape(shape),
+        exit=to_mm(exit_).reshape(shape),
+        label_ids=jnp.asarray(ids, jnp.int32),
+    )
+
+
+def render_with_labels(volume: Volume, camera: Camera, pose, label_ids=None, **kwargs) -> LabelTrace:
+    """The DRR and every label's travel and depths for ``pose`` (4, 4) or (B, 4, 4), one pass.
+
+    Per-label arrays are channel-first: travel, entry and exit (L, H, W), or (B, L, H, W).
+    """
+    pose = jnp.asarray(pose, jnp.float32)
+    if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
+        raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
+    trace = trace_labels(volume, *camera.rays(pose), label_ids, **kwargs)
+    first = lambda x: jnp.moveaxis(x, -1, -3)  # noqa: E731
+    return trace._replace(travel=first(trace.travel), entry=first(trace.entry), exit=first(trace.exit))
+
+
+def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, **kwargs):
+    """(L, H, W) travel in mm through each label id, (B, L, H, W) for a batch of poses.
+
+    ``labels`` is a ``Volume`` whose ``labels`` (or, when None, whose data) hold integer ids;
+    ``label_ids`` defaults to every non-zero id present, ascending. Masks are ``travel > 0``.
+    """
+    return render_with_labels(labels, camera, pose, label_ids, **kwargs).travel
