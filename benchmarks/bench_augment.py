@@ -178,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=3, help="timed batches (plus one warm-up)")
     parser.add_argument("--machine", default=f"{platform.processor() or platform.machine()} CPU")
+    parser.add_argument("--vmap", action="store_true", help="also time vmap batching (every branch runs: slow on CPU)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "augment.md"))
     args = parser.parse_args()
 
@@ -185,7 +186,7 @@ def main() -> None:
     jbatches = [(jnp.asarray(i), jnp.asarray(m)) for i, m in batches]
     pipe = fa.default_pipeline((SIZE, SIZE))
     rows = []
-    for vectorize in (False, True):
+    for vectorize in (False, True) if args.vmap else (False,):
         fn = jax.jit(lambda k, i, m, v=vectorize: fa.apply_batch(pipe, k, i, m, vectorize=v))
 
         def call(b, images, masks, fn=fn):
