@@ -150,11 +150,11 @@ def _screw(length, major, core, pitch, head_diameter, head_height, thread_length
     dz = pitch / rings_per_pitch
     z_shaft = np.arange(0.0, length + 0.5 * dz, dz)
     z_shaft[-1] = length
-    thread_start = length - (length if thread_length is None else min(thread_length, length))
+    thread_end = length if thread_length is None else min(thread_length, length)
     threaded = _thread(theta, z_shaft, 0.5 * core, 0.5 * major, pitch)
     taper = np.clip(z_shaft / (1.5 * pitch), 0.0, 1.0)[:, None]  # thread runs out over the first 1.5 pitches
     tip_core = 0.5 * core * (0.6 + 0.4 * taper) if cannula is None else np.maximum(0.5 * core * (0.6 + 0.4 * taper), 0.5 * cannula + 0.3)
-    radius = np.where(z_shaft[:, None] < thread_start, 0.5 * core, tip_core + (threaded - 0.5 * core) * taper)
+    radius = np.where(z_shaft[:, None] > thread_end, 0.5 * core, tip_core + (threaded - 0.5 * core) * taper)
     chamfer = 0.3 * head_height
     z_head = length + np.array([0.0, 1e-3, chamfer, head_height - chamfer, head_height])
     r_head = 0.5 * np.array([core, head_diameter - 2 * chamfer, head_diameter, head_diameter, head_diameter - 2 * chamfer])
