@@ -31,7 +31,7 @@ of poses passed as (B, 4, 4) is mapped sequentially instead and keeps the skip.
 
 Gradients: hit decisions are discrete; depths and travel are differentiable with respect to
 vertices and pose where rays hit triangle interiors. ``render_mesh_soft`` gives a mask with
-smooth silhouette edges whose gradient moves the outline.
+a smooth outline whose gradient moves the outline.
 """
 
 from __future__ import annotations
@@ -138,23 +138,6 @@ def _edge_layout(faces):
     lo = jnp.where(forward, ca, cb)
     hi = jnp.where(forward, cb, ca)
     return lo, hi, jnp.where(forward, 1.0, -1.0).astype(jnp.float32)
-
-
-def _edge_neighbors(faces):
-    """(F, 3) int32 index of the face across edge k (corners k+1, k+2), -1 on open edges."""
-    n = faces.shape[0]
-    a = faces[:, (1, 2, 0)].reshape(-1)
-    b = faces[:, (2, 0, 1)].reshape(-1)
-    lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
-    order = jnp.lexsort((hi, lo))
-    slo, shi = lo[order], hi[order]
-    same_next = jnp.concatenate([(slo[:-1] == slo[1:]) & (shi[:-1] == shi[1:]), jnp.zeros((1,), bool)])
-    same_prev = jnp.concatenate([jnp.zeros((1,), bool), same_next[:-1]])
-    nxt = jnp.concatenate([order[1:], order[:1]])
-    prv = jnp.concatenate([order[-1:], order[:-1]])
-    partner = jnp.where(same_next, nxt, jnp.where(same_prev, prv, -1))
-    face_of = jnp.where(partner >= 0, partner // 3, -1)
-    return jnp.zeros((3 * n,), jnp.int32).at[order].set(face_of.astype(jnp.int32)).reshape(n, 3)
 
 
 def _morton_order(points):
@@ -398,57 +381,44 @@ def _smoothstep(x):
     return x * x * (3.0 - 2.0 * x)
 
 
-def _soft_block(pixels, uv, silhouette, use, edge_width):
-    """Soft coverage (R, B) of R pixel centres (R, 2) by B projected triangles (B, 3, 2).
-
-    silhouette: (B, 3) bool, edge k (corners k+1, k+2) is on the outline; use: (B,) bool.
-    Outline edges fade over ``edge_width`` pixels (0.5 on the edge); inner edges are sharp.
-    """
-    a = uv[:, (1, 2, 0)]  # (B, 3, 2)
-    b = uv[:, (2, 0, 1)]
-    e = b - a
-    area = (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 1, 1] - uv[:, 0, 1]) * (uv[:, 2, 0] - uv[:, 0, 0])
-    length = jnp.linalg.norm(e, axis=-1)
-    ok = use & (jnp.abs(area) > 1e-9) & jnp.all(length > 0, axis=-1)
-    length = jnp.where(length > 0, length, 1.0)  # safe denominator: NaNs in an unused branch still poison grads
-    rel = pixels[:, None, None, :] - a[None]  # (R, B, 3, 2)
-    cross = e[None, ..., 0] * rel[..., 1] - e[None, ..., 1] * rel[..., 0]
-    dist = jnp.sign(area)[None, :, None] * cross / length[None]  # signed distance in px, > 0 inside
-    soft = _smoothstep(dist / edge_width + 0.5)
-    hard = (dist >= -1e-4).astype(jnp.float32)
-    cover = jnp.prod(jnp.where(silhouette[None], soft, hard), axis=-1)
-    return jnp.where(ok[None], cover, 0.0)
+def _distance_block(pixels, uv):
+    """Squared distance (R, B) in px^2 from R pixel centres (R, 2) to B projected triangles (B, 3, 2); 0 inside."""
+    a = uv[None, :, (0, 1, 2)]  # (1, B, 3, 2)
+    e = uv[None, :, (1, 2, 0)] - a
+    rel = pixels[:, None, None, :] - a  # (R, B, 3, 2)
+    length2 = jnp.sum(e * e, axis=-1)
+    t = jnp.clip(jnp.sum(rel * e, axis=-1) / jnp.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+    gap = rel - t[..., None] * e
+    d2 = jnp.min(jnp.sum(gap * gap, axis=-1), axis=-1)
+    cross = e[..., 0] * rel[..., 1] - e[..., 1] * rel[..., 0]
+    inside = jnp.all(cross >= 0, axis=-1) | jnp.all(cross <= 0, axis=-1)
+    return jnp.where(inside, 0.0, d2)
 
 
 def _render_soft_one(mesh, camera, pose, edge_width, tile, block):
-    faces = mesh.faces
-    tri = mesh.vertices[faces]  # (F, 3, 3)
-    source = pose[:3, 3]
-    normal = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    front = jax.lax.stop_gradient(jnp.sum(normal * (tri[:, 0] - source), axis=-1) < 0)
-    neighbors = _edge_neighbors(faces)
-    silhouette = (neighbors < 0) | (front[jnp.maximum(neighbors, 0)] != front[:, None])
+    tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
     uv = camera.project(pose, tri)  # (F, 3, 2)
     order = _morton_order(jnp.mean(jax.lax.stop_gradient(tri), axis=1))
     uv_b = _blocks(uv[order], block, 0.0)
-    sil_b = _blocks(silhouette[order], block, False)
-    use_b = _blocks(front[order], block, False)
+    valid_b = _blocks(jnp.ones((tri.shape[0],), bool), block, False)
     tri_b = _blocks(jax.lax.stop_gradient(tri[order]), block, 0.0)
-    boxes = _screen_boxes(camera, pose, tri_b, use_b, 1.0 + 0.5 * edge_width)
+    boxes = _screen_boxes(camera, pose, tri_b, valid_b, 1.0 + edge_width)
     pixels = _tiles(_pixel_grid(camera), tile)
     h, w = camera.height, camera.width
+    far = jnp.square(2.0 * edge_width + 2.0)  # beyond the fade: any larger value gives the same mask
 
     def one_tile(px):
         overlap = _overlap(_tile_boxes(px[None])[0], boxes)
 
         @jax.checkpoint
-        def step(miss, xs):
-            ov, uvb, silb, useb = xs
-            work = lambda m: m * jnp.prod(1.0 - _soft_block(px, uvb, silb, useb, edge_width), axis=1)  # noqa: E731
-            return jax.lax.cond(ov, work, lambda m: m, miss), None
+        def step(d2, xs):
+            ov, uvb, val = xs
+            work = lambda d: jnp.minimum(d, jnp.min(jnp.where(val[None], _distance_block(px, uvb), far), axis=1))  # noqa: E731
+            return jax.lax.cond(ov, work, lambda d: d, d2), None
 
-        miss, _ = jax.lax.scan(step, jnp.ones((px.shape[0],), jnp.float32), (overlap, uv_b, sil_b, use_b))
-        return 1.0 - miss
+        d2, _ = jax.lax.scan(step, jnp.full((px.shape[0],), far), (overlap, uv_b, valid_b))
+        distance = jnp.sqrt(jnp.where(d2 > 0, d2, 1.0)) * (d2 > 0)  # safe sqrt: zero inside, finite gradient
+        return _smoothstep(1.0 - distance / edge_width)
 
     return _untile(jax.lax.map(one_tile, pixels), h, w, tile)
 
@@ -456,13 +426,13 @@ def _render_soft_one(mesh, camera, pose, edge_width, tile, block):
 def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16, block: int = 128):
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 
-    The faces that face the source are rasterised with their outline edges (edges between a
-    front and a back face, or open edges) blurred by a smoothstep ``edge_width`` pixels wide
-    (0.5 exactly on the projected outline, 0 and 1 beyond half the width), and inner edges
-    sharp, so the inside is exactly 1 and the outside exactly 0; coverages combine as
-    ``1 - prod(1 - p)``. As ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``.
-    The mesh must lie in front of the source (triangles with a corner behind it are
-    projected through the pinhole, which is wrong there). ``edge_width`` may be traced.
+    The value is ``smoothstep(1 - d / edge_width)`` with d the distance in pixels from the pixel
+    centre to the nearest projected triangle: exactly 1 on the projected mesh, fading smoothly
+    (C1) to exactly 0 at ``edge_width`` pixels outside it, so the mask and its gradient are
+    continuous in the vertices and the pose; gradients come from the outline band. As
+    ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``. The mesh must lie in front of
+    the source (a triangle with a corner behind it projects wrongly through the pinhole).
+    ``edge_width`` (pixels, > 0) may be traced.
     """
     _check_args(mesh, pose, tile, block)
     edge_width = jnp.asarray(edge_width, jnp.float32)

@@ -1,0 +1,336 @@
+"""Mesh pytree, loading, organ meshes and the JAX mesh renderer against independent truths."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import trimesh
+from absl.testing import absltest
+
+from fluorojax.camera import Camera, look_at
+from fluorojax.mesh import Mesh, load_mesh
+from fluorojax.organs import label_mesh, label_meshes
+from fluorojax.render import render
+from fluorojax.render.mesh import _det2_sign, render_mesh, render_mesh_soft
+from fluorojax.transforms import make_pose, se3_exp, so3_exp
+from fluorojax.volume import Volume
+
+CAM = Camera(32, 32, 1.0, 1000.0)
+
+
+def brute_force(vertices, faces, sources, targets):
+    """float64 Moller-Trumbore over all rays x triangles: (hit, t mm, +1 exit / -1 entry), each (R, F)."""
+    tri = np.asarray(vertices, np.float64)[np.asarray(faces)]
+    o = np.asarray(sources, np.float64).reshape(-1, 3)
+    d = np.asarray(targets, np.float64).reshape(-1, 3) - o
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    p = np.cross(d[:, None], e2[None])
+    det = np.einsum("rfk,fk->rf", p, e1)
+    inv = 1.0 / np.where(det == 0, 1.0, det)
+    s = o[:, None] - tri[None, :, 0]
+    u = np.einsum("rfk,rfk->rf", s, p) * inv
+    q = np.cross(s, e1[None])
+    v = np.einsum("rk,rfk->rf", d, q) * inv
+    t = np.einsum("fk,rfk->rf", e2, q) * inv
+    hit = (det != 0) & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    sign = np.where(d @ np.cross(e1, e2).T > 0, 1, -1)
+    return hit, t, sign
+
+
+def tilted_annulus():
+    tm = trimesh.creation.annulus(5.0, 15.0, 20.0, sections=20)
+    tm.apply_transform(trimesh.transformations.rotation_matrix(0.4, [1.0, 1.0, 0.0]))
+    return Mesh.from_trimesh(tm)
+
+
+class RenderExactTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_float64_brute_force(self):
+        mesh = tilted_annulus()
+        pose = look_at((10.0, -400.0, 30.0), (0.0, 0.0, 0.0))
+        out = self.variant(lambda m, p: render_mesh(m, CAM, p, max_hits=6, tile=8, block=64))(mesh, pose)
+        sources, targets = CAM.rays(pose)
+        hit, t, sign = brute_force(mesh.vertices, mesh.faces, sources, targets)
+        travel = np.where(hit, t * sign, 0.0).sum(1).reshape(32, 32)
+        depths = np.sort(np.where(hit, t, np.inf), axis=1)[:, :6].reshape(32, 32, 6)
+        np.testing.assert_array_equal(np.isfinite(out.hits), np.isfinite(depths))
+        finite = np.isfinite(depths)
+        np.testing.assert_allclose(np.asarray(out.hits)[finite], depths[finite], atol=1e-3)
+        np.testing.assert_allclose(out.travel, travel, atol=1e-3)
+        np.testing.assert_array_equal(out.count, hit.sum(1).reshape(32, 32))
+        np.testing.assert_array_equal(out.mask, travel > 1e-3)
+        self.assertGreater(int(out.mask.sum()), 100)
+        np.testing.assert_array_equal(out.winding, 0)
+
+    def test_exact_determinant_sign(self):
+        rng = np.random.default_rng(0)
+        n = 200_000
+        ax = (rng.normal(size=n) * rng.choice([1e-3, 1.0, 1e3], n)).astype(np.float32)
+        ay = rng.normal(size=n).astype(np.float32)
+        k = (1 + rng.normal(size=n) * 1e-6).astype(np.float32)
+        bx = (ax * k).astype(np.float32)
+        by = (ay * k + rng.integers(-3, 4, n) * np.spacing(ay * k)).astype(np.float32)
+        bx[:500], by[:500] = 2 * ax[:500], 2 * ay[:500]  # exactly collinear
+        exact = np.sign(ax.astype(np.float64) * by - ay.astype(np.float64) * bx)  # float32 products are exact in float64
+        got = jax.jit(_det2_sign)(ax, ay, bx, by)
+        np.testing.assert_array_equal(got, exact)
+        self.assertGreater(int(np.sum(np.sign(ax * by - ay * bx) != exact)), 1000)  # the naive sign is wrong often
+
+    def test_sphere_chords_between_inscribed_and_circumscribed(self):
+        radius, centre = 20.0, np.array([3.0, 2.0, -4.0])
+        tm = trimesh.creation.icosphere(3, radius=radius)
+        tm.apply_translation(centre)
+        mesh = Mesh.from_trimesh(tm)
+        r_in = np.min(np.abs(np.einsum("fk,fk->f", tm.face_normals, tm.triangles[:, 0] - centre)))
+        pose = look_at((0.0, -600.0, 0.0), (0.0, 0.0, 0.0))
+        out = render_mesh(mesh, CAM, pose)
+        s, t = (np.asarray(a, np.float64).reshape(-1, 3) for a in CAM.rays(pose))
+        d = (t - s) / np.linalg.norm(t - s, axis=1, keepdims=True)
+        rel = centre - s
+        off = np.linalg.norm(rel - np.sum(rel * d, 1, keepdims=True) * d, axis=1)  # ray-centre distance
+        inner = 2 * np.sqrt(np.clip(r_in**2 - off**2, 0, None))
+        outer = 2 * np.sqrt(np.clip(radius**2 - off**2, 0, None))
+        travel = np.asarray(out.travel).reshape(-1)
+        self.assertTrue(np.all(travel >= inner - 1e-3) and np.all(travel <= outer + 1e-3))
+        self.assertGreater(int(np.sum(off < r_in)), 200)
+
+    def test_box_through_shared_vertices_and_edges_no_speckle(self):
+        # Source at the origin looking along +z; the front face at z = 200 has a vertex every 2 mm, which is
+        # exactly on a pixel ray (pixel pitch 1 mm at sdd 100), so many rays pass through vertices and edges.
+        cam = Camera(33, 33, 1.0, 100.0)
+        tm = trimesh.creation.box(extents=(16.0, 16.0, 100.0))
+        for _ in range(2):
+            tm = tm.subdivide()
+        tm.apply_translation((0.0, 0.0, 250.0))
+        mesh = Mesh.from_trimesh(tm)
+        out = render_mesh(mesh, cam, jnp.eye(4), tile=8, block=64)
+        s, t = (np.asarray(a, np.float64).reshape(-1, 3) for a in cam.rays(jnp.eye(4)))
+        d = (t - s) / np.linalg.norm(t - s, axis=1, keepdims=True)
+        lo, hi = np.array([-8.0, -8.0, 200.0]), np.array([8.0, 8.0, 300.0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = (lo - s) / d, (hi - s) / d
+        t_in = np.nanmax(np.minimum(a, b), axis=1)
+        t_out = np.nanmin(np.maximum(a, b), axis=1)
+        chord = np.clip(t_out - t_in, 0, None).reshape(33, 33)
+        np.testing.assert_allclose(out.travel, chord, atol=1e-3)
+        on_vertex = np.isin(np.abs(np.arange(33) - 16), [0, 2, 4])  # 0, 4, 8 mm at z = 200: front-face vertices
+        inside = chord > 1e-6
+        self.assertTrue(np.all(inside[np.ix_(on_vertex, on_vertex)][1:-1, 1:-1]))
+        np.testing.assert_array_equal(np.asarray(out.count)[inside], 2)
+        np.testing.assert_array_equal(out.winding, 0)
+
+    def test_matches_trimesh_ray_casting(self):
+        tm = trimesh.creation.torus(12.0, 4.0, major_sections=24, minor_sections=12)
+        tm.apply_transform(trimesh.transformations.rotation_matrix(0.7, [0.2, 1.0, 0.3]))
+        pose = look_at((40.0, -300.0, 60.0), (1.0, 2.0, 0.0))
+        out = render_mesh(Mesh.from_trimesh(tm), CAM, pose, max_hits=4)
+        s, t = (np.asarray(a, np.float64).reshape(-1, 3) for a in CAM.rays(pose))
+        d = (t - s) / np.linalg.norm(t - s, axis=1, keepdims=True)
+        locations, index_ray, _ = trimesh.ray.ray_triangle.RayMeshIntersector(tm).intersects_location(s, d, multiple_hits=True)
+        depth = np.einsum("rk,rk->r", locations - s[index_ray], d[index_ray])
+        expected = np.full((len(s), 4), np.inf)
+        for r in np.unique(index_ray):
+            hits = np.sort(depth[index_ray == r])[:4]
+            expected[r, : len(hits)] = hits
+        got = np.asarray(out.hits).reshape(-1, 4)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected))
+        np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], atol=1e-3)
+        self.assertGreater(int(np.sum(np.isfinite(got[:, 3]))), 20)
+
+    def test_source_inside_and_truncated_hits(self):
+        tm = trimesh.creation.icosphere(2, radius=30.0)
+        out = render_mesh(Mesh.from_trimesh(tm), CAM, look_at((0.0, -10.0, 0.0), (0.0, 50.0, 0.0)), max_hits=1)
+        np.testing.assert_array_equal(out.winding, 1)
+        np.testing.assert_array_equal(out.count, 1)
+        np.testing.assert_allclose(out.travel, out.hits[..., 0], atol=1e-4)  # path from the source to the exit
+        self.assertTrue(np.all((out.travel > 20.0) & (out.travel < 40.0)))
+        stacked = Mesh.from_trimesh(trimesh.util.concatenate([tm, tm.copy().apply_translation((0, 80.0, 0))]))
+        far = render_mesh(stacked, CAM, look_at((0.0, -400.0, 0.0), (0.0, 0.0, 0.0)), max_hits=2)
+        centre = far.count[16, 16], far.hits[16, 16], far.travel[16, 16]
+        self.assertEqual(int(centre[0]), 4)
+        np.testing.assert_allclose(centre[1], [370.0, 430.0], atol=0.2)  # only the nearest two kept...
+        self.assertAlmostEqual(float(centre[2]), 120.0, delta=0.4)  # ...but travel sums all four
+
+
+class BatchAndGradTest(chex.TestCase):
+    def test_pose_batch_and_vmap_equal_loop(self):
+        mesh = tilted_annulus()
+        poses = jnp.stack([look_at((x, -400.0, 10.0), (0.0, 0.0, 0.0)) for x in (-30.0, 0.0, 25.0)])
+        cam = Camera(16, 16, 2.0, 1000.0)
+        fn = lambda p: render_mesh(mesh, cam, p, max_hits=4, tile=8).travel  # noqa: E731
+        loop = np.stack([fn(p) for p in poses])
+        np.testing.assert_allclose(fn(poses), loop, atol=1e-4)
+        np.testing.assert_allclose(jax.vmap(fn)(poses), loop, atol=1e-4)
+        self.assertGreater(int(np.sum(loop > 0)), 100)
+
+    def test_travel_gradient_closed_form(self):
+        # A slab seen face-on: travel = thickness / cos(angle), so d travel / d (z scale) = travel.
+        tm = trimesh.creation.box(extents=(40.0, 40.0, 6.0))
+        cam = Camera(8, 8, 1.0, 1000.0)
+        mesh = Mesh.from_trimesh(tm)
+
+        def total(scale):
+            moved = Mesh(mesh.vertices * jnp.stack([1.0, 1.0, scale]), mesh.faces)
+            return jnp.sum(render_mesh(moved, cam, look_at((0.0, 0.0, -500.0), (0.0, 0.0, 0.0), up=(0, 1, 0))).travel)
+
+        value, grad = jax.value_and_grad(total)(jnp.float32(1.0))
+        self.assertGreater(float(value), 64 * 6.0)
+        np.testing.assert_allclose(grad, value, rtol=1e-4)
+
+    def test_soft_mask_matches_float64_distance(self):
+        mesh = tilted_annulus()
+        pose = look_at((10.0, -900.0, 30.0), (0.0, 0.0, 0.0))
+        width = 2.5
+        soft = np.asarray(render_mesh_soft(mesh, CAM, pose, edge_width=width))
+        hard = np.asarray(render_mesh(mesh, CAM, pose).mask)
+        # float64 truth: distance from each pixel centre to the nearest projected triangle
+        p = np.asarray(CAM.projection_matrix(pose), np.float64)
+        tri = np.asarray(mesh.vertices, np.float64)[np.asarray(mesh.faces)]
+        h = tri @ p[:, :3].T + p[:, 3]
+        uv = h[..., :2] / h[..., 2:]
+        pix = np.stack(np.meshgrid(np.arange(32) + 0.5, np.arange(32) + 0.5), -1).reshape(-1, 1, 1, 2)
+        a, e = uv[None], np.roll(uv, -1, axis=1)[None] - uv[None]
+        rel = pix - a
+        t = np.clip(np.sum(rel * e, -1) / np.sum(e * e, -1), 0, 1)
+        dist = np.linalg.norm(rel - t[..., None] * e, axis=-1).min(-1)
+        cross = e[..., 0] * rel[..., 1] - e[..., 1] * rel[..., 0]
+        dist = np.where(np.all(cross >= 0, -1) | np.all(cross <= 0, -1), 0.0, dist).min(-1).reshape(32, 32)
+        x = np.clip(1 - dist / width, 0, 1)
+        np.testing.assert_allclose(soft, x * x * (3 - 2 * x), atol=2e-4)
+        self.assertTrue(np.all(soft[hard] == 1.0))
+        self.assertGreater(int(np.sum((soft > 0) & (soft < 1))), 20)
+        self.assertGreater(int(hard.sum()), 100)
+
+    def test_soft_mask_gradient_matches_finite_differences(self):
+        tm = trimesh.creation.box(extents=(12.0, 18.0, 6.0))
+        mesh = Mesh.from_trimesh(tm)
+        pose = look_at((0.0, -500.0, 0.0), (0.0, 0.0, 0.0))
+        weight = jnp.linspace(0.0, 1.0, 32)[None, :] + jnp.linspace(0.0, 0.5, 32)[:, None]
+
+        def loss(x):
+            moved = mesh.transform(make_pose(so3_exp(x[3:]), x[:3]))
+            return jnp.sum(render_mesh_soft(moved, CAM, pose, edge_width=2.0) * weight)
+
+        x0 = jnp.array([0.3, 0.0, -0.2, 0.05, 0.1, -0.08], jnp.float32)
+        grad = jax.jit(jax.grad(loss))(x0)
+        step = 1e-2
+        fd = np.array([(loss(x0.at[i].add(step)) - loss(x0.at[i].add(-step))) / (2 * step) for i in range(6)])
+        np.testing.assert_allclose(grad, fd, rtol=0.03, atol=0.03 * np.abs(fd).max())
+        self.assertGreater(float(np.abs(fd).max()), 1.0)
+
+    def test_optax_recovers_tool_pose_from_two_masks(self):
+        # an L-shaped tool (no symmetry, so no pose-flipped local minimum), seen in two orthogonal views
+        tm = trimesh.util.concatenate([trimesh.creation.box(extents=(4.0, 16.0, 4.0)),
+                                       trimesh.creation.box(extents=(10.0, 4.0, 3.0)).apply_translation((5.0, 6.0, 2.0))])
+        mesh = Mesh.from_trimesh(tm)
+        poses = jnp.stack([look_at((0.0, -400.0, 0.0), (0.0, 0.0, 0.0)), look_at((400.0, 0.0, 0.0), (0.0, 0.0, 0.0))])
+        truth = jnp.array([1.5, -1.0, 0.8, 0.08, 0.12, -0.1], jnp.float32)  # translation mm, rotation vector rad
+        place = lambda x: mesh.transform(make_pose(so3_exp(x[3:]), x[:3]))  # noqa: E731
+        target = render_mesh_soft(place(truth), CAM, poses, edge_width=3.0)
+        loss = lambda x: jnp.mean((render_mesh_soft(place(x), CAM, poses, edge_width=3.0) - target) ** 2)  # noqa: E731
+        opt = optax.adam(0.03)
+
+        @jax.jit
+        def step(x, state):
+            updates, state = opt.update(jax.grad(loss)(x), state)
+            return optax.apply_updates(x, updates), state
+
+        x = jnp.zeros(6, jnp.float32)
+        state = opt.init(x)
+        for _ in range(160):
+            x, state = step(x, state)
+        np.testing.assert_allclose(x[:3], truth[:3], atol=0.05)
+        np.testing.assert_allclose(x[3:], truth[3:], atol=0.01)
+
+
+class MeshIOTest(absltest.TestCase):
+    def test_validation_errors(self):
+        with self.assertRaisesRegex(ValueError, "empty"):
+            Mesh(np.zeros((0, 3)), np.zeros((0, 3), np.int32))
+        with self.assertRaisesRegex(ValueError, "non-finite"):
+            Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0]], np.float32), [[0, 1, 2]])
+        with self.assertRaisesRegex(ValueError, "degenerate"):
+            Mesh(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]], np.float32), [[0, 1, 2]])
+        with self.assertRaisesRegex(ValueError, "degenerate"):
+            Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32), [[0, 1, 1]])
+        with self.assertRaisesRegex(ValueError, r"index vertices in \[0, 3\]"):
+            Mesh(np.eye(3, dtype=np.float32), [[0, 1, 3]])
+        with self.assertRaisesRegex(ValueError, r"\(V, 3\)"):
+            Mesh(np.zeros((3, 2)), [[0, 1, 2]])
+        with self.assertRaises(FileNotFoundError):
+            load_mesh("/nonexistent/tool.stl")
+
+    def test_transform_and_trimesh_round_trip(self):
+        tm = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
+        mesh = Mesh.from_trimesh(tm)
+        pose = make_pose(so3_exp(jnp.array([0.1, -0.4, 0.7])), jnp.array([5.0, -2.0, 1.0]))
+        moved = jax.jit(lambda m, p: m.transform(p))(mesh, pose)
+        expected = np.asarray(tm.vertices) @ np.asarray(pose[:3, :3], np.float64).T + np.asarray(pose[:3, 3])
+        np.testing.assert_allclose(moved.vertices, expected, atol=1e-5)
+        np.testing.assert_array_equal(moved.faces, tm.faces)
+        self.assertAlmostEqual(moved.to_trimesh().volume, 6.0, places=4)
+
+
+@pytest.mark.parametrize("ext", ["stl", "obj", "ply"])
+def test_load_round_trip(tmp_path, ext):
+    tm = trimesh.creation.icosphere(1, radius=7.0)
+    path = tmp_path / f"sphere.{ext}"
+    tm.export(path)
+    mesh = load_mesh(path, scale=2.0)
+    back = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    back.merge_vertices()
+    assert back.is_watertight
+    np.testing.assert_allclose(back.volume, 8.0 * tm.volume, rtol=1e-5)
+
+
+def test_load_empty_file(tmp_path):
+    path = tmp_path / "empty.obj"
+    path.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no triangles|could not read"):
+        load_mesh(path)
+
+
+class OrganMeshTest(absltest.TestCase):
+    def setUp(self):
+        grid = np.mgrid[:30, :30, :24]
+        self.labels = np.zeros((30, 30, 24), np.int32)
+        self.labels[np.sum((grid - np.array([15, 15, 12])[:, None, None, None]) ** 2, 0) < 9**2] = 3
+        self.labels[3:9, 4:26, 2:8] = 7
+        self.affine = np.array([[0.9, 0, 0, -12.0], [0, 0.8, 0, 4.0], [0, 0, 1.5, 20.0], [0, 0, 0, 1]])
+
+    def test_closed_oriented_within_budget(self):
+        meshes = label_meshes(Volume(np.zeros(self.labels.shape), self.affine, self.labels), max_faces=400)
+        self.assertEqual(sorted(meshes), [3, 7])
+        for i, mesh in meshes.items():
+            tm = mesh.to_trimesh()
+            tm.merge_vertices()
+            self.assertTrue(tm.is_watertight and tm.is_winding_consistent)
+            self.assertLessEqual(mesh.num_faces, 400)
+            voxels = np.sum(self.labels == i) * 0.9 * 0.8 * 1.5
+            self.assertAlmostEqual(tm.volume / voxels, 1.0, delta=0.08)  # positive: outward normals
+            centroid = (self.affine @ np.r_[np.mean(np.nonzero(self.labels == i), axis=1), 1.0])[:3]
+            np.testing.assert_allclose(tm.center_mass, centroid, atol=0.5)
+
+    def test_mesh_mask_matches_volumetric_mask(self):
+        mesh = label_mesh(self.labels, self.affine, 3, max_faces=600)
+        volume = Volume((self.labels == 3).astype(np.float32), self.affine)
+        centre = (self.affine @ np.array([15.0, 15.0, 12.0, 1.0]))[:3]
+        pose = look_at(centre + np.array([20.0, -300.0, 10.0]), centre)
+        vol_mask = np.asarray(render(volume, CAM, pose)) > 0
+        mesh_mask = np.asarray(render_mesh(mesh, CAM, pose).mask)
+        iou = np.sum(vol_mask & mesh_mask) / np.sum(vol_mask | mesh_mask)
+        self.assertGreater(iou, 0.9)
+        self.assertGreater(int(mesh_mask.sum()), 100)
+
+    def test_bad_labels(self):
+        with self.assertRaisesRegex(ValueError, "does not occur"):
+            label_mesh(self.labels, self.affine, 99)
+        with self.assertRaisesRegex(ValueError, "integer"):
+            label_mesh(self.labels.astype(np.float32), self.affine, 3)
+
+
+if __name__ == "__main__":
+    pytest.main([__file__])
