@@ -147,7 +147,9 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
     the detector model of ``intensity``.
 
     Args:
-      volume: ``Volume`` with (I, J, K) HU data (and labels if ``label_classes`` is used).
+      volume: ``Volume`` with (I, J, K) HU data (and labels if ``label_classes`` is used), or
+        with (I, J, K, M) per-material densities in g/cm^3 from ``material_volume`` (computed
+        once, so that rendering many poses skips the decomposition; thresholds are then unused).
       camera: ``Camera``; pose: (4, 4) or (B, 4, 4) world_from_camera.
       spec: (energy_keV (E,), weights (E,)), e.g. ``spectrum(90)``.
       materials: the M attenuation curves of the M classes (default air, soft tissue, cortical bone).
@@ -159,8 +161,13 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
     """
     from fluorojax.render import render
 
-    if len(materials) != len(thresholds) + 1:
-        raise ValueError(f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class")
-    line = render(material_volume(volume, thresholds=thresholds, label_classes=label_classes,
-                                  air_below_hu=air_below_hu), camera, pose, method=method, **render_kwargs)
+    if volume.data.ndim == 4:
+        if volume.data.shape[3] != len(materials):
+            raise ValueError(f"material volume has {volume.data.shape[3]} channels for {len(materials)} materials")
+        densities = volume
+    else:
+        if len(materials) != len(thresholds) + 1:
+            raise ValueError(f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class")
+        densities = material_volume(volume, thresholds=thresholds, label_classes=label_classes, air_below_hu=air_below_hu)
+    line = render(densities, camera, pose, method=method, **render_kwargs)
     return intensity(line / MM_PER_CM, materials, spec, detector=detector, normalize=normalize, upper_bound=upper_bound)

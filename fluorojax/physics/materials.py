@@ -228,7 +228,8 @@ def segment_hu(hu, thresholds: Sequence[float] = HU_THRESHOLDS) -> jnp.ndarray:
     t = np.asarray(thresholds, np.float32)
     if t.ndim != 1 or t.size < 1 or np.any(np.diff(t) <= 0):
         raise ValueError(f"thresholds must be a non-empty increasing sequence of HU values, got {thresholds!r}")
-    return jnp.searchsorted(jnp.asarray(t), jnp.asarray(hu, jnp.float32), side="left").astype(jnp.int32)
+    hu = jnp.asarray(hu, jnp.float32)
+    return sum((hu > float(x)).astype(jnp.int32) for x in t)
 
 
 def segment_labels(labels, label_classes: Mapping[int, int], default=None) -> jnp.ndarray:
@@ -239,7 +240,8 @@ def segment_labels(labels, label_classes: Mapping[int, int], default=None) -> jn
       label_classes: {label id: material class index}; e.g. every bone label -> the bone class.
       default: class for labels missing from ``label_classes``: an int, an array broadcastable
         to ``labels`` (e.g. ``segment_hu(hu)``, so unlisted voxels fall back to thresholds), or
-        None to require every label present to be listed.
+        None to require every label present to be listed (checked for concrete labels; traced
+        unlisted labels get class -1, i.e. no material).
     Returns (...) int32 class indices.
     """
     ids = np.asarray(sorted(label_classes), np.int64)
@@ -250,12 +252,10 @@ def segment_labels(labels, label_classes: Mapping[int, int], default=None) -> jn
         missing = np.setdiff1d(np.unique(np.asarray(labels)), ids)
         if missing.size:
             raise ValueError(f"labels {missing.tolist()} have no material class and no default was given")
-    lut = np.full(int(ids.max()) + 2, -1, np.int32)
+    lut = np.full(int(ids.max()) + 1, -1, np.int32)
     for label, cls in label_classes.items():
         lut[label] = int(cls)
-    lut_j = jnp.asarray(lut)
-    mapped = lut_j[jnp.clip(labels, 0, lut.size - 1)]
-    mapped = jnp.where(labels > ids.max(), -1, mapped)
+    mapped = jnp.where(labels > ids.max(), -1, jnp.asarray(lut)[jnp.clip(labels, 0, ids.max())])
     fallback = -1 if default is None else default
     return jnp.where(mapped >= 0, mapped, jnp.asarray(fallback, jnp.int32)).astype(jnp.int32)
 
