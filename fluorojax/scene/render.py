@@ -1,0 +1,209 @@
+"""Render a scene for a batch of views: the DRR of the CT with its tools, and every mask.
+
+One batch is B views of one scene (a CT with its label map and a fixed set of tools), each with
+its own camera (equal image size), pose, spectrum, noise key and photon count. Stages, each one
+jitted call over the batch:
+
+1. volume pass: one Siddon traversal per ray of the per-material density volume gives every
+   material's areal density and every label's travel, entry and exit depth (``trace_labels``
+   on the rays of every view at once);
+2. tool pass: every tool's hits, travel and mask (``render_mesh``, mapped over the views);
+3. tissue under the tools (optional): the CT's areal densities along each tool's entry / exit
+   intervals, removed from the CT's, so a tool replaces the tissue it occupies;
+4. physics: polychromatic (or monochromatic) Beer-Lambert over the CT materials and the tool
+   materials, each tool contributing ``travel x density`` to its material's areal density,
+   then optional Poisson detector noise (``fluorojax.physics``).
+
+Images are normalised intensities (1 = open beam), before the negative log, as FluoroSeg stores
+them; noisy images are clamped at half a photon (``0.5 / photons``) so their -log stays finite.
+On several local devices the batch is sharded over them (``jax.sharding``); with one device
+nothing changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fluorojax.camera import Camera
+from fluorojax.physics import MM_PER_CM, detector_noise, intensity
+from fluorojax.render import line_integrals, trace_labels
+from fluorojax.render.mesh import render_mesh
+from fluorojax.volume import Volume
+
+
+class SceneRender(NamedTuple):
+    """A rendered batch; B views, L labels, T tools, K max hits.
+
+    Attributes:
+      image: (B, H, W) float32 intensity, 1 = open beam (before the negative log).
+      label_travel: (B, L, H, W) mm through each label.
+      label_entry, label_exit: (B, L, H, W) mm from the source (inf where missed).
+      tool_travel: (T, B, H, W) mm through each tool.
+      tool_hits: (T, B, H, W, K) mm, ascending surface crossings (inf padded).
+    """
+
+    image: jnp.ndarray
+    label_travel: jnp.ndarray
+    label_entry: jnp.ndarray
+    label_exit: jnp.ndarray
+    tool_travel: jnp.ndarray
+    tool_hits: jnp.ndarray
+
+
+def stack_cameras(cameras: Sequence[Camera]) -> Camera:
+    """One ``Camera`` whose leaves carry a leading batch axis (all must share height and width)."""
+    shapes = {c.shape for c in cameras}
+    if len(shapes) != 1:
+        raise ValueError(f"cameras of one batch must share an image size, got {sorted(shapes)}")
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *cameras)
+
+
+@functools.partial(jax.jit, static_argnames=("label_ids",))
+def volume_pass(densities: Volume, label_ids: tuple, cameras: Camera, poses):
+    """Per-material line integrals (B, H, W, M) g/cm^3 x mm and label travel / entry / exit
+    (B, L, H, W) mm, from one traversal per ray; cameras batched like poses (B, 4, 4)."""
+    sources, targets = jax.vmap(lambda c, p: c.rays(p))(cameras, poses)
+    trace = trace_labels(densities, sources, targets, label_ids)  # every ray of the batch in one traversal
+    first = lambda x: jnp.moveaxis(x, -1, 1)  # noqa: E731
+    return trace.image, first(trace.travel), first(trace.entry), first(trace.exit)
+
+
+@functools.partial(jax.jit, static_argnames=("max_hits",))
+def tool_pass(mesh, cameras: Camera, poses, max_hits: int):
+    """Hits (B, H, W, K) and travel (B, H, W) mm of one mesh, mapped over the views."""
+    out = jax.lax.map(lambda cp: render_mesh(mesh, cp[0], cp[1], max_hits), (cameras, poses))
+    return out.hits, out.travel
+
+
+@jax.jit
+def tissue_along(densities: Volume, cameras: Camera, poses, hits):
+    """(B, H, W, M) line integrals of the density channels along the entry / exit intervals of
+    ``hits`` (B, H, W, K) mm (pairs (0, 1), (2, 3), ...; non-finite pairs add nothing)."""
+
+    sources, targets = jax.vmap(lambda c, p: c.rays(p))(cameras, poses)
+    unit = (targets - sources) / jnp.linalg.norm(targets - sources, axis=-1, keepdims=True)
+    entry, exit_ = hits[..., 0::2], hits[..., 1::2]
+    valid = jnp.isfinite(entry) & jnp.isfinite(exit_) & (exit_ > entry)
+    # invalid pairs integrate a harmless 1 mm segment at the source, then drop out
+    start = jnp.where(valid, entry, 0.0)[..., None]
+    stop = jnp.where(valid, exit_, 1.0)[..., None]
+    a = sources[..., None, :] + unit[..., None, :] * start
+    b = sources[..., None, :] + unit[..., None, :] * stop
+    lines = line_integrals(densities, a, b)  # (B, H, W, P, M), all segments in one traversal
+    return jnp.sum(jnp.where(valid[..., None], lines, 0.0), axis=-2)
+
+
+@functools.partial(jax.jit, static_argnames=("materials", "noise"))
+def physics_pass(line, energies, weights, keys, photons, materials: tuple, noise: bool):
+    """Intensity (B, H, W) from line integrals of density (B, H, W, M) g/cm^3 x mm of
+    ``materials``, per-view spectra (B, E), and (with ``noise``) Poisson noise of ``photons`` (B,)."""
+
+    def one(l, e, w, key, n):
+        image = intensity(l / MM_PER_CM, materials, (e, w), normalize=True)
+        if noise:
+            image = jnp.maximum(detector_noise(key, image, n), 0.5 / n)
+        return image
+
+    return jax.vmap(one)(line, energies, weights, keys, photons)
+
+
+def _shard(tree, n_devices: int):
+    """Place every leaf's leading (batch) axis across the local devices; no-op on one device."""
+    if n_devices == 1:
+        return tree
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    return jax.device_put(tree, sharding)
+
+
+def _pad(tree, size: int):
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], size - x.shape[0], axis=0)]) if x.shape[0] < size else x, tree)
+
+
+class _Stages:
+    def __init__(self, stages):
+        self.stages = stages
+        self.start = time.perf_counter()
+
+    def lap(self, name, value):
+        if self.stages is not None:
+            jax.block_until_ready(value)
+            now = time.perf_counter()
+            self.stages[name] = self.stages.get(name, 0.0) + now - self.start
+            self.start = now
+        return value
+
+
+def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[Camera], poses, spectra, tools=(),
+                 keys=None, photons=None, *, materials: Sequence[str], tool_materials: Sequence[str] = (),
+                 replace_tissue: bool = True, max_hits: int = 4, stages: dict | None = None) -> SceneRender:
+    """Render B views of a scene.
+
+    Args:
+      densities: ``Volume`` of per-material densities (I, J, K, M) g/cm^3 with the label map
+        (``fluorojax.physics.material_volume``).
+      label_ids: the L label ids to report (static).
+      cameras: B ``Camera`` s of one image size.
+      poses: (B, 4, 4) world_from_camera.
+      spectra: B (energy_keV (E,), weights (E,)) spectra of equal length E.
+      tools: placed ``fluorojax.tools.Tool`` s (world mm).
+      keys: (B,) PRNG keys for the noise; photons: (B,) photons per pixel; both None: no noise.
+      materials: the M materials of the density channels.
+      tool_materials: materials tools may have (each gets one channel).
+      replace_tissue: remove the CT's densities along each tool's hit intervals.
+      max_hits: K, tool surface crossings kept per pixel (even).
+      stages: optional dict that accumulates seconds per stage ("volume", "tools", "tissue",
+        "physics"), blocking after each.
+    Returns:
+      ``SceneRender``.
+    """
+    tool_materials = tuple(tool_materials)
+    for tool in tools:
+        if tool.material not in tool_materials:
+            raise ValueError(f"tool {tool.name!r} is {tool.material!r}, not one of tool_materials {tool_materials}")
+    n = len(cameras)
+    poses = jnp.asarray(poses, jnp.float32)
+    if poses.shape != (n, 4, 4):
+        raise ValueError(f"poses must be (B, 4, 4) for the {n} cameras, got {poses.shape}")
+    if (keys is None) != (photons is None):
+        raise ValueError("keys and photons go together: give both for noise, or neither")
+    n_dev = jax.local_device_count()
+    size = -(-n // n_dev) * n_dev
+    energies = jnp.stack([jnp.asarray(s[0], jnp.float32) for s in spectra])
+    weights = jnp.stack([jnp.asarray(s[1], jnp.float32) for s in spectra])
+    noise = keys is not None
+    keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
+    photons = jnp.ones((n,), jnp.float32) if photons is None else jnp.asarray(photons, jnp.float32)
+    batch = _shard(_pad((stack_cameras(cameras), poses, energies, weights, keys, photons), size), n_dev)
+    cams, poses_b, energies, weights, keys, photons = batch
+    clock = _Stages(stages)
+    line, travel, entry, exit_ = clock.lap("volume", volume_pass(densities, tuple(int(i) for i in label_ids), cams, poses_b))
+    h, w = cameras[0].shape
+    tool_line = jnp.zeros(line.shape[:3] + (len(tool_materials),), jnp.float32)
+    tool_travel, tool_hits = [], []
+    for tool in tools:
+        hits, t_travel = clock.lap("tools", tool_pass(tool.mesh, cams, poses_b, max_hits))
+        tool_travel.append(t_travel)
+        tool_hits.append(hits)
+        tool_line = tool_line.at[..., tool_materials.index(tool.material)].add(t_travel * tool.density)
+        if replace_tissue:
+            line = jnp.maximum(line - clock.lap("tissue", tissue_along(densities, cams, poses_b, hits)), 0.0)
+    all_materials = tuple(materials) + tool_materials
+    image = clock.lap("physics", physics_pass(jnp.concatenate([line, tool_line], -1), energies, weights, keys, photons,
+                                              all_materials, noise))
+    empty = jnp.zeros((0, size, h, w), jnp.float32)
+    out = SceneRender(
+        image=image,
+        label_travel=travel,
+        label_entry=entry,
+        label_exit=exit_,
+        tool_travel=jnp.stack(tool_travel) if tools else empty,
+        tool_hits=jnp.stack(tool_hits) if tools else jnp.zeros((0, size, h, w, max_hits), jnp.float32),
+    )
+    return SceneRender(*(x[:, :n] if name.startswith("tool") else x[:n] for name, x in zip(SceneRender._fields, out)))
