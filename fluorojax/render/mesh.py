@@ -8,8 +8,9 @@ crossing of a closed surface count exactly once, even for rays through shared ed
 vertices (no speckle, no double hits):
 
   * every edge function is evaluated once per edge, canonically (from its lower to its higher
-    vertex index), with an exact sign (error-free products and a Shewchuk expansion in
-    float32), so the triangles that share an edge agree on the side of the ray;
+    vertex index), and its sign is exact: the float32 sign where a forward error bound makes
+    it certain, else (for the whole block, rarely) error-free products and a Shewchuk
+    expansion in float32; so the triangles that share an edge agree on the side of the ray;
   * an exact zero is resolved by a symbolic perturbation of the ray (by (eps, eps^2) in the
     sheared plane), which assigns the ray to exactly one of the triangles around an edge or a
     vertex.
@@ -249,6 +250,11 @@ def _overlap(tile_box, block_boxes):
 # hard rendering
 
 
+def _select(k, a0, a1, a2):
+    """Elementwise a_k for k in {0, 1, 2} (broadcasting)."""
+    return jnp.where(k == 0, a0, jnp.where(k == 1, a1, a2))
+
+
 def _intersect_block(origin, direction, t0, tri, lo, hi, orient, valid):
     """Watertight intersections of R rays with a block of B triangles.
 
@@ -261,17 +267,23 @@ def _intersect_block(origin, direction, t0, tri, lo, hi, orient, valid):
     kz = jnp.argmax(jnp.abs(direction), axis=-1)
     kx = (kz + 1) % 3
     ky = (kx + 1) % 3
-    take = lambda x, k: jnp.take_along_axis(x, k[:, None], axis=-1)[:, 0]  # noqa: E731
-    dx, dy, dz = take(direction, kx), take(direction, ky), take(direction, kz)
+    dx, dy, dz = (_select(k, direction[:, 0], direction[:, 1], direction[:, 2]) for k in (kx, ky, kz))
     sx, sy = dx / dz, dy / dz
-    rel = tri[None] - origin[:, None, None, :]  # (R, B, 3, 3)
-    pick = lambda k: jnp.take_along_axis(rel, k[:, None, None, None], axis=-1)[..., 0]  # noqa: E731
-    rx, ry, rz = pick(kx), pick(ky), pick(kz)  # (R, B, 3)
+    rel = [tri[None, :, :, c] - origin[:, None, None, c] for c in range(3)]  # 3 x (R, B, 3)
+    rx, ry, rz = (_select(k[:, None, None], *rel) for k in (kx, ky, kz))
     px = rx - sx[:, None, None] * rz
     py = ry - sy[:, None, None] * rz
-    corner = lambda p, c: jnp.take_along_axis(p, jnp.broadcast_to(c[None], p.shape), axis=-1)  # noqa: E731
+    corner = lambda p, c: _select(c[None], p[..., 0:1], p[..., 1:2], p[..., 2:3])  # noqa: E731
     lx, ly, hx, hy = corner(px, lo), corner(py, lo), corner(px, hi), corner(py, hi)
-    s = _det2_sign(lx, ly, hx, hy)
+    # float sign where it is certain (|error| <= 3 u (|a| + |b|), u = 2^-24), the exact one otherwise
+    a, b = lx * hy, ly * hx
+    f = a - b
+    unsure = jnp.abs(f) <= 1e-6 * (jnp.abs(a) + jnp.abs(b))
+    s = jax.lax.cond(
+        jnp.any(unsure),
+        lambda: jnp.where(unsure, _det2_sign(lx, ly, hx, hy), jnp.sign(f)),
+        lambda: jnp.sign(f),
+    )
     # exact zero: the ray perturbed by (eps, eps^2) lies left of lo -> hi iff Dy < 0, or Dy == 0 and Dx > 0
     ddx, ddy = hx - lx, hy - ly
     tie = jnp.where(ddy < 0, 1.0, jnp.where(ddy > 0, -1.0, jnp.sign(ddx)))
@@ -324,8 +336,8 @@ def _render_one(mesh, camera, pose, max_hits, tile, block):
                 best, tsum, wsum, cnt = c
                 t, sign = _intersect_block(o, d, tt0, tri, blo, bhi, bor, bval)
                 depth = jnp.where(sign != 0, tt0[:, None] + t, jnp.inf)
-                merged = jnp.concatenate([best, depth], axis=1)
-                best = -jax.lax.top_k(-merged, max_hits)[0]
+                merge = lambda b: -jax.lax.top_k(-jnp.concatenate([b, depth], axis=1), max_hits)[0]  # noqa: E731
+                best = jax.lax.cond(jnp.any(sign != 0), merge, lambda b: b, best)
                 tsum = tsum + jnp.sum(sign * t, axis=1)
                 wsum = wsum + jnp.sum(sign, axis=1)
                 cnt = cnt + jnp.sum(sign != 0, axis=1)
@@ -353,7 +365,7 @@ def _render_one(mesh, camera, pose, max_hits, tile, block):
     )
 
 
-def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, tile: int = 16, block: int = 128) -> MeshRender:
+def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, tile: int = 16, block: int = 64) -> MeshRender:
     """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
 
     Args:
@@ -423,7 +435,7 @@ def _render_soft_one(mesh, camera, pose, edge_width, tile, block):
     return _untile(jax.lax.map(one_tile, pixels), h, w, tile)
 
 
-def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16, block: int = 128):
+def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16, block: int = 64):
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 
     The value is ``smoothstep(1 - d / edge_width)`` with d the distance in pixels from the pixel
