@@ -311,6 +311,16 @@ def test_poisson_noise_moments_and_keys():
         P.poisson_noise(key, img, 0.0)
 
 
+def test_noise_under_jit_and_vmap_over_keys():
+    keys = jax.random.split(jax.random.key(7), 3)
+    p = jnp.linspace(0.0, 1.0, 48).reshape(6, 8)
+    chain = lambda k: P.detector_noise(k, p, 500.0, crosstalk_fraction=0.05, electronic_std=1.0)  # noqa: E731
+    batched = jax.jit(jax.vmap(chain))(keys)
+    single = jax.jit(chain)
+    np.testing.assert_allclose(batched, np.stack([single(k) for k in keys]), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(batched[0], batched[1])
+
+
 def test_gaussian_noise_moments_and_gradient():
     p = jnp.full((128, 128), 0.2)
     key = jax.random.key(3)
