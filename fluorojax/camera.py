@@ -42,7 +42,8 @@ class Camera:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"Camera {name} must be a positive integer number of pixels, got {value!r}")
         if is_concrete(pixel_size, sdd, principal_point):
-            ps = np.broadcast_to(np.asarray(pixel_size, np.float64), (2,)) if np.ndim(pixel_size) <= 1 else None
+            ps = np.asarray(pixel_size, np.float64) if np.shape(pixel_size) in ((), (1,), (2,)) else None
+            ps = None if ps is None else np.broadcast_to(ps, (2,))
             if ps is None or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
                 raise ValueError(f"Camera pixel_size must be a positive scalar or (2,) in mm, got {pixel_size!r}")
             if np.ndim(sdd) != 0 or not np.isfinite(sdd) or float(sdd) <= 0:

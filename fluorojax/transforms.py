@@ -60,15 +60,24 @@ def apply_pose(pose, points):
     return jnp.einsum("...ij,...j->...i", pose[..., :3, :3], points) + pose[..., :3, 3]
 
 
+def _sinc(t2):
+    """sin(t) / t from t^2, exact to float32 precision for every t (Taylor series near 0)."""
+    small = t2 < 1e-4
+    t = jnp.sqrt(jnp.where(small, 1.0, t2))
+    return jnp.where(small, 1.0 - t2 / 6.0 + t2 * t2 / 120.0, jnp.sin(t) / t)
+
+
+def _one_minus_cos_over_t2(t2):
+    """(1 - cos t) / t^2 = sinc(t / 2)^2 / 2, free of the cancellation of 1 - cos t."""
+    return 0.5 * _sinc(t2 / 4.0) ** 2
+
+
 def so3_exp(rotvec):
     """Rodrigues' formula: axis-angle (..., 3) radians -> rotation (..., 3, 3)."""
     rotvec = jnp.asarray(rotvec, jnp.float32)
     theta2 = jnp.sum(rotvec * rotvec, axis=-1)
-    small = theta2 < _SMALL**2
-    theta2_safe = jnp.where(small, 1.0, theta2)
-    theta = jnp.sqrt(theta2_safe)
-    a = jnp.where(small, 1.0 - theta2 / 6.0, jnp.sin(theta) / theta)
-    b = jnp.where(small, 0.5 - theta2 / 24.0, (1.0 - jnp.cos(theta)) / theta2_safe)
+    a = _sinc(theta2)
+    b = _one_minus_cos_over_t2(theta2)
     k = _skew(rotvec)
     eye = jnp.eye(3, dtype=jnp.float32)
     return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
@@ -188,16 +197,20 @@ def matrix_to_euler(rotation, convention: str = "ZYX"):
         k = 3 - i - j
     # parity of the permutation (i, j, k): +1 if cyclic
     sign = 1.0 if (j - i) % 3 == 1 else -1.0
+    # The middle angle comes from atan2 of its sine and cosine (each from well-conditioned
+    # entries), not from arcsin / arccos of one entry near +/-1.
     if not proper:
-        middle = jnp.arcsin(jnp.clip(sign * r[..., i, k], -1.0, 1.0))
+        cos_middle = jnp.hypot(r[..., i, i], r[..., i, j])
+        middle = jnp.arctan2(sign * r[..., i, k], cos_middle)
         a1 = jnp.arctan2(-sign * r[..., j, k], r[..., k, k])
         a3 = jnp.arctan2(-sign * r[..., i, j], r[..., i, i])
-        locked = jnp.abs(r[..., i, k]) > 1.0 - 1e-6
+        locked = cos_middle < 1e-6
     else:
-        middle = jnp.arccos(jnp.clip(r[..., i, i], -1.0, 1.0))
+        sin_middle = jnp.hypot(r[..., i, j], r[..., i, k])
+        middle = jnp.arctan2(sin_middle, r[..., i, i])
         a1 = jnp.arctan2(r[..., j, i], -sign * r[..., k, i])
         a3 = jnp.arctan2(r[..., i, j], sign * r[..., i, k])
-        locked = jnp.abs(r[..., i, i]) > 1.0 - 1e-6
+        locked = sin_middle < 1e-6
     # At gimbal lock only a1 +/- a3 is defined: put it all in a1.
     a1_locked = jnp.arctan2(sign * r[..., k, j], r[..., j, j])
     a1 = jnp.where(locked, a1_locked, a1)
@@ -226,12 +239,17 @@ def matrix_to_rotation_6d(rotation):
 
 
 def _so3_left_jacobian_terms(theta2):
-    """Coefficients (b, c) of V = I + b K + c K^2 with K = skew(omega), theta^2 = |omega|^2."""
-    small = theta2 < _SMALL**2
+    """Coefficients (b, c) of V = I + b K + c K^2 with K = skew(omega), theta^2 = |omega|^2.
+
+    c = (t - sin t) / t^3 cancels badly in float32 for small t, so below t = 0.5 it is its
+    Taylor series (truncation error t^8 / 4e7 < 1e-9).
+    """
+    b = _one_minus_cos_over_t2(theta2)
+    small = theta2 < 0.25
     t2 = jnp.where(small, 1.0, theta2)
     t = jnp.sqrt(t2)
-    b = jnp.where(small, 0.5 - theta2 / 24.0, (1.0 - jnp.cos(t)) / t2)
-    c = jnp.where(small, 1.0 / 6.0 - theta2 / 120.0, (t - jnp.sin(t)) / (t2 * t))
+    series = 1.0 / 6.0 - theta2 / 120.0 + theta2**2 / 5040.0 - theta2**3 / 362880.0
+    c = jnp.where(small, series, (t - jnp.sin(t)) / (t2 * t))
     return b, c
 
 
@@ -253,12 +271,12 @@ def se3_log(pose):
     pose = jnp.asarray(pose, jnp.float32)
     omega = so3_log(pose[..., :3, :3])
     theta2 = jnp.sum(omega * omega, axis=-1)
-    small = theta2 < _SMALL**2
+    # V^-1 = I - K/2 + d K^2, d = (1 - (t/2) cot(t/2)) / t^2, a Taylor series below t = 0.5.
+    small = theta2 < 0.25
     t2 = jnp.where(small, 1.0, theta2)
-    t = jnp.sqrt(t2)
-    # V^-1 = I - K/2 + d K^2, d = (1 - (t/2) cot(t/2)) / t^2
-    half = 0.5 * t
-    d = jnp.where(small, 1.0 / 12.0 + theta2 / 720.0, (1.0 - half * jnp.cos(half) / jnp.sin(half)) / t2)
+    half = 0.5 * jnp.sqrt(t2)
+    series = 1.0 / 12.0 + theta2 / 720.0 + theta2**2 / 30240.0
+    d = jnp.where(small, series, (1.0 - half * jnp.cos(half) / jnp.sin(half)) / t2)
     k = _skew(omega)
     v_inv = jnp.eye(3, dtype=jnp.float32) - 0.5 * k + d[..., None, None] * (k @ k)
     rho = jnp.einsum("...ij,...j->...i", v_inv, pose[..., :3, 3])
@@ -267,5 +285,7 @@ def se3_log(pose):
 
 def rotation_angle(rotation_a, rotation_b):
     """Geodesic angle (...,) radians between rotations (..., 3, 3), in [0, pi]."""
-    rel = jnp.swapaxes(rotation_a, -1, -2) @ rotation_b
-    return jnp.linalg.norm(so3_log(rel), axis=-1)
+    q = matrix_to_quaternion(jnp.swapaxes(rotation_a, -1, -2) @ rotation_b)
+    n2 = jnp.sum(q[..., 1:] ** 2, axis=-1)
+    n = jnp.where(n2 > 0, jnp.sqrt(jnp.where(n2 > 0, n2, 1.0)), 0.0)  # finite gradient at 0
+    return 2.0 * jnp.arctan2(n, jnp.abs(q[..., 0]))

@@ -255,14 +255,7 @@ def test_camera_accepts_numpy_integer_sizes():
         (0.5, -1.0),
         np.nan,
         np.inf,
-        pytest.param(
-            (0.5, 0.5, 0.5),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Camera: a 1-D pixel_size of length 3 reaches np.broadcast_to unchecked and raises numpy's "
-                "'operands could not be broadcast' ValueError, which names neither pixel_size nor what is expected",
-            ),
-        ),
+        (0.5, 0.5, 0.5),
         np.ones((2, 2)),
     ],
 )

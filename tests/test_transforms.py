@@ -200,7 +200,7 @@ def test_matrix_to_euler_matches_scipy_away_from_gimbal_lock(convention):
 @pytest.mark.parametrize("convention", CONVENTIONS)
 def test_matrix_to_euler_round_trips_random_rotations(convention):
     r = Rotation.random(300, random_state=10)
-    # stay 5e-3 rad from gimbal lock (see the near-lock xfail below)
+    # stay 5e-3 rad from gimbal lock (see the near-lock test below)
     mid = r.as_euler(convention)[:, 1]
     lock = np.minimum(np.abs(mid), np.abs(np.pi - mid)) if convention[0] == convention[2] else np.abs(np.pi / 2 - np.abs(mid))
     m = r.as_matrix()[lock > 5e-3].astype(np.float32)
@@ -221,13 +221,6 @@ def test_matrix_to_euler_at_gimbal_lock_still_round_trips(convention):
             np.testing.assert_allclose(np.asarray(T.euler_to_matrix(got, convention)), r, atol=2e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="matrix_to_euler near gimbal lock: arcsin/arccos of an entry near +-1 loses half the float32 digits "
-    "and the lock test |r| > 1 - 1e-6 fires up to ~1.4e-3 rad from the lock, where a3 is forced to 0; the "
-    "matrix round trip then errs by up to ~1.7e-3 (atan2(s r_ik, hypot(...)) for the middle angle and a "
-    "lock test on the hypot, not on the entry, would keep it ~1e-6)",
-)
 @pytest.mark.parametrize("convention", ["ZYX", "XYZ", "ZXZ", "XYX"])
 def test_matrix_to_euler_near_gimbal_lock_round_trips(convention):
     proper = convention[0] == convention[2]
@@ -325,14 +318,6 @@ def test_se3_exp_value_and_jacobian_match_float64(angle):
     np.testing.assert_allclose(np.asarray(T.se3_exp(twist))[:3, 3], scipy.linalg.expm(twist_matrix(twist))[:3, 3], atol=2e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="se3_exp just above the Taylor threshold (_SMALL = 1e-4 rad): b = (1 - cos t) / t^2 cancels in float32 "
-    "(cos t rounds to 1 for t < ~3e-4), so V rho loses its first-order term and the translation is off by "
-    "~0.5 t |rho| (2e-3 mm at t = 2e-4, |rho| = 62 mm); its autodiff Jacobian d t / d omega is off by up to "
-    "22 mm/rad (true entries ~30) at t = 1.1e-4..2e-4, 1.0 at 1e-3, 4e-3 at 1e-2. Use 2 sin^2(t/2) / t^2 for b "
-    "and a larger Taylor threshold (~1e-2 with the t^4 terms) for c = (t - sin t) / t^3",
-)
 @pytest.mark.parametrize("angle", [2e-4, 1e-3, 1e-2])
 def test_se3_exp_value_and_jacobian_above_taylor_threshold(angle):
     twist = np.concatenate([[30.0, -50.0, 20.0], AXIS * angle])
@@ -448,12 +433,6 @@ def test_so3_log_gradient_at_identity_is_identity_map():
     np.testing.assert_allclose(jac, np.eye(6), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rotation_angle = norm(so3_log(Ra^T Rb)): jnp.linalg.norm has a NaN gradient at 0, so the geodesic "
-    "loss has NaN gradients exactly at its optimum (Ra == Rb), against the module's 'finite gradients "
-    "everywhere' promise",
-)
 def test_rotation_angle_gradient_finite_at_equal_rotations():
     r = T.so3_exp(jnp.array([0.3, -0.2, 0.5]))
     g = jgrad(lambda m: T.rotation_angle(r, m))(r)
