@@ -173,7 +173,8 @@ def test_spectrum_rebinning_keeps_fluence_and_mean():
 
 def test_monochromatic_custom_and_filter():
     e, w = P.monochromatic(60.0)
-    np.testing.assert_array_equal(e, [60.0]) and np.testing.assert_array_equal(w, [1.0])
+    np.testing.assert_array_equal(e, [60.0])
+    np.testing.assert_array_equal(w, [1.0])
     e, w = P.custom_spectrum([40.0, 80.0], [1.0, 3.0])
     np.testing.assert_allclose(w, [0.25, 0.75])
     # A 0.2 mm copper filter: numpy reference of the transmitted spectrum.
