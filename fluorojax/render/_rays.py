@@ -8,7 +8,6 @@ source s to the detector pixel t.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from fluorojax.transforms import apply_pose
@@ -48,21 +47,18 @@ def clip_to_box(s, t, lower, upper):
     return alpha_in, alpha_out, entry_axis, exit_axis
 
 
-def chunked(fn, chunk_size, *rays):
-    """Apply ``fn`` to rays (R, ...) in chunks of ``chunk_size`` with ``lax.map``.
+def split(x, chunk, fill=None):
+    """(R, ...) -> (R // chunk rounded up, chunk, ...), padding with ``fill`` (default: copies
+    of the first row, so padded rays are valid rays whose results are dropped)."""
+    n = x.shape[0]
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    if pad:
+        padding = x[:1] if fill is None else jnp.full((1,) + x.shape[1:], fill, x.dtype)
+        x = jnp.concatenate([x, jnp.broadcast_to(padding, (pad,) + x.shape[1:])])
+    return x.reshape((n_chunks, chunk) + x.shape[1:])
 
-    ``fn`` maps arrays (chunk_size, ...) to a pytree of arrays (chunk_size, ...). The last
-    chunk is padded by repeating the first ray; padded results are dropped.
-    """
-    n = rays[0].shape[0]
-    if n <= chunk_size:
-        return fn(*rays)
-    n_chunks = -(-n // chunk_size)
-    pad = n_chunks * chunk_size - n
 
-    def split(x):
-        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])]) if pad else x
-        return x.reshape((n_chunks, chunk_size) + x.shape[1:])
-
-    out = jax.lax.map(lambda args: fn(*args), tuple(split(x) for x in rays))
-    return jax.tree_util.tree_map(lambda y: y.reshape((n_chunks * chunk_size,) + y.shape[2:])[:n], out)
+def merge(x, n):
+    """Inverse of ``split``: (chunks, chunk, ...) -> (n, ...)."""
+    return x.reshape((-1,) + x.shape[2:])[:n]

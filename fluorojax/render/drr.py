@@ -62,7 +62,7 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
     if method == "siddon":
         out = siddon.integrate(volume.shape, int(chunk_size or siddon.DEFAULT_CHUNK), 0, values, None, s, t)
     else:
-        out = trilinear.integrate(volume.shape, values, s, t, int(n_samples))
+        out = trilinear.integrate(volume.shape, int(n_samples), values, s, t)
     return unflatten_values(volume, out * length[:, None], batch)
 
 

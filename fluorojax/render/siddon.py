@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax.render._rays import clip_to_box
+from fluorojax.render._rays import clip_to_box, merge, split
 
 DEFAULT_CHUNK = 8192
 _MIN_DEPTH_PIECE = 1e-6
@@ -202,21 +202,6 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     return d_values, d_s + ds, d_t + dt
 
 
-def _split(x, chunk, fill=None):
-    """(R, ...) -> (chunks, chunk, ...), padding with ``fill`` (default: copies of the first row)."""
-    n = x.shape[0]
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-    if pad:
-        padding = x[:1] if fill is None else jnp.full((1,) + x.shape[1:], fill, x.dtype)
-        x = jnp.concatenate([x, jnp.broadcast_to(padding, (pad,) + x.shape[1:])])
-    return x.reshape((n_chunks, chunk) + x.shape[1:])
-
-
-def _merge(x, n):
-    return x.reshape((-1,) + x.shape[2:])[:n]
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def integrate(shape, chunk, n_labels, values, channels, s, t):
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
@@ -237,8 +222,8 @@ def integrate(shape, chunk, n_labels, values, channels, s, t):
     """
     n = s.shape[0]
     fn = functools.partial(_forward_chunk, shape, n_labels, values, channels)
-    out = jax.lax.map(lambda st: fn(*st), (_split(s, chunk), _split(t, chunk)))
-    return jax.tree_util.tree_map(lambda x: _merge(x, n), out)
+    out = jax.lax.map(lambda st: fn(*st), (split(s, chunk), split(t, chunk)))
+    return jax.tree_util.tree_map(lambda x: merge(x, n), out)
 
 
 def _integrate_fwd(shape, chunk, n_labels, values, channels, s, t):
@@ -262,10 +247,10 @@ def _integrate_bwd(shape, chunk, n_labels, residuals, g):
         return d_values, (d_s, d_t)
 
     g = jnp.asarray(g, values.dtype)
-    d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (_split(s, chunk), _split(t, chunk), _split(g, chunk, fill=0.0)))
+    d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (split(s, chunk), split(t, chunk), split(g, chunk, fill=0.0)))
     if d_values is None:
         d_values = jnp.zeros_like(values)
-    return d_values, None, _merge(d_s, n), _merge(d_t, n)
+    return d_values, None, merge(d_s, n), merge(d_t, n)
 
 
 integrate.defvjp(_integrate_fwd, _integrate_bwd, symbolic_zeros=True)
