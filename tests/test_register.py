@@ -381,13 +381,13 @@ class RegisterTest(chex.TestCase):
         np.testing.assert_allclose(res.losses[0], want0, atol=1e-5)
         self.assertLess(float(res.losses[-1]), float(res.losses[40]))
 
-    def test_siddon_with_mask_recovers_pose_and_stops_early(self):
+    def test_siddon_se3_with_mask_recovers_pose_and_stops_early(self):
         target = np.array(render(self.volume, CAMERA, self.truth, "siddon"))
         mask = np.ones_like(target)
         target[:, :8] = 5.0  # a corrupted band (e.g. a collimator edge), masked out
         mask[:, :8] = 0.0
         init = _offset(self.truth, [0.04, 0.03, -0.03], [-3.0, 2.0, 8.0])
-        options = dict(method="siddon", steps=80, mask=mask, patience=10, lr_decay=0.05)
+        options = dict(method="siddon", steps=80, mask=mask, patience=10, lr_decay=0.05, parameterization="se3")
         res = optimize.register(self.volume, CAMERA, target, init, **options)
         self.assertLess(float(metrics.mtre(self.truth, res.pose, POINTS)), 0.5)
         self.assertLess(float(metrics.rotation_error(self.truth, res.pose)), np.deg2rad(0.3))

@@ -14,7 +14,8 @@ have separate learning rates (one optax optimiser each, via ``optax.multi_transf
 
 Each level of a coarse-to-fine pyramid renders with a camera of ``f`` times fewer, ``f`` times
 larger pixels covering the same detector, against the target (and mask) averaged over ``f`` x
-``f`` blocks. Each level runs an optax loop (``lax.while_loop``) that stops early when the
+``f`` blocks. Each level runs an optax loop (``lax.while_loop``), with learning rates on a
+cosine decay over the level's steps and a fresh optimiser state, that stops early when the
 loss has not improved by ``tol`` for ``patience`` steps, and hands its best parameters to the
 next. Several initial poses are optimised at once with ``vmap`` and the start with the lowest
 final loss wins. The whole optimisation is one jitted call.
