@@ -45,52 +45,47 @@ def _samples(shape, s, t, n_samples):
     return alpha, points, span / n_samples
 
 
+_CORNERS = jnp.asarray([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], jnp.int32)
+
+
 def _corners(padded_shape, points):
     """Flat indices (..., 8) of the eight neighbours of each point and the fractions (..., 3)."""
     q = points + 0.5  # index coordinates in the padded grid
-    base = jnp.clip(jnp.floor(q), 0.0, jnp.asarray(padded_shape, jnp.float32) - 2.0)
+    base = jnp.floor(q)
     frac = q - base
-    si, sj = padded_shape[1] * padded_shape[2], padded_shape[2]
-    offsets = jnp.asarray([a * si + b * sj + c for a in (0, 1) for b in (0, 1) for c in (0, 1)], jnp.int32)
-    b = base.astype(jnp.int32)
-    index = (b[..., 0] * si + b[..., 1] * sj + b[..., 2])[..., None] + offsets
-    return index, frac
+    upper = jnp.asarray(padded_shape, jnp.int32) - 1
+    corner = jnp.clip(base.astype(jnp.int32)[..., None, :] + _CORNERS, 0, upper)  # (..., 8, 3)
+    strides = jnp.asarray([padded_shape[1] * padded_shape[2], padded_shape[2], 1], jnp.int32)
+    return jnp.sum(corner * strides, axis=-1), frac
 
 
-def _weights(frac):
-    """Trilinear weights (..., 8) in corner order (x, y, z bits) and their d/dfrac (..., 8, 3)."""
-    fx, fy, fz = frac[..., 0], frac[..., 1], frac[..., 2]
-    x = jnp.stack([1.0 - fx, fx], -1)
-    y = jnp.stack([1.0 - fy, fy], -1)
-    z = jnp.stack([1.0 - fz, fz], -1)
-    sign = jnp.asarray([-1.0, 1.0])
-    w = (x[..., :, None, None] * y[..., None, :, None] * z[..., None, None, :]).reshape(frac.shape[:-1] + (8,))
-    dx = (sign[:, None, None] * y[..., None, :, None] * z[..., None, None, :]).reshape(w.shape)
-    dy = (x[..., :, None, None] * sign[None, :, None] * z[..., None, None, :]).reshape(w.shape)
-    dz = (x[..., :, None, None] * y[..., None, :, None] * sign[None, None, :]).reshape(w.shape)
-    return w, jnp.stack([dx, dy, dz], -1)
+def _factors(frac):
+    """Per-axis interpolation factors (..., 8, 3): frac for a corner's upper side, 1 - frac else."""
+    return jnp.where(_CORNERS == 1, frac[..., None, :], 1.0 - frac[..., None, :])
 
 
 def _forward_chunk(shape, n_samples, padded, padded_shape, s, t):
     _, points, step = _samples(shape, s, t, n_samples)
     index, frac = _corners(padded_shape, points)
-    w, _ = _weights(frac)
-    v = padded.at[index].get(mode="promise_in_bounds")  # (R, n, 8, C)
-    return jnp.sum(jnp.sum(w[..., None] * v, axis=2), axis=1) * step[:, None]
+    w = jnp.prod(_factors(frac), axis=-1)  # (R, n, 8)
+    return jnp.sum(jnp.einsum("...k,...kc->...c", w, padded[index]), axis=1) * step[:, None]
 
 
 def _backward_chunk(shape, n_samples, padded, padded_shape, s, t, g, d_padded):
     alpha, points, step = _samples(shape, s, t, n_samples)
     index, frac = _corners(padded_shape, points)
-    w, dw = _weights(frac)
-    v = padded.at[index].get(mode="promise_in_bounds")
-    gv = jnp.einsum("rnkc,rc->rnk", v, g)  # cotangent-weighted corner values
+    f = _factors(frac)  # (R, n, 8, 3)
+    w = jnp.prod(f, axis=-1)
+    # d w / d frac_a: the other two factors times +1 (upper corner) or -1 (lower corner).
+    others = jnp.stack([f[..., 1] * f[..., 2], f[..., 0] * f[..., 2], f[..., 0] * f[..., 1]], -1)
+    dw = others * (2.0 * _CORNERS - 1.0)
+    gv = jnp.einsum("rnkc,rc->rnk", padded[index], g)  # cotangent-weighted corner values
     grad_f = jnp.einsum("rnk,rnkd->rnd", gv, dw) * step[:, None, None]  # d(g . I)/dp_i
     d_s = jnp.sum(grad_f * (1.0 - alpha)[..., None], axis=1)
     d_t = jnp.sum(grad_f * alpha[..., None], axis=1)
     if d_padded is not None:
         contrib = (w * step[:, None, None])[..., None] * g[:, None, None, :]
-        d_padded = d_padded.at[index].add(contrib, mode="promise_in_bounds")
+        d_padded = d_padded.at[index].add(contrib)
     return d_padded, d_s, d_t
 
 
