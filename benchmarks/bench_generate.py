@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluorojax.fluoroseg import FluoroSegWriter, encode_annotation
-from fluorojax.render import render
+from fluorojax.raycast import render
 from fluorojax.scene.generate import example_case, prepare_case, render_scene_images
 from fluorojax.scene.spec import SceneSpec
 

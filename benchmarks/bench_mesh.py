@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 
 from fluorojax.camera import Camera, look_at
-from fluorojax.render.mesh import render_mesh
+from fluorojax.raycast.mesh import render_mesh
 from fluorojax.tools import cortical_screw
 
 

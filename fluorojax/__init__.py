@@ -4,9 +4,13 @@ CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every arra
 is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
-from fluorojax import transforms
+from fluorojax import augment, fluoroseg, physics, scene, transforms
 from fluorojax.camera import Camera, carm_pose, look_at
-from fluorojax.render import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
+from fluorojax.mesh import Mesh, load_mesh
+from fluorojax.physics import render_polychromatic, spectrum
+from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
+from fluorojax.raycast.mesh import MeshRender, render_mesh, render_mesh_soft
+from fluorojax.tools import Tool
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"
@@ -14,6 +18,18 @@ __version__ = "0.1.0"
 __all__ = [
     "Camera",
     "LabelTrace",
+    "Mesh",
+    "MeshRender",
+    "Tool",
+    "augment",
+    "fluoroseg",
+    "load_mesh",
+    "physics",
+    "render_mesh",
+    "render_mesh_soft",
+    "render_polychromatic",
+    "scene",
+    "spectrum",
     "Volume",
     "carm_pose",
     "example_paths",

@@ -1,4 +1,4 @@
-"""The ``fluorojax`` command: render DRRs from the shell (``fluorojax render --help``)."""
+"""The ``fluorojax`` command: ``render``, ``generate``, ``preview`` (``fluorojax <command> --help``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import sys
 
 import numpy as np
+
+from fluorojax.cli_generate import add_generate_parser, add_preview_parser
 
 DEFAULT_SDD = 1020.0
 DEFAULT_SOURCE_TO_ISOCENTER = 510.0
@@ -125,6 +127,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fluorojax", description="Differentiable X-ray simulation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_parser(sub)
+    add_generate_parser(sub)
+    add_preview_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -7,7 +7,7 @@ import pytest
 from reference import label_reference
 
 import fluorojax as fj
-from fluorojax.render.labels import render_labels, render_with_labels, trace_labels
+from fluorojax.raycast.labels import render_labels, render_with_labels, trace_labels
 
 
 def labelled_phantom():

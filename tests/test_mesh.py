@@ -12,8 +12,8 @@ from absl.testing import absltest
 from fluorojax.camera import Camera, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.organs import label_mesh, label_meshes
-from fluorojax.render import render
-from fluorojax.render.mesh import _det2_sign, render_mesh, render_mesh_soft
+from fluorojax.raycast import render
+from fluorojax.raycast.mesh import _det2_sign, render_mesh, render_mesh_soft
 from fluorojax.transforms import make_pose, se3_exp, so3_exp
 from fluorojax.volume import Volume
 

@@ -155,7 +155,7 @@ def render_augmented(
       the transform's outputs for the batch: images (B, ...) and masks (B, N, ...), N =
       len(label_ids).
     """
-    from fluorojax.render import render  # the renderer imports nothing from augment
+    from fluorojax.raycast import render  # the renderer imports nothing from augment
 
     if volume.labels is None:
         raise ValueError("render_augmented: the volume needs a label map to make masks")

@@ -159,7 +159,7 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
     Returns (H, W) or (B, H, W) float32 intensity; ``neglog(image)`` gives the -log image.
     Differentiable with respect to the pose and the volume data.
     """
-    from fluorojax.render import render
+    from fluorojax.raycast import render
 
     if volume.data.ndim == 4:
         if volume.data.shape[3] != len(materials):

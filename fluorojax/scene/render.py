@@ -32,8 +32,8 @@ import numpy as np
 
 from fluorojax.camera import Camera
 from fluorojax.physics import MM_PER_CM, detector_noise, intensity
-from fluorojax.render import line_integrals, trace_labels
-from fluorojax.render.mesh import render_mesh
+from fluorojax.raycast import line_integrals, trace_labels
+from fluorojax.raycast.mesh import render_mesh
 from fluorojax.volume import Volume
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.render import siddon
-from fluorojax.render.drr import flat_values, grid_rays, unflatten_values
+from fluorojax.raycast import siddon
+from fluorojax.raycast.drr import flat_values, grid_rays, unflatten_values
 from fluorojax.volume import Volume
 
 

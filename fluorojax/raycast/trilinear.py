@@ -20,7 +20,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fluorojax.render._rays import clip_to_box, merge, split
+from fluorojax.raycast._rays import clip_to_box, merge, split
 
 SAMPLES_PER_CHUNK = 1 << 18
 """Ray samples evaluated at once; rays per chunk = SAMPLES_PER_CHUNK // n_samples."""

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax.render._rays import clip_to_box, merge, split
+from fluorojax.raycast._rays import clip_to_box, merge, split
 
 DEFAULT_CHUNK = 8192
 _MIN_DEPTH_PIECE = 1e-6

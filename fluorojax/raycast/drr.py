@@ -7,8 +7,8 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.render import siddon, trilinear
-from fluorojax.render._rays import grid_coordinates
+from fluorojax.raycast import siddon, trilinear
+from fluorojax.raycast._rays import grid_coordinates
 from fluorojax.volume import Volume
 
 METHODS = ("siddon", "trilinear")
