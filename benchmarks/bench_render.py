@@ -139,9 +139,11 @@ def main():
     images = os.path.join(os.path.dirname(args.json), "images")
     os.makedirs(images, exist_ok=True)
     for size in args.sizes:
-        reference = siddon_numba.benchmark(size, repeats=args.repeats)
-        rows.append({k: v for k, v in reference.items() if k != "image"})
-        print(json.dumps(rows[-1]), flush=True)
+        for order in ("rows", "columns"):
+            reference = siddon_numba.benchmark(size, repeats=args.repeats, ray_order=order)
+            rows.append({k: v for k, v in reference.items() if k != "image"})
+            rows[-1]["impl"] = f"siddon-numba ({order} order)"
+            print(json.dumps(rows[-1]), flush=True)
         for method in args.methods:
             for mode in MODES:
                 save = os.path.join(images, f"fluorojax-{method}-{size}.npy")
@@ -164,9 +166,30 @@ def main():
                     row["max_rel_error_vs_reference"] = _max_rel_error(image, reference["image"])
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    machine = machine_info()
     with open(args.json, "w") as f:
-        json.dump({"machine": machine_info(), "results": rows}, f, indent=1)
-    print(f"wrote {args.json}")
+        json.dump({"machine": machine, "results": rows}, f, indent=1)
+    with open(args.json.replace(".json", ".md"), "w") as f:
+        f.write(markdown(rows, machine))
+    print(f"wrote {args.json} and its .md table")
+
+
+def markdown(rows, machine):
+    """One table per image size: time, ratio to fluorojax siddon, memory, image error."""
+    lines = [f"Machine: {machine}", ""]
+    for size in sorted({r["size"] for r in rows}):
+        ours = {r["mode"]: r["median_s"] for r in rows if r["size"] == size and r["impl"] == "fluorojax-siddon"}
+        lines += [f"### {size} x {size}", "",
+                  "| implementation | mode | median s | x fluorojax siddon | peak MB (render) | peak MB (process) | max rel. error vs exact |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["size"] == size):
+            ratio = r["median_s"] / ours[r["mode"]] if r["mode"] in ours else float("nan")
+            fmt = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
+            err = r.get("max_rel_error_vs_reference")
+            lines.append(f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {ratio:.2f} | {fmt(r.get('peak_render_mb'))} | "
+                         f"{fmt(r.get('peak_process_mb'))} | {'-' if err is None else f'{err:.1e}'} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
