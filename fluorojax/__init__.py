@@ -8,6 +8,7 @@ from fluorojax import augment, fluoroseg, physics, scene, transforms
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import render_polychromatic, spectrum
+from fluorojax.register import register
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.raycast.mesh import MeshRender, render_mesh, render_mesh_soft
 from fluorojax.tools import Tool
@@ -25,6 +26,7 @@ __all__ = [
     "fluoroseg",
     "load_mesh",
     "physics",
+    "register",
     "render_mesh",
     "render_mesh_soft",
     "render_polychromatic",

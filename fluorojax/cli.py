@@ -1,4 +1,4 @@
-"""The ``fluorojax`` command: ``render``, ``generate``, ``preview`` (``fluorojax <command> --help``)."""
+"""The ``fluorojax`` command: ``render``, ``register``, ``generate``, ``preview`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,104 @@ def _render_parser(sub):
     p.set_defaults(func=_render)
 
 
+def _register_parser(sub):
+    p = sub.add_parser(
+        "register",
+        help="find the C-arm pose whose DRR of a CT matches an X-ray image",
+        description=(
+            "2D/3D registration: optimise the pose of a DRR of the CT (mu from HU) so that it matches the "
+            "target image by normalised cross-correlation, starting from a C-arm pose, with a coarse-to-fine "
+            "pyramid. The target is a (H, W) image in .png, .tif/.tiff or .npy whose pixels follow the "
+            "camera given by --sdd and --pixel-size (the DRR convention: row 0 at the top as seen from the "
+            "source); its intensity scale does not matter. Writes the pose as JSON and an overlay image."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("target", help="target X-ray image (.png, .tif/.tiff or .npy)")
+    p.add_argument("ct", nargs="?", help="CT volume (.nii/.nii.gz) in HU; default: the bundled example chest CT")
+    p.add_argument("--carm", nargs=2, type=float, metavar=("LAO", "CRA"), default=(0.0, 0.0), help="initial C-arm angles in degrees")
+    p.add_argument("--isocenter", nargs=3, type=float, metavar=("X", "Y", "Z"), help="initial isocentre in world mm; default: the CT's centre")
+    p.add_argument("--sid", type=_positive(float), default=DEFAULT_SOURCE_TO_ISOCENTER, help="initial source-to-isocentre distance, mm")
+    p.add_argument("--sdd", type=_positive(float), default=DEFAULT_SDD, help="source-to-detector distance, mm")
+    p.add_argument("--pixel-size", type=_positive(float), help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
+    p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="renderer")
+    p.add_argument("--steps", type=_positive(int), default=100, help="optimiser steps per pyramid level")
+    p.add_argument("--scales", nargs="+", type=_positive(int), default=(4, 2, 1), help="pyramid downsampling factors, coarsest first")
+    p.add_argument("--out", default="pose.json", help="output JSON: the registered 4x4 world_from_camera pose and the loss history")
+    p.add_argument("--overlay", default="overlay.png", help="output PNG: target in grey, DRR edges before (red) and after (green)")
+    p.set_defaults(func=_register)
+
+
+def _load_image(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such image: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        image = np.load(path)
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        image = tifffile.imread(path)
+    elif ext == ".png":
+        from PIL import Image
+
+        image = np.asarray(Image.open(path).convert("F"))
+    else:
+        raise ValueError(f"target image must be .png, .tif/.tiff or .npy, got {path!r}")
+    image = np.asarray(image, np.float32)
+    if image.ndim != 2 or not np.all(np.isfinite(image)):
+        raise ValueError(f"target image {path} must be a finite 2-D (H, W) array, got shape {image.shape}")
+    return image
+
+
+def _register(args):
+    import fluorojax as fj
+
+    target = _load_image(args.target)
+    height, width = target.shape
+    for scale in args.scales:
+        if height % scale or width % scale:
+            raise ValueError(f"--scales {scale} must divide the target's size {height} x {width}")
+    volume = fj.hu_to_mu(fj.load_volume(args.ct) if args.ct else fj.load_example())
+    camera = fj.Camera(height, width, args.pixel_size or DEFAULT_DETECTOR_MM / width, args.sdd)
+    isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
+    init = fj.carm_pose(args.carm[0], args.carm[1], args.sid, isocenter)
+    result = fj.register(volume, camera, target, init, method=args.method, steps=args.steps, scales=tuple(args.scales))
+    before = np.asarray(fj.render(volume, camera, init, args.method))
+    after = np.asarray(fj.render(volume, camera, result.pose, args.method))
+    record = {"pose": np.asarray(result.pose).tolist(), "initial_pose": np.asarray(init).tolist(),
+              "loss": float(result.loss), "losses": np.asarray(result.losses).tolist(), "target": os.path.abspath(args.target)}
+    _write_atomic(args.out, lambda tmp: open(tmp, "w").write(json.dumps(record, indent=1)))
+    _write_atomic(args.overlay, lambda tmp: _overlay(target, before, after).save(tmp, format="PNG"))
+    print(f"wrote {args.out} (final loss {float(result.loss):.4f}, from {float(result.losses[0]):.4f}) and {args.overlay}")
+
+
+def _edges(image):
+    gy, gx = np.gradient(image.astype(np.float64))
+    magnitude = np.hypot(gx, gy)
+    return magnitude > np.percentile(magnitude, 90)
+
+
+def _overlay(target, before, after):
+    from PIL import Image
+
+    lo, hi = np.percentile(target, [0.5, 99.5])
+    grey = np.clip((target - lo) / max(hi - lo, 1e-12), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1) * 0.8
+    rgb[_edges(before)] = (1.0, 0.2, 0.2)
+    rgb[_edges(after)] = (0.2, 1.0, 0.2)
+    return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
+
+
+def _write_atomic(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"output folder does not exist: {folder}")
+    tmp = path + ".partial" + os.path.splitext(path)[1]
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def _load_pose(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such pose file: {path}")
@@ -101,32 +199,28 @@ def _render(args):
 
 
 def _save(image, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
     ext = os.path.splitext(path)[1].lower()
-    tmp = path + ".partial" + ext
     if ext == ".npy":
-        np.save(tmp, image)
+        _write_atomic(path, lambda tmp: np.save(open(tmp, "wb"), image))
     elif ext in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(tmp, image)
+        _write_atomic(path, lambda tmp: tifffile.imwrite(tmp, image))
     elif ext == ".png":
         from PIL import Image
 
         lo, hi = np.percentile(image, [0.5, 99.5])
         scaled = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
-        Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(tmp, format="PNG")
+        _write_atomic(path, lambda tmp: Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(tmp, format="PNG"))
     else:
         raise ValueError(f"output must end in .png, .tif/.tiff or .npy, got {path!r}")
-    os.replace(tmp, path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fluorojax", description="Differentiable X-ray simulation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_parser(sub)
+    _register_parser(sub)
     add_generate_parser(sub)
     add_preview_parser(sub)
     args = parser.parse_args(argv)
