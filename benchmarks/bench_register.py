@@ -87,8 +87,8 @@ def make_cases(volume, camera, n_cases, photons, seed):
     import jax.numpy as jnp
 
     from fluorojax.camera import carm_pose
-    from fluorojax.register import correction_to_pose
-    from fluorojax.render import render
+    from fluorojax.registration import correction_to_pose
+    from fluorojax.raycast import render
 
     rng = np.random.default_rng(seed)
     center = np.asarray(volume.center)
@@ -119,7 +119,7 @@ def run_fluorojax(volume, camera, targets, inits, options):
     """Final poses (N, 4, 4), wall seconds per case, warm-up seconds, steps per case."""
     import jax
 
-    from fluorojax.register import register
+    from fluorojax.registration import register
 
     kwargs = dict(
         method="siddon",
@@ -268,7 +268,7 @@ def diffdrr_child(case_file, out_file):
 
 
 def summarise(name, size, poses, truths, inits, times, warmup, steps, points):
-    from fluorojax.register import mtre, rotation_error
+    from fluorojax.registration import mtre, rotation_error
 
     final = np.asarray(mtre(truths, poses, points))
     initial = np.asarray(mtre(truths, inits, points))
@@ -342,7 +342,7 @@ def main(argv=None):
         parser.error(f"--steps {args.steps} needs one entry per --scales {args.scales}")
 
     from fluorojax.camera import Camera
-    from fluorojax.render import render
+    from fluorojax.raycast import render
     from fluorojax.volume import hu_to_mu, load_example
 
     volume = hu_to_mu(load_example()).replace(labels=None)

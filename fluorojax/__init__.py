@@ -4,11 +4,11 @@ CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every arra
 is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
-from fluorojax import augment, fluoroseg, physics, scene, transforms
+from fluorojax import augment, fluoroseg, physics, registration, scene, transforms
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import render_polychromatic, spectrum
-from fluorojax.register import register
+from fluorojax.registration import register
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.raycast.mesh import MeshRender, render_mesh, render_mesh_soft
 from fluorojax.tools import Tool
@@ -27,6 +27,7 @@ __all__ = [
     "load_mesh",
     "physics",
     "register",
+    "registration",
     "render_mesh",
     "render_mesh_soft",
     "render_polychromatic",

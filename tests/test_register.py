@@ -1,4 +1,4 @@
-"""Tests for fluorojax.register: similarity metrics, pose errors and pose optimisation."""
+"""Tests for fluorojax.registration: similarity metrics, pose errors and pose optimisation."""
 
 import chex
 import jax
@@ -9,8 +9,8 @@ from absl.testing import parameterized
 
 from fluorojax import transforms
 from fluorojax.camera import Camera, carm_pose
-from fluorojax.register import metrics, optimize
-from fluorojax.render import render
+from fluorojax.registration import metrics, optimize
+from fluorojax.raycast import render
 from fluorojax.volume import Volume
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """2D/3D registration: image similarity metrics, pose errors and optax pose optimisation."""
 
-from fluorojax.register.metrics import (
+from fluorojax.registration.metrics import (
     gradient_ncc,
     mtre,
     multiscale_ncc,
@@ -12,7 +12,7 @@ from fluorojax.register.metrics import (
     soft_histogram_weights,
     translation_error,
 )
-from fluorojax.register.optimize import (
+from fluorojax.registration.optimize import (
     PARAMETERIZATIONS,
     RegistrationResult,
     correction_to_pose,

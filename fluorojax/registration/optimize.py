@@ -31,8 +31,8 @@ import numpy as np
 import optax
 
 from fluorojax.camera import Camera
-from fluorojax.register.metrics import ncc
-from fluorojax.render import render
+from fluorojax.registration.metrics import ncc
+from fluorojax.raycast import render
 from fluorojax.transforms import apply_pose, invert_pose, make_pose, se3_exp, so3_exp
 from fluorojax.volume import Volume
 
