@@ -132,13 +132,20 @@ def _gather(values, index):
     return values.at[index].get(mode="promise_in_bounds")
 
 
-def _face_derivatives(rays: _Rays, alpha, axis, weight):
-    """d/ds and d/dt (R, 3) of ``weight * alpha`` where alpha is a face parameter on ``axis``."""
-    inv = jnp.where(axis == 0, rays.inv_d[0], jnp.where(axis == 1, rays.inv_d[1], rays.inv_d[2]))
-    onehot = jax.nn.one_hot(axis, 3, dtype=alpha.dtype)
-    ds = onehot * (weight * (alpha - 1.0) * inv)[:, None]
-    dt = onehot * (weight * -alpha * inv)[:, None]
-    return ds, dt
+def _add_face_terms(sums, rays: _Rays, alpha, axis, weight):
+    """Accumulate the face-derivative sums of ``weight * alpha`` for a face on ``axis``.
+
+    ``sums`` = (A, B), per-axis 3-tuples of (R,) arrays with A_a = sum w / d_a and
+    B_a = sum w alpha / d_a, from which d/ds_a = B_a - A_a and d/dt_a = -B_a (see the module
+    docstring); kept per axis so the step stays vectorised.
+    """
+    a_sums, b_sums = sums
+    a_new, b_new = [], []
+    for ax in range(3):
+        term = jnp.where(axis == ax, weight * rays.inv_d[ax], 0.0)
+        a_new.append(a_sums[ax] + term)
+        b_new.append(b_sums[ax] + term * alpha)
+    return tuple(a_new), tuple(b_new)
 
 
 def _forward_chunk(shape, n_labels, values, channels, s, t):
@@ -175,31 +182,33 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     r = s.shape[0]
 
     def visit(carry, step):
-        d_values, d_s, d_t, v_prev, pending, axis = carry
+        d_values, sums, v_prev, pending, axis = carry
         v = _gather(values, step.index)
         live = step.length > 0
         jump = jnp.where(live & pending, jnp.sum(g * (v_prev - v), axis=-1), 0.0)
-        ds, dt = _face_derivatives(rays, step.alpha, axis, jump)
+        sums = _add_face_terms(sums, rays, step.alpha, axis, jump)
         if d_values is not None:
             d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
         v_prev = jnp.where(live[:, None], v, v_prev)
         pending = jnp.where(live, step.crossed, pending | step.crossed)
         axis = jnp.where(step.crossed, step.axis, axis)
-        return d_values, d_s + ds, d_t + dt, v_prev, pending, axis
+        return d_values, sums, v_prev, pending, axis
 
     hit = rays.alpha_out > rays.alpha_in
+    zeros = (jnp.zeros(r, s.dtype),) * 3
     carry = (
         grad_values,
-        jnp.zeros_like(s),
-        jnp.zeros_like(t),
+        (zeros, zeros),
         jnp.zeros((r, values.shape[1]), values.dtype),
         hit & (rays.alpha_in > 0),  # the entry face is a jump from 0 to the first voxel
         rays.entry_axis,
     )
-    d_values, d_s, d_t, v_last, _, _ = _traverse(shape, rays, visit, carry)
+    d_values, sums, v_last, _, _ = _traverse(shape, rays, visit, carry)
     exit_jump = jnp.where(hit & (rays.alpha_out < 1), jnp.sum(g * v_last, axis=-1), 0.0)
-    ds, dt = _face_derivatives(rays, rays.alpha_out, rays.exit_axis, exit_jump)
-    return d_values, d_s + ds, d_t + dt
+    a_sums, b_sums = _add_face_terms(sums, rays, rays.alpha_out, rays.exit_axis, exit_jump)
+    d_s = jnp.stack([b - a for a, b in zip(a_sums, b_sums)], axis=-1)
+    d_t = -jnp.stack(b_sums, axis=-1)
+    return d_values, d_s, d_t
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -247,6 +256,8 @@ def _integrate_bwd(shape, chunk, n_labels, residuals, g):
         return d_values, (d_s, d_t)
 
     g = jnp.asarray(g, values.dtype)
+    # The backward step carries twice the forward's state per ray; half-size chunks keep it in cache.
+    chunk = max(1, chunk // 2)
     d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (split(s, chunk), split(t, chunk), split(g, chunk, fill=0.0)))
     if d_values is None:
         d_values = jnp.zeros_like(values)
