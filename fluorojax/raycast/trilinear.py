@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from fluorojax.raycast._rays import clip_to_box, merge, split
 
-SAMPLES_PER_CHUNK = 1 << 18
+SAMPLES_PER_CHUNK = 1 << 16
 """Ray samples evaluated at once; rays per chunk = SAMPLES_PER_CHUNK // n_samples."""
 
 
