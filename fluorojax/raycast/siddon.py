@@ -104,8 +104,8 @@ def _prepare(shape, s, t) -> _Rays:
 def _traverse(shape, rays: _Rays, visit, carry):
     """Walk every ray through the grid, calling ``carry = visit(carry, step)`` per step.
 
-    A face is passed only while it lies before the exit, so indices stay inside the grid
-    for rays that hit it (rays that miss have zero-length steps and arbitrary indices).
+    After a ray's exit its steps have zero length and its index may leave the grid; gathers
+    clamp such indices (XLA semantics) and zero lengths make them contribute nothing.
     """
     index_step = tuple((st * stride).astype(jnp.int32) for st, stride in zip(rays.step, _strides(shape)))
 
@@ -117,7 +117,7 @@ def _traverse(shape, rays: _Rays, visit, carry):
         crossed = a_next < rays.alpha_out
         axis = jnp.where(a_face[0] == a_next, 0, jnp.where(a_face[1] == a_next, 1, 2))
         carry = visit(carry, _Step(index=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
-        advance = tuple((a <= a_new) & (a < rays.alpha_out) for a in a_face)
+        advance = tuple(a <= a_new for a in a_face)
         face = tuple(jnp.where(adv, f + st, f) for adv, f, st in zip(advance, face, rays.step))
         for adv, di in zip(advance, index_step):
             index = jnp.where(adv, index + di, index)
@@ -130,6 +130,19 @@ def _traverse(shape, rays: _Rays, visit, carry):
 def _gather(values, index):
     # XLA clamps out-of-range gathers; only zero-length steps can have such indices.
     return values.at[index].get(mode="promise_in_bounds")
+
+
+def _channels(values, index):
+    """The C channel values of voxels ``index`` (R,), as a C-tuple of (R,) arrays.
+
+    ``values`` is (N, C); each channel is gathered from the flat array on its own, so that
+    per-ray state stays in (R,) arrays, which XLA vectorises well, rather than (R, C) ones.
+    """
+    n_channels = values.shape[1]
+    if n_channels == 1:
+        return (_gather(values[:, 0], index),)
+    flat = values.reshape(-1)
+    return tuple(_gather(flat, index * n_channels + c) for c in range(n_channels))
 
 
 def _add_face_terms(sums, rays: _Rays, alpha, axis, weight):
@@ -158,7 +171,7 @@ def _forward_chunk(shape, n_labels, values, channels, s, t):
 
     def visit(carry, step):
         acc, travel, entry, exit_ = carry
-        acc = acc + _gather(values, step.index) * step.length[:, None]
+        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(values, step.index)))
         if n_labels:
             slot = base + _gather(channels, step.index)
             live = step.length > _MIN_DEPTH_PIECE
@@ -167,11 +180,12 @@ def _forward_chunk(shape, n_labels, values, channels, s, t):
             exit_ = exit_.at[slot].max(jnp.where(live, step.alpha + step.length, -jnp.inf), mode="promise_in_bounds")
         return acc, travel, entry, exit_
 
-    acc = jnp.zeros((r, values.shape[1]), values.dtype)
+    acc = (jnp.zeros(r, values.dtype),) * values.shape[1]
     if not n_labels:
-        return _traverse(shape, rays, visit, (acc, None, None, None))[0]
+        return jnp.stack(_traverse(shape, rays, visit, (acc, None, None, None))[0], axis=-1)
     flat = lambda fill: jnp.full((r * slots,), fill, values.dtype)  # noqa: E731
     acc, travel, entry, exit_ = _traverse(shape, rays, visit, (acc, flat(0.0), flat(jnp.inf), flat(-jnp.inf)))
+    acc = jnp.stack(acc, axis=-1)
     per_label = lambda x: x.reshape(r, slots)[:, 1:]  # noqa: E731
     return acc, per_label(travel), per_label(entry), per_label(exit_)
 
@@ -182,29 +196,31 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     r = s.shape[0]
 
     def visit(carry, step):
-        d_values, sums, v_prev, pending, axis = carry
-        v = _gather(values, step.index)
+        d_values, sums, gv_prev, pending, axis = carry
+        # Only g . v enters the jumps, so the state keeps that scalar, not the C values.
+        gv = sum(gc * vc for gc, vc in zip(g_channels, _channels(values, step.index)))
         live = step.length > 0
-        jump = jnp.where(live & pending, jnp.sum(g * (v_prev - v), axis=-1), 0.0)
+        jump = jnp.where(live & pending, gv_prev - gv, 0.0)
         sums = _add_face_terms(sums, rays, step.alpha, axis, jump)
         if d_values is not None:
             d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
-        v_prev = jnp.where(live[:, None], v, v_prev)
+        gv_prev = jnp.where(live, gv, gv_prev)
         pending = jnp.where(live, step.crossed, pending | step.crossed)
         axis = jnp.where(step.crossed, step.axis, axis)
-        return d_values, sums, v_prev, pending, axis
+        return d_values, sums, gv_prev, pending, axis
 
+    g_channels = tuple(g[:, c] for c in range(g.shape[1]))
     hit = rays.alpha_out > rays.alpha_in
     zeros = (jnp.zeros(r, s.dtype),) * 3
     carry = (
         grad_values,
         (zeros, zeros),
-        jnp.zeros((r, values.shape[1]), values.dtype),
+        jnp.zeros(r, values.dtype),
         hit & (rays.alpha_in > 0),  # the entry face is a jump from 0 to the first voxel
         rays.entry_axis,
     )
-    d_values, sums, v_last, _, _ = _traverse(shape, rays, visit, carry)
-    exit_jump = jnp.where(hit & (rays.alpha_out < 1), jnp.sum(g * v_last, axis=-1), 0.0)
+    d_values, sums, gv_last, _, _ = _traverse(shape, rays, visit, carry)
+    exit_jump = jnp.where(hit & (rays.alpha_out < 1), gv_last, 0.0)
     a_sums, b_sums = _add_face_terms(sums, rays, rays.alpha_out, rays.exit_axis, exit_jump)
     d_s = jnp.stack([b - a for a, b in zip(a_sums, b_sums)], axis=-1)
     d_t = -jnp.stack(b_sums, axis=-1)
