@@ -3,13 +3,9 @@
 import numpy as np
 
 
-def siddon_reference(data, affine, source, target):
-    """Exact line integral of a piecewise-constant volume along one segment, float64.
-
-    The original Siddon formulation: collect every plane crossing of the segment, sort them,
-    and add the value of the voxel holding each piece's midpoint times the piece's length.
-    """
-    data = np.asarray(data, np.float64)
+def _pieces(shape, affine, source, target):
+    """Every plane crossing of the segment, sorted: (alphas (P+1,), voxel index (P, 3) of each
+    piece's midpoint, inside (P,) bool, segment length mm), float64."""
     grid_from_world = np.linalg.inv(np.asarray(affine, np.float64))
     s = grid_from_world[:3, :3] @ np.asarray(source, np.float64) + grid_from_world[:3, 3] + 0.5
     t = grid_from_world[:3, :3] @ np.asarray(target, np.float64) + grid_from_world[:3, 3] + 0.5
@@ -17,17 +13,25 @@ def siddon_reference(data, affine, source, target):
     alphas = [0.0, 1.0]
     for axis in range(3):
         if d[axis] != 0:
-            planes = np.arange(data.shape[axis] + 1, dtype=np.float64)
-            a = (planes - s[axis]) / d[axis]
+            a = (np.arange(shape[axis] + 1, dtype=np.float64) - s[axis]) / d[axis]
             alphas.extend(a[(a > 0) & (a < 1)])
     alphas = np.unique(alphas)
-    mids = (alphas[:-1] + alphas[1:]) / 2
-    points = s + mids[:, None] * d
-    index = np.floor(points).astype(np.int64)
-    inside = np.all((index >= 0) & (index < np.array(data.shape[:3])), axis=1)
-    lengths = np.diff(alphas) * np.linalg.norm(np.asarray(target, np.float64) - np.asarray(source, np.float64))
+    index = np.floor(s + ((alphas[:-1] + alphas[1:]) / 2)[:, None] * d).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.array(shape[:3])), axis=1)
+    length = np.linalg.norm(np.asarray(target, np.float64) - np.asarray(source, np.float64))
+    return alphas, index, inside, length
+
+
+def siddon_reference(data, affine, source, target):
+    """Exact line integral of a piecewise-constant volume along one segment, float64.
+
+    The original Siddon formulation: collect every plane crossing of the segment, sort them,
+    and add the value of the voxel holding each piece's midpoint times the piece's length.
+    """
+    data = np.asarray(data, np.float64)
+    alphas, index, inside, length = _pieces(data.shape, affine, source, target)
     values = data[index[inside, 0], index[inside, 1], index[inside, 2]]
-    return np.tensordot(lengths[inside], values, axes=1)
+    return np.tensordot(np.diff(alphas)[inside] * length, values, axes=1)
 
 
 def box_chord(source, target, lower, upper):
@@ -64,21 +68,9 @@ def label_reference(labels, affine, source, target, label_id):
     Entry and exit are distances from the source; inf when the segment misses the label.
     """
     labels = np.asarray(labels)
-    grid_from_world = np.linalg.inv(np.asarray(affine, np.float64))
-    s = grid_from_world[:3, :3] @ np.asarray(source, np.float64) + grid_from_world[:3, 3] + 0.5
-    t = grid_from_world[:3, :3] @ np.asarray(target, np.float64) + grid_from_world[:3, 3] + 0.5
-    d = t - s
-    alphas = [0.0, 1.0]
-    for axis in range(3):
-        if d[axis] != 0:
-            a = (np.arange(labels.shape[axis] + 1, dtype=np.float64) - s[axis]) / d[axis]
-            alphas.extend(a[(a > 0) & (a < 1)])
-    alphas = np.unique(alphas)
-    index = np.floor(s + ((alphas[:-1] + alphas[1:]) / 2)[:, None] * d).astype(np.int64)
-    inside = np.all((index >= 0) & (index < np.array(labels.shape)), axis=1)
+    alphas, index, inside, length = _pieces(labels.shape, affine, source, target)
     ours = np.zeros(len(index), bool)
     ours[inside] = labels[index[inside, 0], index[inside, 1], index[inside, 2]] == label_id
-    length = np.linalg.norm(np.asarray(target, np.float64) - np.asarray(source, np.float64))
     if not ours.any():
         return 0.0, np.inf, np.inf
     travel = np.sum(np.diff(alphas)[ours]) * length
