@@ -269,3 +269,36 @@ def test_bad_render_arguments_are_rejected():
         fj.render(vol, cam, np.eye(3))
     with pytest.raises(ValueError, match="n_samples"):
         fj.render(vol, cam, np.eye(4), method="trilinear", n_samples=0)
+
+
+@pytest.mark.parametrize("parameterization", ["axis_angle", "quaternion", "euler", "6d"])
+def test_pose_gradient_in_every_rotation_parameterization(parameterization):
+    from fluorojax import transforms as T
+
+    vol = smooth_phantom()
+    cam = fj.Camera(12, 12, 3.0, 200.0)
+    base = fj.carm_pose(15.0, 5.0, 100.0, vol.center)
+    to_matrix = {
+        "axis_angle": T.so3_exp,
+        "quaternion": T.quaternion_to_matrix,
+        "euler": lambda a: T.euler_to_matrix(a, "ZYX"),
+        "6d": T.rotation_6d_to_matrix,
+    }[parameterization]
+    start = {
+        "axis_angle": T.so3_log(base[:3, :3]),
+        "quaternion": T.matrix_to_quaternion(base[:3, :3]),
+        "euler": T.matrix_to_euler(base[:3, :3], "ZYX"),
+        "6d": T.matrix_to_rotation_6d(base[:3, :3]),
+    }[parameterization]
+    weights = jnp.asarray(np.random.default_rng(8).uniform(size=(12, 12)), jnp.float32)
+
+    @jax.jit
+    def loss(params):
+        pose = T.make_pose(to_matrix(params), base[:3, 3])
+        return jnp.sum(weights * fj.render(vol, cam, pose, "trilinear", n_samples=100))
+
+    grad = np.asarray(jax.grad(loss)(start))
+    eps = np.float32(1e-2)
+    fd = np.array([(float(loss(start + eps * e)) - float(loss(start - eps * e))) / (2 * eps) for e in np.eye(start.shape[0], dtype=np.float32)])
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad, fd, rtol=0.05, atol=0.02 * np.abs(fd).max())
