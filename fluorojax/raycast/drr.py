@@ -66,6 +66,14 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
     return unflatten_values(volume, out * length[:, None], batch)
 
 
+def check_pose(pose):
+    """A (4, 4) or (B, 4, 4) world_from_camera pose as float32, or ValueError."""
+    pose = jnp.asarray(pose, jnp.float32)
+    if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
+        raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
+    return pose
+
+
 def grid_rays(volume: Volume, sources, targets):
     """Validate rays (..., 3) world mm and flatten them into grid coordinates.
 
@@ -104,8 +112,5 @@ def render(volume: Volume, camera: Camera, pose, method: str = "siddon", **kwarg
     Returns:
       (H, W) line integrals, (B, H, W) for a batch of poses, with a trailing C for channel data.
     """
-    pose = jnp.asarray(pose, jnp.float32)
-    if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
-        raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
-    sources, targets = camera.rays(pose)
+    sources, targets = camera.rays(check_pose(pose))
     return line_integrals(volume, sources, targets, method, **kwargs)

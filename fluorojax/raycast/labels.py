@@ -18,7 +18,7 @@ import numpy as np
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
 from fluorojax.raycast import siddon
-from fluorojax.raycast.drr import flat_values, grid_rays, unflatten_values
+from fluorojax.raycast.drr import check_pose, flat_values, grid_rays, unflatten_values
 from fluorojax.volume import Volume
 
 
@@ -100,10 +100,7 @@ def render_with_labels(volume: Volume, camera: Camera, pose, label_ids=None, **k
 
     Per-label arrays are channel-first: travel, entry and exit (L, H, W), or (B, L, H, W).
     """
-    pose = jnp.asarray(pose, jnp.float32)
-    if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
-        raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
-    trace = trace_labels(volume, *camera.rays(pose), label_ids, **kwargs)
+    trace = trace_labels(volume, *camera.rays(check_pose(pose)), label_ids, **kwargs)
     first = lambda x: jnp.moveaxis(x, -1, -3)  # noqa: E731
     return trace._replace(travel=first(trace.travel), entry=first(trace.entry), exit=first(trace.exit))
 
