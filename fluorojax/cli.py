@@ -164,7 +164,11 @@ def _write_atomic(path, write):
 def _load_pose(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such pose file: {path}")
-    pose = np.load(path) if path.endswith(".npy") else np.asarray(json.load(open(path)), np.float64)
+    if path.endswith(".npy"):
+        pose = np.load(path)
+    else:
+        with open(path) as f:
+            pose = np.asarray(json.load(f), np.float64)
     if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
         raise ValueError(f"pose in {path} must be a finite 4x4 world_from_camera matrix, got shape {pose.shape}")
     return pose

@@ -1,4 +1,4 @@
-"""Rays in voxel coordinates, ray-box clipping and chunked evaluation, shared by the renderers.
+"""Rays in grid coordinates, ray-box clipping and ray chunking, shared by the renderers.
 
 Renderers work in *grid coordinates* ``u = voxel_index + 0.5``: voxel (i, j, k) is the unit
 cube [i, i + 1] x [j, j + 1] x [k, k + 1] and a grid of shape (I, J, K) is the box
