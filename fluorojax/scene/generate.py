@@ -6,8 +6,8 @@ consecutive images that share one tool placement and one batched render call. Ra
 a tree of keys: image ``i`` of case ``c`` uses ``image_key(seed, c, i) = fold_in(fold_in(
 key(seed), case_id(c)), i)``, split by ``fold_in`` into its device (0), view (1) and noise (2)
 keys; a scene's tools come from ``fold_in(image_key(seed, c, first image), 3)``. Nothing
-depends on which images were already written, on the order cases are visited, or on the
-backend, so the same seed gives the same files bit for bit, a killed run resumes
+depends on which images were already written, on the order cases are visited, on the number
+of devices or on the backend, so the same seed gives the same files bit for bit, a killed run resumes
 (``resume=True``: complete images are skipped; a partly written scene is rendered whole and
 only its missing images written), and any image can be regenerated (``regenerate_image``).
 
@@ -16,8 +16,8 @@ CT folders (``find_cases``): one sub-folder per case, named after the case, hold
 ``structures.csv`` (``id,structure``: the TotalSegmentator name of each label id, as in
 ``fluorojax/data/example_structures.csv``); ``.nii`` works as well as ``.nii.gz``.
 
-Backends: "local" renders on this process's JAX devices (a batch is sharded across several
-local devices); "ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task``
+Backends: "local" renders on this process's JAX devices (with several, each renders whole
+scenes, several scenes at once, with the programs one device runs; see ``render_scenes``); "ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task``
 scenes each) on a Ray cluster (``ray_address``; None starts or joins a local one), each task
 writing its own images; the driver then writes the case files and splits. Every worker must
 see ``out_dir`` and the CT paths at the same paths (a shared file system). On Slurm, start
@@ -28,6 +28,7 @@ launched with ``ray up``, run the generator on the head node the same way.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import os
@@ -35,8 +36,9 @@ import sys
 import time
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -346,7 +348,8 @@ class Progress:
 
 @dataclasses.dataclass
 class Summary:
-    """What a generator run did: images written and skipped, cases, time per stage."""
+    """What a generator run did: images written and skipped, cases, time per stage (summed over
+    devices when several render at once)."""
 
     written: int = 0
     skipped: int = 0
@@ -374,17 +377,47 @@ class Summary:
 # running
 
 
+def render_scenes(prepared: PreparedCase, spec: SceneSpec, seed: int, scenes: Sequence[range]) -> Iterator[tuple[list, dict]]:
+    """``render_scene_images`` of every scene, in order, with its seconds per stage: yields
+    (records, stages) per scene.
+
+    With n local devices, scene k renders whole on device k mod n (``jax.default_device``, one
+    thread per device, one scene per device at a time). Each device runs the programs that one
+    device runs for the scene, so the records are the same bit for bit whatever n; splitting a
+    scene's batch over the devices instead would change its shapes, and XLA's rounding with them.
+    """
+    devices = jax.local_devices()
+    copies = [dataclasses.replace(prepared, densities=jax.device_put(prepared.densities, d)) for d in devices]
+
+    def render(k: int, scene: range):
+        with jax.default_device(devices[k % len(devices)]):
+            stages: dict = {}
+            return render_scene_images(copies[k % len(devices)], spec, seed, scene, stages), stages
+
+    with ThreadPoolExecutor(len(devices)) as pool:
+        pending: collections.deque = collections.deque()
+        for k, scene in enumerate(scenes):
+            if len(pending) == len(devices):
+                yield pending.popleft().result()
+            pending.append(pool.submit(render, k, scene))
+        while pending:
+            yield pending.popleft().result()
+
+
 def _run_scenes(prepared: PreparedCase, writer: FluoroSegWriter, spec: SceneSpec, seed: int, scenes: Iterable[range],
                 progress: Progress | None) -> Summary:
     summary = Summary()
     case = prepared.source.name
+    todo = {}
     for scene in scenes:
-        todo = [i for i in scene if not writer.is_complete(case, i)]
-        summary.skipped += len(scene) - len(todo)
-        if not todo:
-            continue
-        for record in render_scene_images(prepared, spec, seed, scene, summary.stages):
-            if record.index not in todo:
+        missing = [i for i in scene if not writer.is_complete(case, i)]
+        summary.skipped += len(scene) - len(missing)
+        if missing:
+            todo[scene] = missing
+    for scene, (records, stages) in zip(todo, render_scenes(prepared, spec, seed, list(todo))):
+        summary.add(Summary(stages=stages))
+        for record in records:
+            if record.index not in todo[scene]:
                 continue
             start = time.perf_counter()
             writer.write_image(case, record.index, record.image, record.annotations, record.camera, view=record.view,

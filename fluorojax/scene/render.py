@@ -16,8 +16,11 @@ jitted call over the batch:
 
 Images are normalised intensities (1 = open beam), before the negative log, as FluoroSeg stores
 them; noisy images are clamped at half a photon (``0.5 / photons``) so their -log stays finite.
-On several local devices the batch is sharded over them (``jax.sharding``); with one device
-nothing changes.
+A batch runs on the default device (``jax.default_device``) as the same compiled programs
+whatever the number of devices: the output of a batch depends on its inputs and shapes only, so
+``fluorojax.scene.generate`` spreads scenes over local devices and stays bit for bit the same.
+(XLA may round a view differently in batches of other sizes, which is why a batch is never split
+or padded here.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fluorojax.camera import Camera
 from fluorojax.physics import MM_PER_CM, detector_noise, intensity
@@ -113,19 +115,6 @@ def physics_pass(line, energies, weights, keys, photons, materials: tuple, noise
     return jax.vmap(one)(line, energies, weights, keys, photons)
 
 
-def _shard(tree, n_devices: int):
-    """Place every leaf's leading (batch) axis across the local devices; no-op on one device."""
-    if n_devices == 1:
-        return tree
-    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-    return jax.device_put(tree, sharding)
-
-
-def _pad(tree, size: int):
-    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], size - x.shape[0], axis=0)]) if x.shape[0] < size else x, tree)
-
-
 class _Stages:
     def __init__(self, stages):
         self.stages = stages
@@ -143,7 +132,7 @@ class _Stages:
 def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[Camera], poses, spectra, tools=(),
                  keys=None, photons=None, *, materials: Sequence[str], tool_materials: Sequence[str] = (),
                  replace_tissue: bool = True, max_hits: int = 4, stages: dict | None = None) -> SceneRender:
-    """Render B views of a scene.
+    """Render B views of a scene on the default device.
 
     Args:
       densities: ``Volume`` of per-material densities (I, J, K, M) g/cm^3 with the label map
@@ -173,37 +162,27 @@ def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[
         raise ValueError(f"poses must be (B, 4, 4) for the {n} cameras, got {poses.shape}")
     if (keys is None) != (photons is None):
         raise ValueError("keys and photons go together: give both for noise, or neither")
-    n_dev = jax.local_device_count()
-    size = -(-n // n_dev) * n_dev
     energies = jnp.stack([jnp.asarray(s[0], jnp.float32) for s in spectra])
     weights = jnp.stack([jnp.asarray(s[1], jnp.float32) for s in spectra])
     noise = keys is not None
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
     photons = jnp.ones((n,), jnp.float32) if photons is None else jnp.asarray(photons, jnp.float32)
-    batch = _shard(_pad((stack_cameras(cameras), poses, energies, weights, keys, photons), size), n_dev)
-    cams, poses_b, energies, weights, keys, photons = batch
+    cams = stack_cameras(cameras)
     clock = _Stages(stages)
-    line, travel, entry, exit_ = clock.lap("volume", volume_pass(densities, tuple(int(i) for i in label_ids), cams, poses_b))
+    line, travel, entry, exit_ = clock.lap("volume", volume_pass(densities, tuple(int(i) for i in label_ids), cams, poses))
     h, w = cameras[0].shape
     tool_line = jnp.zeros(line.shape[:3] + (len(tool_materials),), jnp.float32)
     tool_travel, tool_hits = [], []
     for tool in tools:
-        hits, t_travel = clock.lap("tools", tool_pass(tool.mesh, cams, poses_b, max_hits))
+        hits, t_travel = clock.lap("tools", tool_pass(tool.mesh, cams, poses, max_hits))
         tool_travel.append(t_travel)
         tool_hits.append(hits)
         tool_line = tool_line.at[..., tool_materials.index(tool.material)].add(t_travel * tool.density)
         if replace_tissue:
-            line = jnp.maximum(line - clock.lap("tissue", tissue_along(densities, cams, poses_b, hits)), 0.0)
+            line = jnp.maximum(line - clock.lap("tissue", tissue_along(densities, cams, poses, hits)), 0.0)
     all_materials = tuple(materials) + tool_materials
     image = clock.lap("physics", physics_pass(jnp.concatenate([line, tool_line], -1), energies, weights, keys, photons,
                                               all_materials, noise))
-    empty = jnp.zeros((0, size, h, w), jnp.float32)
-    out = SceneRender(
-        image=image,
-        label_travel=travel,
-        label_entry=entry,
-        label_exit=exit_,
-        tool_travel=jnp.stack(tool_travel) if tools else empty,
-        tool_hits=jnp.stack(tool_hits) if tools else jnp.zeros((0, size, h, w, max_hits), jnp.float32),
-    )
-    return SceneRender(*(x[:, :n] if name.startswith("tool") else x[:n] for name, x in zip(SceneRender._fields, out)))
+    tool_travel = jnp.stack(tool_travel) if tools else jnp.zeros((0, n, h, w), jnp.float32)
+    tool_hits = jnp.stack(tool_hits) if tools else jnp.zeros((0, n, h, w, max_hits), jnp.float32)
+    return SceneRender(image, travel, entry, exit_, tool_travel, tool_hits)
