@@ -12,7 +12,7 @@ import fluorojax as fj
 from fluorojax import physics
 from fluorojax.scene.devices import sample_device
 from fluorojax.scene.generate import read_structures
-from fluorojax.scene.render import render_scene
+from fluorojax.scene.render import interval_union, render_scene, stack_cameras, tissue_along, tool_pass, tool_union
 from fluorojax.scene.spec import DeviceRanges, SceneSpec, ToolConfig, ViewConfig, load_spec, save_spec
 from fluorojax.scene.tools import ToolPlacement, build_tool, sample_tools
 from fluorojax.scene.views import anatomy_from_labels, angle_deg, carm_angles, direction, sample_view
@@ -255,3 +255,56 @@ def test_steel_bar_attenuates_by_beer_lambert():
     depth = (mu_iron[:, None, None] * 7.874 * travel + mu_soft[:, None, None] * (tissue - travel)) / 10.0
     expected_poly = np.sum((weights * energy)[:, None, None] * np.exp(-depth), axis=0) / np.sum(weights * energy)
     np.testing.assert_allclose(np.asarray(out.image[1]), expected_poly, rtol=1e-4)
+
+
+def _union_length(entry, exit_):
+    """Total length of the union of the valid intervals of one ray, merged in float64."""
+    total, reach = 0.0, -np.inf
+    for a, b in sorted((float(a), float(b)) for a, b in zip(entry, exit_) if np.isfinite(a) and np.isfinite(b) and b > a):
+        total += max(b, reach) - max(a, reach)
+        reach = max(reach, b)
+    return total
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_interval_union_matches_a_float64_merge(jit):
+    rng = np.random.default_rng(0)
+    entry = rng.uniform(0.0, 100.0, (500, 6)).astype(np.float32)
+    exit_ = (entry + rng.uniform(-5.0, 30.0, entry.shape)).astype(np.float32)  # some empty (exit <= entry)
+    entry[rng.random(entry.shape) < 0.2] = np.inf
+    exit_[rng.random(entry.shape) < 0.1] = np.nan
+    entry[:3] = [[10, 10, 20, 40, 50, np.inf], [0, 5, 5, 5, 60, 70], [1, 2, 3, 4, 5, 6]]  # equal, nested, touching
+    exit_[:3] = [[30, 30, 25, 50, 55, np.inf], [100, 10, 10, 8, 65, 70], [2, 3, 4, 5, 6, 7]]
+    start, stop = (np.asarray(x, np.float64) for x in (jax.jit(interval_union) if jit else interval_union)(entry, exit_))
+    piece = stop > start
+    lengths = np.zeros_like(start)
+    lengths[piece] = stop[piece] - start[piece]
+    np.testing.assert_allclose(lengths.sum(-1), [_union_length(a, b) for a, b in zip(entry, exit_)], rtol=1e-6, atol=1e-4)
+    for lo, hi, keep in zip(start, stop, piece):  # disjoint pieces
+        order = np.argsort(lo[keep])
+        assert np.all(lo[keep][order][1:] >= hi[keep][order][:-1])
+
+
+@pytest.mark.parametrize("centres", [(-3.0, 2.0), (-10.0, 10.0)], ids=["overlapping", "disjoint"])
+def test_tools_remove_the_tissue_of_their_union_once(centres):
+    """Two 10 mm steel bars across the slab: the tissue removed is density x the union of their
+    intervals (15 mm per cos when they overlap by 5 mm, the sum of both when apart)."""
+    volume, camera, pose, cos = _slab_scene()
+    bars = [box((60.0, 60.0, 10.0), material="iron", density=7.874).place(np.asarray(fj.transforms.make_pose(np.eye(3), (0.0, 0.0, z))))
+            for z in centres]
+    cams, poses = stack_cameras([camera]), np.asarray(pose, np.float32)[None]
+    hits = np.stack([np.asarray(tool_pass(bar.mesh, cams, poses, 4)[0]) for bar in bars])  # (T, 1, H, W, K)
+    removed = np.asarray(tissue_along(volume, cams, poses, *tool_union(hits)))[0]
+    z_pairs = [(z - 5.0, z + 5.0) for z in centres]
+    union = _union_length(*zip(*z_pairs)) / cos  # along z, then along each ray
+    assert _union_length(*zip(*z_pairs)) == (15.0 if centres[0] == -3.0 else 20.0)
+    np.testing.assert_allclose(removed[..., 1], 1.0 * union, rtol=1e-5)  # soft tissue, 1 g/cm^3
+    np.testing.assert_array_equal(removed[..., [0, 2]], 0.0)
+
+    mono = (jax.numpy.array([60.0]), jax.numpy.array([1.0]))
+    out = render_scene(volume, (1,), [camera], pose[None], [mono], bars, materials=physics.DEFAULT_MATERIALS,
+                       tool_materials=("iron",), replace_tissue=True, max_hits=4)
+    soft = float(physics.mass_attenuation("soft_tissue", 60.0))
+    iron = float(physics.mass_attenuation("iron", 60.0))
+    expected = np.exp(-(iron * 7.874 * 20.0 / cos + soft * (40.0 / cos - union)) / 10.0)
+    np.testing.assert_allclose(np.asarray(out.image[0]), expected, rtol=1e-4)
