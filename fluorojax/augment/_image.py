@@ -1,6 +1,10 @@
-"""Shared array helpers for the augmentations: layout checks, filtering, uniform draws."""
+"""Shared array helpers for the augmentations: layout checks, the image-only transform wrapper,
+filtering, 8-bit quantisation, uniform draws."""
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,35 @@ def check(image: jax.Array, masks: jax.Array, name: str) -> None:
         raise ValueError(
             f"{name}: masks must be (N, H, W) with (H, W) = {image.shape[:2]}, got {masks.shape}"
         )
+
+
+def image_only(fn=None, *, hwc: bool = False):
+    """Turn ``fn(key, image, *, options) -> image`` into a transform ``(key, image, masks, *,
+    options) -> (image, masks)`` that checks the layout (:func:`check`, named after ``fn``) and
+    returns ``masks`` unchanged. With ``hwc=True`` ``fn`` receives the image as (H, W, C) and its
+    (H, W, C) result gets the input's rank and dtype back (:func:`like`). The wrapper's signature
+    is ``fn``'s with ``masks`` after ``image``, so it reads like a hand-written transform."""
+    if fn is None:
+        return functools.partial(image_only, hwc=hwc)
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def transform(key, image, masks, **options):
+        check(image, masks, name)
+        if hwc:
+            return like(fn(key, to_hwc(image), **options), image), masks
+        return fn(key, image, **options), masks
+
+    params = list(inspect.signature(fn).parameters.values())
+    masks_param = inspect.Parameter("masks", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    transform.__signature__ = inspect.Signature(params[:2] + [masks_param] + params[2:])
+    return transform
+
+
+def to_uint8_levels(image: jax.Array) -> jax.Array:
+    """[0, 1] float -> integer levels 0..255 (int32) by rounding, as albumentations' FromFloat and
+    its uint8 round trip for float input (``rint(x * 255)`` clipped)."""
+    return jnp.clip(jnp.round(image * 255.0), 0, 255).astype(jnp.int32)
 
 
 def to_hwc(image: jax.Array) -> jax.Array:
@@ -42,16 +75,14 @@ def pad_reflect(image_hwc: jax.Array, ry: int, rx: int) -> jax.Array:
 
 
 def filter2d(image_hwc: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Correlate every channel of (H, W, C) with a (kh, kw) kernel (odd sizes), same size out,
-    reflect-101 borders."""
+    """Correlate every channel of (H, W, C) with a (kh, kw) kernel (odd, static sizes; weights may
+    be traced), same size out, reflect-101 borders. A sum of shifted copies: on a CPU, XLA runs
+    this an order of magnitude faster than a grouped convolution."""
     kh, kw = kernel.shape
-    c = image_hwc.shape[-1]
-    x = pad_reflect(image_hwc, kh // 2, kw // 2)[None]
-    k = jnp.broadcast_to(kernel.astype(x.dtype)[:, :, None, None], (kh, kw, 1, c))
-    out = jax.lax.conv_general_dilated(
-        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
-    )
-    return out[0]
+    h, w = image_hwc.shape[:2]
+    x = pad_reflect(image_hwc, kh // 2, kw // 2)
+    kernel = kernel.astype(x.dtype)
+    return sum(kernel[i, j] * x[i : i + h, j : j + w] for i in range(kh) for j in range(kw))
 
 
 def separable(image_hwc: jax.Array, k_rows: jax.Array, k_cols: jax.Array) -> jax.Array:

@@ -46,14 +46,14 @@ def _binomial(k: int, size: int) -> np.ndarray:
     return np.pad(w, (pad, pad))
 
 
-def gaussian_blur(key, image, masks, *, kernel_size: tuple[int, int] = (3, 5)):
+@_image.image_only(hwc=True)
+def gaussian_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
     """Separable binomial blur of odd size k drawn from ``kernel_size`` (the sampled Gaussian
     OpenCV's GaussianBlur uses for k <= 7 when sigma is 0; std sqrt(k - 1) / 2 pixels)."""
-    _image.check(image, masks, "gaussian_blur")
     sizes = _odd_sizes(kernel_size, "gaussian_blur")
     kernels = jnp.asarray(np.stack([_binomial(k, sizes[-1]) for k in sizes]))
     k1 = kernels[_pick(key, len(sizes))]
-    return _image.like(_image.separable(_image.to_hwc(image), k1, k1), image), masks
+    return _image.separable(image, k1, k1)
 
 
 def _line_kernel(length: jax.Array, angle: jax.Array, size: int) -> jax.Array:
@@ -67,16 +67,16 @@ def _line_kernel(length: jax.Array, angle: jax.Array, size: int) -> jax.Array:
     return w / jnp.sum(w)
 
 
-def motion_blur(key, image, masks, *, kernel_size: tuple[int, int] = (3, 5)):
+@_image.image_only(hwc=True)
+def motion_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
     """Blur along a straight segment of odd length k (drawn from ``kernel_size``) through the
     pixel, at an angle uniform in [0, pi); the kernel is the anti-aliased segment, normalised."""
-    _image.check(image, masks, "motion_blur")
     sizes = _odd_sizes(kernel_size, "motion_blur")
     k_len, k_ang = jax.random.split(key)
     length = jnp.asarray(sizes, jnp.float32)[_pick(k_len, len(sizes))]
     angle = _image.uniform(k_ang, (0.0, math.pi))
     kernel = _line_kernel(length, angle, sizes[-1])
-    return _image.like(_image.filter2d(_image.to_hwc(image), kernel), image), masks
+    return _image.filter2d(image, kernel)
 
 
 def _median(x_hwc: jax.Array, k: int) -> jax.Array:
@@ -87,20 +87,18 @@ def _median(x_hwc: jax.Array, k: int) -> jax.Array:
     return jnp.sort(stack, axis=-1)[..., (k * k) // 2]
 
 
-def median_blur(key, image, masks, *, kernel_size: tuple[int, int] = (3, 5)):
+@_image.image_only(hwc=True)
+def median_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
     """Median over a k x k window, k odd drawn from ``kernel_size`` (edges repeated)."""
-    _image.check(image, masks, "median_blur")
     sizes = _odd_sizes(kernel_size, "median_blur")
-    x = _image.to_hwc(image)
     branches = [lambda v, k=k: _median(v, k) for k in sizes]
-    out = jax.lax.switch(_pick(key, len(sizes)), branches, x)
-    return _image.like(out, image), masks
+    return jax.lax.switch(_pick(key, len(sizes)), branches, image)
 
 
+@_image.image_only(hwc=True)
 def detector_blur(
     key,
     image,
-    masks,
     *,
     sigma: tuple[float, float] = (0.5, 1.5),
     glare: tuple[float, float] = (0.0, 0.1),
@@ -109,51 +107,46 @@ def detector_blur(
     """Detector point-spread function: a Gaussian core of std drawn from ``sigma`` (pixels) plus
     a fraction drawn from ``glare`` of a wide Gaussian (std ``glare_sigma`` pixels, static) for
     light spread and scatter in the scintillator. Normalised, so the mean is kept."""
-    _image.check(image, masks, "detector_blur")
     k_s, k_g = jax.random.split(key)
     s = _image.uniform(k_s, sigma)
     g = _image.uniform(k_g, glare)
-    x = _image.to_hwc(image)
     core_k = _image.gaussian_kernel1d(s, max(1, math.ceil(3.0 * sigma[1])))
     wide_k = _image.gaussian_kernel1d(jnp.float32(glare_sigma), max(1, math.ceil(3.0 * glare_sigma)))
-    out = (1.0 - g) * _image.separable(x, core_k, core_k) + g * _image.separable(x, wide_k, wide_k)
-    return _image.like(out, image), masks
+    core = _image.separable(image, core_k, core_k)
+    return (1.0 - g) * core + g * _image.separable(image, wide_k, wide_k)
 
 
 _IDENTITY3 = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)
 
 
+@_image.image_only(hwc=True)
 def sharpen(
     key,
     image,
-    masks,
     *,
     alpha: tuple[float, float] = (0.2, 0.5),
     lightness: tuple[float, float] = (0.5, 1.0),
 ):
     """3 x 3 sharpening: kernel ``(1 - a) I + a L`` with L = 8 + l at the centre and -1 on the
     eight neighbours (a from ``alpha``, l from ``lightness``); output clipped to [0, 1]."""
-    _image.check(image, masks, "sharpen")
     k_a, k_l = jax.random.split(key)
     a = _image.uniform(k_a, alpha)
     light = _image.uniform(k_l, lightness)
     effect = -jnp.ones((3, 3)) + (9.0 + light) * _IDENTITY3
     kernel = (1.0 - a) * _IDENTITY3 + a * effect
-    out = jnp.clip(_image.filter2d(_image.to_hwc(image), kernel), 0.0, 1.0)
-    return _image.like(out, image), masks
+    return jnp.clip(_image.filter2d(image, kernel), 0.0, 1.0)
 
 
+@_image.image_only(hwc=True)
 def emboss(
     key,
     image,
-    masks,
     *,
     alpha: tuple[float, float] = (0.2, 0.5),
     strength: tuple[float, float] = (0.2, 0.7),
 ):
     """3 x 3 relief: kernel ``(1 - a) I + a E`` with E = [[-1-s, -s, 0], [-s, 1, s],
     [0, s, 1+s]] (a from ``alpha``, s from ``strength``); output clipped to [0, 1]."""
-    _image.check(image, masks, "emboss")
     k_a, k_s = jax.random.split(key)
     a = _image.uniform(k_a, alpha)
     s = _image.uniform(k_s, strength)
@@ -161,5 +154,4 @@ def emboss(
         [[-1.0, -1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
     )
     kernel = (1.0 - a) * _IDENTITY3 + a * effect
-    out = jnp.clip(_image.filter2d(_image.to_hwc(image), kernel), 0.0, 1.0)
-    return _image.like(out, image), masks
+    return jnp.clip(_image.filter2d(image, kernel), 0.0, 1.0)

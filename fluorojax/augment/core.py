@@ -16,6 +16,7 @@ dtype as their input (a transform that changes the channel count cannot be one o
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -122,7 +123,7 @@ def some_of(
     ``weights`` (Gumbel top-k; uniform when None) and applied in their listed order.
     """
     transforms = _check_transforms(transforms, "some_of")
-    lo, hi = (n, n) if isinstance(n, int) else (int(n[0]), int(n[1]))
+    lo, hi = (int(n), int(n)) if isinstance(n, numbers.Integral) else (int(n[0]), int(n[1]))
     if not 0 <= lo <= hi <= len(transforms):
         raise ValueError(
             f"some_of: n must satisfy 0 <= lo <= hi <= {len(transforms)}, got {n!r}"

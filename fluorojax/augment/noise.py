@@ -16,21 +16,21 @@ from fluorojax.augment import _image
 __all__ = ["poisson_noise", "gaussian_noise"]
 
 
-def poisson_noise(key, image, masks, *, photons: tuple[float, float] = (100.0, 10000.0)):
+@_image.image_only
+def poisson_noise(key, image, *, photons: tuple[float, float] = (100.0, 10000.0)):
     """Quantum noise: ``Poisson(n v) / n`` with n, the photon count at intensity 1, drawn
     log-uniformly from ``photons``; unbiased (the mean is kept), variance v / n."""
-    _image.check(image, masks, "poisson_noise")
     k_n, k_p = jax.random.split(key)
     lo, hi = math.log(photons[0]), math.log(photons[1])
     n = jnp.exp(_image.uniform(k_n, (lo, hi)))
     counts = jax.random.poisson(k_p, jnp.clip(image, 0.0, None) * n, image.shape)
-    return (counts.astype(jnp.float32) / n).astype(image.dtype), masks
+    return (counts.astype(jnp.float32) / n).astype(image.dtype)
 
 
-def gaussian_noise(key, image, masks, *, sigma: tuple[float, float] = (0.0, 0.03)):
+@_image.image_only
+def gaussian_noise(key, image, *, sigma: tuple[float, float] = (0.0, 0.03)):
     """Additive white Gaussian noise of std drawn from ``sigma`` (image units); not clipped."""
-    _image.check(image, masks, "gaussian_noise")
     k_s, k_n = jax.random.split(key)
     s = _image.uniform(k_s, sigma)
     noise = s * jax.random.normal(k_n, image.shape, jnp.float32)
-    return (image + noise).astype(image.dtype), masks
+    return (image + noise).astype(image.dtype)
