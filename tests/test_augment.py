@@ -49,7 +49,8 @@ TRANSFORMS = {
     "clahe": A.clahe,
     "brightness_contrast": A.brightness_contrast,
     "gaussian_contrast": A.gaussian_contrast,
-    "haze": A.haze,
+    "fog": A.fog,
+    "drizzle": A.drizzle,
     "gamma": A.gamma,
     "channel_shuffle": A.channel_shuffle,
     "gaussian_blur": A.gaussian_blur,
@@ -131,12 +132,46 @@ def test_window_maps_min_max_to_unit_range():
     np.testing.assert_allclose(np.asarray(y), (xn - xn.min()) / (xn.max() - xn.min()), atol=1e-6)
 
 
-def _numpy_two_means(v, iters=100):
-    c = np.quantile(v, [0.25, 0.75])
-    for _ in range(iters):
-        hi = v > c.mean()
-        c = np.array([v[~hi].mean(), v[hi].mean()])
-    return c
+def _optimal_two_means(v):
+    """Global optimum of 1-D two-means in float64 by brute force: the best split of the sorted
+    values (two clusters of 1-D points are always separated by a threshold)."""
+    v = np.sort(np.asarray(v, np.float64))
+    n = v.size
+    c1, c2 = np.cumsum(v), np.cumsum(v**2)
+    k = np.arange(1, n)  # the first k values form the low cluster
+    sse_lo = c2[k - 1] - c1[k - 1] ** 2 / k
+    sse_hi = (c2[-1] - c2[k - 1]) - (c1[-1] - c1[k - 1]) ** 2 / (n - k)
+    best = k[np.argmin(sse_lo + sse_hi)]
+    return np.array([v[:best].mean(), v[best:].mean()])
+
+
+def _kmeans_images():
+    rng = np.random.default_rng(4)
+    low = rng.random((H, W)) < 0.6
+    bimodal = np.where(low, rng.normal(0.2, 0.02, (H, W)), rng.normal(0.7, 0.03, (H, W)))
+    skewed = rng.lognormal(0.0, 0.8, (H, W))  # one long-tailed mode
+    unequal = np.where(rng.random((H, W)) < 0.9, rng.normal(1.0, 0.3, (H, W)), rng.normal(3.0, 0.5, (H, W)))
+    return {"bimodal": bimodal, "skewed": skewed, "unequal": unequal}
+
+
+@pytest.mark.parametrize("name", ["bimodal", "skewed", "unequal"])
+def test_mixture_window_kmeans_reaches_a_lloyd_optimum_like_sklearn(name):
+    from fluorojax.augment.intensity import _two_means
+
+    x = _kmeans_images()[name].astype(np.float32)
+    samples = x.reshape(-1)[:: x.size // 1000].astype(np.float64)
+    got = np.asarray(jax.jit(_two_means, static_argnums=(1, 2))(jnp.asarray(samples, jnp.float32), 100, 1e-4))
+    tol = 0.02 * samples.std()
+    # a fixed point of Lloyd's iteration: each centre is the mean of the values nearer to it
+    high = samples > got.mean()
+    np.testing.assert_allclose(got, [samples[~high].mean(), samples[high].mean()], atol=tol)
+    if name != "skewed":  # two clear modes: the fixed point is the global optimum
+        np.testing.assert_allclose(got, _optimal_two_means(samples), atol=tol)
+    # what FluoroSeg runs: KMeans(2, max_iter=100), k-means++ start, the same stopping rule
+    cluster = pytest.importorskip("sklearn.cluster")
+    for seed in range(3):
+        km = cluster.KMeans(n_clusters=2, max_iter=100, random_state=seed).fit(samples[:, None])
+        np.testing.assert_allclose(got, np.sort(km.cluster_centers_.ravel()), atol=tol)
 
 
 def test_mixture_window_range_and_cluster_separation():
@@ -154,8 +189,8 @@ def test_mixture_window_range_and_cluster_separation():
     # channel 2 windows the bright cluster; the dark one is pushed below 0.1
     assert np.mean(out[~low, 2] >= 0.1 - 1e-6) > 0.99 and out[~low, 2].std() > 0.1
     assert out[low, 2].max() <= 0.1 + 1e-6
-    # the window centres are the k-means centres (numpy Lloyd iterations on every pixel)
-    centres = _numpy_two_means(x.reshape(-1).astype(np.float64))
+    # the window centres are the optimal two-means centres of the subsampled pixels
+    centres = _optimal_two_means(x.reshape(-1)[:: x.size // 1000])
     for ch, members, c in ((1, low, centres[0]), (2, ~low, centres[1])):
         lo, hi = x[members].min(), x[members].max()
         # the centre maps to 0.5 in its own window when it sits mid-way between the knots
@@ -197,14 +232,198 @@ def test_brightness_contrast_gamma_gaussian_contrast_closed_forms():
     assert np.all(d_out <= d_in + 1e-6) and d_out.min() < 0.02
 
 
-def test_haze_brightens_and_channel_shuffle_permutes():
+def test_channel_shuffle_permutes():
     x = _image(c=3)
-    y, _ = A.haze(KEY, x, _masks(), strength=(0.3, 0.3))
-    assert np.all(np.asarray(y) >= np.asarray(x) - 1e-6)
     y, _ = A.channel_shuffle(jax.random.key(3), x, _masks())
     xs = [np.asarray(x[..., i]) for i in range(3)]
     perm = [next(j for j in range(3) if np.array_equal(np.asarray(y[..., i]), xs[j])) for i in range(3)]
     assert sorted(perm) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- OpenCV 8-bit colour
+
+
+def _random_rgb(shape=(96, 448), seed=20):
+    """uint8 RGB with every grey level and random colours (448 columns: a whole number of
+    OpenCV's SIMD blocks, whose HSV -> RGB path truncates where its scalar tail rounds)."""
+    rgb = np.random.default_rng(seed).integers(0, 256, shape + (3,)).astype(np.uint8)
+    rgb[0, :256] = np.arange(256)[:, None]
+    return rgb
+
+
+def test_rgb_hsv_match_opencv():
+    cv2 = pytest.importorskip("cv2")
+    from fluorojax.augment import _color
+
+    rgb = _random_rgb()
+    hsv = np.array(jax.jit(_color.rgb_to_hsv)(jnp.asarray(rgb, jnp.int32)))
+    np.testing.assert_array_equal(hsv, cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+    hsv[..., 2] = hsv[..., 2] * 7 // 10  # the drizzle's darkening
+    back = np.asarray(jax.jit(_color.hsv_to_rgb)(jnp.asarray(hsv, jnp.int32)))
+    diff = np.abs(back - cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(int))
+    # OpenCV's build may fuse 1 - s h into one rounding: one level, rarely
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.005
+
+
+def test_rgb_lab_match_opencv_and_round_trip():
+    cv2 = pytest.importorskip("cv2")
+    from fluorojax.augment import _color
+
+    rgb = _random_rgb()
+    lab = np.array(jax.jit(_color.rgb_to_lab)(jnp.asarray(rgb, jnp.int32)))
+    want = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(int)
+    # OpenCV's fixed point: L exact, a and b a level off for a few colours
+    np.testing.assert_array_equal(lab[..., 0], want[..., 0])
+    assert np.abs(lab - want).max() <= 1 and np.mean(lab != want) < 1e-3
+    back = np.asarray(jax.jit(_color.lab_to_rgb)(jnp.asarray(want, jnp.int32)))
+    assert np.abs(back - cv2.cvtColor(want.astype(np.uint8), cv2.COLOR_LAB2RGB).astype(int)).max() <= 2
+    # round trip: LAB levels lose little of 8-bit RGB (greys come back within one level)
+    trip = np.asarray(_color.lab_to_rgb(_color.rgb_to_lab(jnp.asarray(rgb, jnp.int32))))
+    assert np.abs(trip[0, :256] - rgb[0, :256]).max() <= 1
+    assert np.mean(np.abs(trip.astype(int) - rgb)) < 1.0
+
+
+def test_clahe_on_rgb_equalises_lab_lightness_like_opencv():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(21)
+    h, w = 96, 128
+    ramp = np.linspace(0, 0.5, w)[None, :, None]
+    x = np.clip(rng.normal(0.35, 0.1, (h, w, 3)) + ramp * np.array([1.0, 0.6, 0.2]), 0, 1).astype(np.float32)
+    q = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+    lab = cv2.cvtColor(q, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=5.0, tileGridSize=(8, 12)).apply(lab[..., 0])
+    want = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).astype(int)
+    got, _ = jax.jit(P(A.clahe, clip_limit=(5.0, 5.0), grid=(12, 8)))(KEY, jnp.asarray(x), jnp.zeros((1, h, w)))
+    diff = np.abs(np.round(np.asarray(got) * 255).astype(int) - want)
+    # L and its CLAHE are exact; the float LAB -> RGB is within a level or two of OpenCV's
+    assert diff.max() <= 2 and np.mean(diff) < 0.2
+    # and it is not per-channel CLAHE: the hue of the ramp survives
+    per_channel = np.stack([cv2.createCLAHE(5.0, (8, 12)).apply(q[..., i]) for i in range(3)], -1).astype(int)
+    assert np.mean(np.abs(per_channel - want)) > 5 * np.mean(diff)
+
+
+# --------------------------------------------------------------------------- fog and drizzle
+
+
+def _albumentations_fog_counts(t, h, w):
+    """Particle count of albumentations 1.4's RandomFog (its loop, restated in plain Python)."""
+    size = max(1, int(w // 3 * t))
+    cw, ch, total = w, h, 0
+    for _ in range(10):
+        if not (cw > size and ch > size):
+            break
+        total += int(cw * ch / (size * size) * t * 10)
+        cw, ch = int(cw * 0.9), int(ch * 0.9)
+    return total
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (96, 160)])
+def test_fog_particles_follow_albumentations(shape):
+    from fluorojax.augment.intensity import _fog_particles
+
+    h, w = shape
+    draw = jax.jit(lambda k: _fog_particles(k, shape, (0.1, 0.3)))
+    cx, cy = int(w / 2 - 0.5), int(h / 2 - 0.5)
+    for k in jax.random.split(KEY, 6):
+        t, rows, cols, radii, active = (np.asarray(v) for v in draw(k))
+        assert 0.1 <= t < 0.3
+        assert active.sum() == _albumentations_fog_counts(float(t), h, w)
+        assert np.all(np.abs(cols[active] - cx) <= w // 2) and np.all(np.abs(rows[active] - cy) <= h // 2)
+        r_top = max(2, int(min(h, w) * 0.1 * float(t)))
+        assert np.all((radii[active] >= max(1, r_top // 2)) & (radii[active] < r_top))
+    # the first region is the whole image: the drawn columns span it
+    assert cols[active].min() <= cx - w // 2 + 2 and cols[active].max() >= cx + w // 2 - 2
+
+
+def test_fog_matches_opencv_on_the_same_particles():
+    cv2 = pytest.importorskip("cv2")
+    from fluorojax.augment.intensity import _fog_particles
+
+    x = _image(22, c=3)
+    q = np.clip(np.round(np.asarray(x) * 255), 0, 255).astype(np.uint8)
+    particles = jax.jit(lambda k: _fog_particles(k, (H, W), (0.1, 0.3)))
+    fog = jax.jit(P(A.fog, coefficient=(0.1, 0.3)))
+    for k in jax.random.split(KEY, 2):
+        t, rows, cols, radii, active = (np.asarray(v) for v in particles(k))
+        layer = np.zeros((H, W, 3), np.uint8)
+        for r, c, rad in zip(rows[active], cols[active], radii[active]):
+            cv2.circle(layer, (int(c), int(r)), int(rad), (255, 255, 255), -1)
+        layer = cv2.GaussianBlur(layer, (25, 25), 0).astype(np.float64)
+        a = layer.mean(axis=2, keepdims=True) / 255 * 0.08 * float(t)
+        want = np.clip(q * (1 - a) + layer * a, 0, 255).astype(np.uint8)
+        got, m = fog(k, x, _masks())
+        diff = np.abs(np.round(np.asarray(got) * 255).astype(int) - want.astype(int))
+        assert diff.max() <= 1 and np.mean(diff > 0) < 0.01  # OpenCV blurs uint8 in fixed point
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(_masks()))
+
+
+def test_fog_blends_toward_the_fog_layer_by_at_most_alpha_t():
+    fog = jax.jit(P(A.fog, coefficient=(0.3, 0.3), alpha=0.08))
+    dark = jnp.zeros((H, W), jnp.float32)
+    y, _ = fog(KEY, dark, _masks())
+    y = np.asarray(y)
+    # on black, out = F a = F^2 / 255 * alpha t <= 255 alpha t levels, and the fog is there
+    assert y.max() <= 0.08 * 0.3 + 1e-6 and y.mean() > 0
+    x = _image(23)
+    y, _ = fog(KEY, x, _masks())
+    q = np.round(np.asarray(x) * 255) / 255
+    assert np.abs(np.asarray(y) - q).max() <= 0.08 * 0.3 + 1 / 255
+    assert np.mean(np.asarray(y) > q) > 0.3  # white fog over mid greys mostly brightens
+
+
+def test_drizzle_matches_opencv_on_the_same_drops():
+    cv2 = pytest.importorskip("cv2")
+    from fluorojax.augment.artefacts import _drizzle_drops
+
+    h, w = 40, 448  # 448 columns: whole SIMD blocks for OpenCV's HSV -> RGB
+    x = jnp.asarray(np.random.default_rng(24).uniform(0.05, 0.95, (h, w, 3)).astype(np.float32))
+    q = np.clip(np.round(np.asarray(x) * 255), 0, 255).astype(np.uint8)
+    masks = jnp.zeros((1, h, w))
+    drops = jax.jit(lambda k: _drizzle_drops(k, (h, w), (-10.0, 10.0)))
+    for k, blur in zip(jax.random.split(KEY, 2), (1, 3)):
+        s, x0, y0 = (np.asarray(v) for v in drops(k))
+        assert x0.shape == (h * w // 770,) and -10 <= s <= 9
+        img = q.copy()
+        for a, b in zip(x0, y0):
+            cv2.line(img, (int(a), int(b)), (int(a + s), int(b + 10)), (200, 200, 200), 1)
+        img = cv2.blur(img, (blur, blur))
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 2] *= 0.7
+        want = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(int)
+        got, m = jax.jit(P(A.drizzle, blur=blur))(k, x, masks)
+        diff = np.abs(np.round(np.asarray(got) * 255).astype(int) - want)
+        assert diff.max() <= 1 and np.mean(diff > 0) < 0.005
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(masks))
+
+
+def test_drizzle_draws_slanted_drops_of_the_drizzle_length_and_darkens():
+    from fluorojax.augment.artefacts import _drizzle_drops
+
+    grey = jnp.full((H, W), 100 / 255, jnp.float32)
+    bright = jax.jit(P(A.drizzle, blur=1, brightness=1.0))
+    darken = jax.jit(P(A.drizzle, blur=1))
+    for k in jax.random.split(KEY, 2):
+        y, _ = bright(k, grey, _masks())
+        levels = np.round(np.asarray(y) * 255).astype(int)
+        assert set(np.unique(levels)) == {100, 200}  # the drop level, nothing blurred
+        s, x0, y0 = (np.asarray(v) for v in _drizzle_drops(k, (H, W), (-10.0, 10.0)))
+        drawn = np.zeros((H, W), bool)
+        for a, b in zip(x0, y0):
+            if 0 <= min(a, a + s) and max(a, a + s) < W and b + 10 < H:
+                # both ends, and one pixel in every row between, within the slanted span
+                assert levels[b, a] == 200 and levels[b + 10, a + s] == 200
+                for i in range(11):
+                    row = levels[b + i, min(a, a + s) : max(a, a + s) + 1]
+                    assert (row == 200).any()
+            cols = np.clip(np.round(a + s * np.arange(11) / 10).astype(int), 0, W - 1)
+            rows = np.clip(b + np.arange(11), 0, H - 1)
+            drawn[rows, cols] = True
+        # nothing is drawn away from the drops (Bresenham stays within half a pixel)
+        near = ndi.binary_dilation(drawn, np.ones((1, 3), bool))
+        assert not np.any((levels == 200) & ~near)
+        # the darkening: V * 0.7 truncated (grey: V is the level)
+        y, _ = darken(k, grey, _masks())
+        assert set(np.unique(np.round(np.asarray(y) * 255).astype(int))) == {70, 140}
 
 
 # --------------------------------------------------------------------------- blur
@@ -395,7 +614,10 @@ def test_composition_semantics():
 class ParityTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
-        *[(n, n) for n in ("motion_blur", "coarse_dropout", "elastic", "burnt_in_text", "brightness_contrast")]
+        *[
+            (n, n)
+            for n in ("motion_blur", "coarse_dropout", "elastic", "burnt_in_text", "brightness_contrast", "fog", "drizzle")
+        ]
     )
     def test_jit_matches_eager_and_key_determines_output(self, name):
         f = TRANSFORMS[name]
@@ -408,7 +630,7 @@ class ParityTest(chex.TestCase):
         np.testing.assert_array_equal(np.asarray(y1), np.asarray(y3))
 
     @parameterized.named_parameters(
-        *[(n, n) for n in ("gaussian_blur", "random_affine", "clahe", "mixture_window")]
+        *[(n, n) for n in ("gaussian_blur", "random_affine", "clahe", "mixture_window", "fog", "drizzle")]
     )
     def test_vmap_equals_loop(self, name):
         f = jax.jit(TRANSFORMS[name])

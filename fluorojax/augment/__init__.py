@@ -11,6 +11,7 @@ from fluorojax.augment.artefacts import FONT
 from fluorojax.augment.artefacts import burnt_in_text
 from fluorojax.augment.artefacts import coarse_dropout
 from fluorojax.augment.artefacts import collimator
+from fluorojax.augment.artefacts import drizzle
 from fluorojax.augment.artefacts import pixel_dropout
 from fluorojax.augment.blur import detector_blur
 from fluorojax.augment.blur import emboss
@@ -33,9 +34,9 @@ from fluorojax.augment.geometric import warp_affine
 from fluorojax.augment.intensity import brightness_contrast
 from fluorojax.augment.intensity import channel_shuffle
 from fluorojax.augment.intensity import clahe
+from fluorojax.augment.intensity import fog
 from fluorojax.augment.intensity import gamma
 from fluorojax.augment.intensity import gaussian_contrast
-from fluorojax.augment.intensity import haze
 from fluorojax.augment.intensity import invert
 from fluorojax.augment.intensity import mixture_window
 from fluorojax.augment.intensity import negative_log
@@ -58,13 +59,14 @@ __all__ = [
     "collimator",
     "default_pipeline",
     "detector_blur",
+    "drizzle",
     "elastic",
     "emboss",
+    "fog",
     "gamma",
     "gaussian_blur",
     "gaussian_contrast",
     "gaussian_noise",
-    "haze",
     "identity",
     "invert",
     "median_blur",
