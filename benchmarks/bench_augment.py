@@ -2,12 +2,15 @@
 
 Batches of 32 raw-intensity images at 448 x 448 (FluoroSAM's input size) with 16 boolean masks
 each go through ``fluorojax.augment.default_pipeline((448, 448))`` (one jitted call per batch,
-both batch modes of ``apply_batch``) and through the same pipeline built from albumentations
-1.4 (the FluoroSeg loader's steps; its custom steps, negative log, k-means mixture window with
-scikit-learn's KMeans, Gaussian contrast, are written here in numpy as ``A.Lambda``), on the same
-images in the same run. Reports seconds per batch (median of the timed batches, after one
-warm-up batch that includes JAX's compilation, reported separately) and writes a markdown table
-to benchmarks/results/augment.md.
+both batch modes of ``apply_batch``) and through FluoroSeg's loader pipeline built from
+albumentations 1.4 (its ``build_augmentation(train=True)`` steps and arguments: RandomFog,
+RandomRain drizzle, PixelDropout, CoarseDropout, CLAHE on LAB as albumentations does; its custom
+steps, negative log, k-means mixture window with scikit-learn's KMeans, Gaussian contrast, are
+written here in numpy as ``A.Lambda``), on the same images in the same run. As in the loader,
+the SomeOf count is drawn once when the pipeline is built; both sides use the same count.
+Reports seconds per batch (median of the timed batches, after one warm-up batch that includes
+JAX's compilation, reported separately) and writes a markdown table to
+benchmarks/results/augment.md.
 
 Setup (albumentations kept out of the main environment, as it pins its own deps):
 
@@ -57,7 +60,7 @@ def synthetic_batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- albumentations version
 
 
-def albumentations_pipeline(rng: np.random.Generator):
+def albumentations_pipeline(rng: np.random.Generator, n_intensity: int):
     import albumentations as A
     from sklearn.cluster import KMeans
 
@@ -74,7 +77,7 @@ def albumentations_pipeline(rng: np.random.Generator):
         out = np.empty(x.shape + (3,), np.float32)
         out[..., 0] = (x - x.min()) / (x.max() - x.min())
         pts = x.reshape(-1, 1)
-        km = KMeans(n_clusters=2, max_iter=100, n_init=1).fit(pts[:: max(1, pts.shape[0] // 1000)])
+        km = KMeans(n_clusters=2, max_iter=100).fit(pts[:: max(1, pts.shape[0] // 1000)])
         labels = km.predict(pts).reshape(x.shape)
         order = np.argsort(km.cluster_centers_.ravel())
         for i, lab in enumerate(order):
@@ -112,7 +115,7 @@ def albumentations_pipeline(rng: np.random.Generator):
                 A.Lambda(image=gaussian_contrast, **ident, p=1.0),
                 A.OneOf(
                     [
-                        A.RandomFog(fog_coef_range=(0.1, 0.3), alpha_coef=0.08),
+                        A.RandomFog(fog_coef_lower=0.1, fog_coef_upper=0.3, alpha_coef=0.08),
                         A.RandomRain(rain_type="drizzle", drop_width=1, blur_value=1),
                     ]
                 ),
@@ -120,7 +123,7 @@ def albumentations_pipeline(rng: np.random.Generator):
                     [
                         A.PixelDropout(dropout_prob=0.05),
                         A.CoarseDropout(
-                            num_holes_range=(8, 20), hole_height_range=(8, 64), hole_width_range=(8, 64), p=0.8
+                            max_holes=20, max_height=64, max_width=64, min_holes=8, min_height=8, min_width=8, p=0.8
                         ),
                     ],
                     p=3,
@@ -143,12 +146,12 @@ def albumentations_pipeline(rng: np.random.Generator):
             ]
         )
 
-    composes = {n: build(n) for n in (2, 3, 4)}
+    compose = build(n_intensity)
 
     def run(images, masks):
         out = []
         for img, m in zip(images, masks):
-            res = composes[int(rng.integers(2, 5))](
+            res = compose(
                 image=np.repeat(img[..., None], 3, axis=-1), mask=np.moveaxis(m, 0, -1).astype(np.uint8)
             )
             out.append((res["image"], res["mask"]))
@@ -184,7 +187,8 @@ def main() -> None:
 
     batches = [synthetic_batch(s) for s in range(args.batches + 1)]
     jbatches = [(jnp.asarray(i), jnp.asarray(m)) for i, m in batches]
-    pipe = fa.default_pipeline((SIZE, SIZE))
+    n_intensity = int(np.random.default_rng(0).integers(2, 5))  # the loader's build-time draw
+    pipe = fa.default_pipeline((SIZE, SIZE), intensity_count=n_intensity)
     rows = []
     for vectorize in (False, True) if args.vmap else (False,):
         fn = jax.jit(lambda k, i, m, v=vectorize: fa.apply_batch(pipe, k, i, m, vectorize=v))
@@ -198,7 +202,7 @@ def main() -> None:
         rows.append((f"fluorojax.augment ({mode}, jit)", med, first))
         print(rows[-1], flush=True)
 
-    run_alb, alb_version = albumentations_pipeline(np.random.default_rng(0))
+    run_alb, alb_version = albumentations_pipeline(np.random.default_rng(0), n_intensity)
     _, med = time_batches(lambda b, i, m: run_alb(i, m), batches, warmup=False)
     rows.append((f"albumentations {alb_version} (+ numpy/scikit-learn steps)", med, None))
     print(rows[-1], flush=True)
@@ -208,7 +212,8 @@ def main() -> None:
         "# Augmentation: FluoroSeg training pipeline",
         "",
         f"Batches of {BATCH} raw images at {SIZE} x {SIZE} with {N_MASKS} bool masks each, "
-        f"median seconds per batch over {args.batches} batches (same images for every row).",
+        f"median seconds per batch over {args.batches} batches (same images for every row); "
+        f"SomeOf count {n_intensity} on both sides (drawn once, as FluoroSeg's loader does).",
         f"Machine: {args.machine}; jax {jax.__version__} on {jax.devices()[0].platform}.",
         "",
         "| implementation | s / batch | images / s | vs albumentations | first batch (compile) s |",
