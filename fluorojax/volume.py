@@ -13,11 +13,15 @@ from importlib import resources
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax._pytree import is_concrete, pytree_dataclass
+from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 
 MU_WATER_PER_MM = 0.0206
 """Linear attenuation of water at an effective energy of about 60 keV, 1/mm (NIST XCOM:
 mu/rho = 0.2059 cm^2/g at 60 keV, density 1 g/cm^3)."""
+
+
+MAX_MATERIALS = 16
+"""Most material classes a segmented volume may have (their index shares a float32's bits)."""
 
 
 @pytree_dataclass
@@ -29,21 +33,39 @@ class Volume:
         channels (e.g. one density per material) that every renderer integrates at once.
       affine: (4, 4) float32 world_from_voxel; voxel centres at integer indices, world mm.
       labels: optional (I, J, K) int32 structure ids (0 = background), or None.
+      materials: optional (I, J, K) int32 material class of every voxel, in [0, n_materials),
+        for (I, J, K) data: a segmented volume, the compact form of (I, J, K, n_materials)
+        data where each voxel's value lies in its class's channel and the others are 0 (as a
+        CT split into air, soft tissue and bone is). Renderers return n_materials channels;
+        Siddon reads one value per voxel instead of n_materials, so it costs about as much as a
+        one-channel volume. Up to ``MAX_MATERIALS`` classes; the class index is stored in the
+        lowest mantissa bits of each value while rendering, which changes values by at most
+        1e-6 relative.
+      n_materials: number of material classes (static), given with ``materials``.
     """
 
     data: jnp.ndarray
     affine: jnp.ndarray
     labels: jnp.ndarray | None = None
+    materials: jnp.ndarray | None = None
+    n_materials: int | None = static_field(default=None)
 
-    def __init__(self, data, affine, labels=None):
-        if is_concrete(data, affine, labels):
+    def __init__(self, data, affine, labels=None, materials=None, n_materials=None):
+        if (materials is None) != (n_materials is None):
+            raise ValueError(f"materials and n_materials go together, got materials={'None' if materials is None else 'an array'}, "
+                             f"n_materials={n_materials!r}")
+        if is_concrete(data, affine, labels, materials):
             data = _check_data(data)
             affine = _check_affine(affine)
             if labels is not None:
                 labels = _check_labels(labels, data.shape[:3])
+            if materials is not None:
+                materials = _check_materials(materials, n_materials, data.shape)
         object.__setattr__(self, "data", jnp.asarray(data, jnp.float32))
         object.__setattr__(self, "affine", jnp.asarray(affine, jnp.float32))
         object.__setattr__(self, "labels", None if labels is None else jnp.asarray(labels, jnp.int32))
+        object.__setattr__(self, "materials", None if materials is None else jnp.asarray(materials, jnp.int32))
+        object.__setattr__(self, "n_materials", None if n_materials is None else int(n_materials))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -52,7 +74,9 @@ class Volume:
 
     @property
     def channels(self) -> int | None:
-        """C for (I, J, K, C) data, None for scalar (I, J, K) data."""
+        """C for (I, J, K, C) data, n_materials for a segmented volume, None for scalar data."""
+        if self.materials is not None:
+            return self.n_materials
         return self.data.shape[3] if self.data.ndim == 4 else None
 
     @property
@@ -66,9 +90,18 @@ class Volume:
         half = (jnp.asarray(self.shape, jnp.float32) - 1.0) / 2.0
         return self.affine[:3, :3] @ half + self.affine[:3, 3]
 
+    def dense(self) -> "Volume":
+        """The same volume with (I, J, K, n_materials) data: a segmented volume's value in its
+        class's channel, 0 in the others; any other volume unchanged."""
+        if self.materials is None:
+            return self
+        one_hot = self.materials[..., None] == jnp.arange(self.n_materials)
+        return Volume(jnp.where(one_hot, self.data[..., None], 0.0), self.affine, self.labels)
+
     def replace(self, **changes) -> "Volume":
         """A copy with some fields replaced (validated like the constructor)."""
-        fields = {"data": self.data, "affine": self.affine, "labels": self.labels}
+        fields = {"data": self.data, "affine": self.affine, "labels": self.labels, "materials": self.materials,
+                  "n_materials": self.n_materials}
         fields.update(changes)
         return Volume(**fields)
 
@@ -114,6 +147,21 @@ def _check_labels(labels, shape):
     if labels.size and labels.min() < 0:
         raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {labels.min()}")
     return labels
+
+
+def _check_materials(materials, n_materials, data_shape):
+    if not isinstance(n_materials, (int, np.integer)) or not 1 <= n_materials <= MAX_MATERIALS:
+        raise ValueError(f"n_materials must be an integer in [1, {MAX_MATERIALS}], got {n_materials!r}")
+    if len(data_shape) != 3:
+        raise ValueError(f"a segmented volume (materials given) needs (I, J, K) data, got shape {tuple(data_shape)}")
+    materials = np.asarray(materials)
+    if materials.shape != tuple(data_shape):
+        raise ValueError(f"materials shape {materials.shape} does not match the volume's {tuple(data_shape)}")
+    if not np.issubdtype(materials.dtype, np.integer):
+        raise TypeError(f"materials must hold integer class indices, got dtype {materials.dtype}")
+    if materials.size and (materials.min() < 0 or materials.max() >= n_materials):
+        raise ValueError(f"material classes must lie in [0, {n_materials}), got range [{materials.min()}, {materials.max()}]")
+    return materials
 
 
 def _read_nifti(path):

@@ -416,10 +416,12 @@ def test_render_polychromatic_matches_numpy_chords():
     expected = np_transmission(areal, P.DEFAULT_MATERIALS, spec)
     assert expected.min() < 0.5 and expected.max() == 1.0  # bone, tissue and open beam in view
     np.testing.assert_allclose(image, expected, rtol=2e-4, atol=1e-6)
-    # A precomputed material volume renders the same image.
+    # A precomputed material volume, segmented or dense, renders the same image.
     prepared = P.material_volume(volume)
-    assert prepared.data.shape == (10, 10, 10, 3)
-    np.testing.assert_allclose(jax.jit(lambda p: P.render_polychromatic(prepared, camera, p, spec))(pose), image, rtol=1e-6)
+    assert prepared.data.shape == (10, 10, 10) and prepared.channels == 3
+    np.testing.assert_allclose(prepared.dense().data, P.material_densities(volume.data))
+    for v in (prepared, prepared.dense()):
+        np.testing.assert_allclose(jax.jit(lambda p, v=v: P.render_polychromatic(v, camera, p, spec))(pose), image, rtol=1e-6)
     with pytest.raises(ValueError, match="3 channels for 2 materials"):
         P.render_polychromatic(prepared, camera, pose, spec, materials=("water", "cortical_bone"))
     with pytest.raises(ValueError, match="one material per class"):

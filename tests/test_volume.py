@@ -59,6 +59,42 @@ def test_channel_volume_shape_channels_center():
     assert vol.labels.dtype == np.int32
 
 
+def test_segmented_volume_channels_and_dense_form():
+    rng = np.random.default_rng(1)
+    data = rng.uniform(0.5, 2.0, size=(4, 6, 5)).astype(np.float32)
+    classes = rng.integers(0, 3, size=(4, 6, 5))
+    vol = Volume(data, AFFINE, materials=classes, n_materials=3)
+    assert vol.shape == (4, 6, 5) and vol.channels == 3 and vol.materials.dtype == np.int32
+    dense = vol.dense()
+    assert dense.channels == 3 and dense.materials is None
+    expected = np.zeros((4, 6, 5, 3), np.float32)
+    np.put_along_axis(expected, classes[..., None], data[..., None], axis=-1)  # value in its class's channel
+    np.testing.assert_array_equal(np.asarray(dense.data), expected)
+    assert vol.replace(data=2 * data).n_materials == 3  # replace keeps the segmentation
+    # a pytree whose class count is static: it crosses jit and the count stays a Python int
+    assert jax.jit(lambda v: v.dense().data.sum())(vol) == pytest.approx(data.sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(materials=np.zeros((4, 6, 5), int)), ValueError, "go together"),
+        (dict(n_materials=3), ValueError, "go together"),
+        (dict(materials=np.zeros((4, 6, 4), int), n_materials=3), ValueError, "materials shape"),
+        (dict(materials=np.full((4, 6, 5), 3), n_materials=3), ValueError, r"\[0, 3\)"),
+        (dict(materials=np.full((4, 6, 5), -1), n_materials=3), ValueError, r"\[0, 3\)"),
+        (dict(materials=np.zeros((4, 6, 5), np.float32), n_materials=3), TypeError, "integer class"),
+        (dict(materials=np.zeros((4, 6, 5), int), n_materials=17), ValueError, "n_materials"),
+        (dict(materials=np.zeros((4, 6, 5), int), n_materials=0), ValueError, "n_materials"),
+    ],
+)
+def test_bad_segmentations(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Volume(np.ones((4, 6, 5), np.float32), AFFINE, **kwargs)
+    with pytest.raises(ValueError, match="needs \\(I, J, K\\) data"):
+        Volume(np.ones((4, 6, 5, 2), np.float32), AFFINE, materials=np.zeros((4, 6, 5), int), n_materials=2)
+
+
 def test_volume_is_a_pytree_usable_under_jit():
     vol = Volume(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.diag([1.0, 2.0, 3.0, 1.0]), np.zeros((2, 3, 4), int))
     leaves = jax.tree_util.tree_leaves(vol)

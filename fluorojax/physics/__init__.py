@@ -1,6 +1,6 @@
 """X-ray physics: materials, spectra, polychromatic attenuation, detector noise and scatter.
 
-Stages compose: CT in HU -> ``material_volume`` (per-material densities) -> one render for every
+Stages compose: CT in HU -> ``material_volume`` (densities segmented into materials) -> one render for every
 material's areal density -> ``intensity`` (polychromatic Beer-Lambert) -> ``add_scatter`` ->
 ``detector_noise`` -> ``neglog``. ``render_polychromatic`` runs the first three.
 """
@@ -9,6 +9,7 @@ from fluorojax.physics.attenuation import MM_PER_CM
 from fluorojax.physics.attenuation import flat_field
 from fluorojax.physics.attenuation import intensity
 from fluorojax.physics.attenuation import log_transmission
+from fluorojax.physics.attenuation import material_classes
 from fluorojax.physics.attenuation import material_densities
 from fluorojax.physics.attenuation import material_volume
 from fluorojax.physics.attenuation import neglog
@@ -69,6 +70,7 @@ __all__ = (
     "log_transmission",
     "mass_attenuation",
     "material",
+    "material_classes",
     "material_densities",
     "material_from_elements",
     "material_names",

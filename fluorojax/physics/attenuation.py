@@ -100,43 +100,50 @@ def neglog(image, i0=1.0, eps: float = 1e-12):
     return -jnp.log(jnp.maximum(image / i0, eps))
 
 
-def material_densities(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS,
-                       label_classes: Mapping[int, int] | None = None, air_below_hu: float | None = None):
-    """Per-material density channels from a CT in HU.
+def material_classes(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS,
+                     label_classes: Mapping[int, int] | None = None):
+    """Material class of every voxel of a CT in HU.
 
-    Each voxel's density comes from ``hu_to_density``; its material class from the HU
-    thresholds, overridden by ``label_classes`` for the labels it lists (e.g. every bone label
-    -> the bone class). Class c goes to channel c.
+    Classes come from the HU thresholds (``segment_hu``), overridden by ``label_classes`` for
+    the labels it lists (e.g. every bone label -> the bone class).
 
     Args:
       hu: (I, J, K) CT numbers, HU.
       labels: optional (I, J, K) int label map (needed with ``label_classes``).
       thresholds: M - 1 increasing HU thresholds of the M classes.
       label_classes: optional {label id: class index in [0, M)}.
-      air_below_hu: see ``hu_to_density``.
-    Returns (I, J, K, M) float32 density per material channel, g/cm^3.
+    Returns (I, J, K) int32 class index in [0, M).
     """
     n_materials = len(thresholds) + 1
-    density = hu_to_density(hu, air_below_hu)
     classes = segment_hu(hu, thresholds)
-    if label_classes is not None:
-        if labels is None:
-            raise ValueError("label_classes needs a label map: the volume has labels=None")
-        bad = {k: v for k, v in label_classes.items() if not 0 <= int(v) < n_materials}
-        if bad:
-            raise ValueError(f"label_classes {bad} point outside the {n_materials} material classes")
-        classes = segment_labels(labels, label_classes, default=classes)
-    return density_channels(density, classes, n_materials)
+    if label_classes is None:
+        return classes
+    if labels is None:
+        raise ValueError("label_classes needs a label map: the volume has labels=None")
+    bad = {k: v for k, v in label_classes.items() if not 0 <= int(v) < n_materials}
+    if bad:
+        raise ValueError(f"label_classes {bad} point outside the {n_materials} material classes")
+    return segment_labels(labels, label_classes, default=classes)
+
+
+def material_densities(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS,
+                       label_classes: Mapping[int, int] | None = None, air_below_hu: float | None = None):
+    """Per-material density channels from a CT in HU: (I, J, K, M) float32 g/cm^3, each voxel's
+    density (``hu_to_density``) in the channel of its class (``material_classes``), 0 in the
+    others. ``material_volume`` holds the same compactly."""
+    classes = material_classes(hu, labels, thresholds=thresholds, label_classes=label_classes)
+    return density_channels(hu_to_density(hu, air_below_hu), classes, len(thresholds) + 1)
 
 
 def material_volume(volume, *, thresholds: Sequence[float] = HU_THRESHOLDS,
                     label_classes: Mapping[int, int] | None = None, air_below_hu: float | None = None):
-    """A ``Volume`` of per-material densities (I, J, K, M) g/cm^3 from a HU ``Volume`` (same
-    affine and labels); see ``material_densities``. Render it once for every material's areal
-    density (line integrals in g/cm^3 x mm)."""
-    data = material_densities(volume.data, volume.labels, thresholds=thresholds,
-                              label_classes=label_classes, air_below_hu=air_below_hu)
-    return type(volume)(data, volume.affine, volume.labels)
+    """A segmented ``Volume`` from a HU ``Volume`` (same affine and labels): data (I, J, K) the
+    density in g/cm^3 (``hu_to_density``), ``materials`` the class of each voxel
+    (``material_classes``), ``n_materials`` M. Rendering it gives every material's line
+    integral (g/cm^3 x mm) in one traversal, at about the cost of a one-channel DRR;
+    ``.dense()`` is the (I, J, K, M) form of ``material_densities``."""
+    classes = material_classes(volume.data, volume.labels, thresholds=thresholds, label_classes=label_classes)
+    return volume.replace(data=hu_to_density(volume.data, air_below_hu), materials=classes, n_materials=len(thresholds) + 1)
 
 
 def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[MaterialLike] = DEFAULT_MATERIALS,
@@ -148,8 +155,9 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
 
     Args:
       volume: ``Volume`` with (I, J, K) HU data (and labels if ``label_classes`` is used), or
-        with (I, J, K, M) per-material densities in g/cm^3 from ``material_volume`` (computed
-        once, so that rendering many poses skips the decomposition; thresholds are then unused).
+        one with M channels of per-material densities in g/cm^3: the segmented volume of
+        ``material_volume`` (computed once, so that rendering many poses skips the
+        decomposition; thresholds are then unused), or any (I, J, K, M) density data.
       camera: ``Camera``; pose: (4, 4) or (B, 4, 4) world_from_camera.
       spec: (energy_keV (E,), weights (E,)), e.g. ``spectrum(90)``.
       materials: the M attenuation curves of the M classes (default air, soft tissue, cortical bone).
@@ -161,9 +169,9 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
     """
     from fluorojax.raycast import render
 
-    if volume.data.ndim == 4:
-        if volume.data.shape[3] != len(materials):
-            raise ValueError(f"material volume has {volume.data.shape[3]} channels for {len(materials)} materials")
+    if volume.channels is not None:
+        if volume.channels != len(materials):
+            raise ValueError(f"material volume has {volume.channels} channels for {len(materials)} materials")
         densities = volume
     else:
         if len(materials) != len(thresholds) + 1:

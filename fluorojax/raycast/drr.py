@@ -37,7 +37,8 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
     """Integrals of ``volume.data`` along the segments from ``sources`` to ``targets``.
 
     Args:
-      volume: the volume; data (I, J, K) or (I, J, K, C).
+      volume: the volume; data (I, J, K) or (I, J, K, C), or a segmented volume
+        (``materials`` set), which renders like its ``dense()`` form.
       sources, targets: (..., 3) world mm, broadcast against each other; numpy or JAX.
       method: ``"siddon"``, the exact integral of the piecewise-constant volume (each voxel
         a box of constant value), or ``"trilinear"``, the midpoint-rule integral of the
@@ -48,7 +49,7 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
         less memory and step closer to each ray's own voxel count.
 
     Returns:
-      (...,) for scalar data, (..., C) for channel data: (data units) x mm; with data in 1/mm
+      (...,) for scalar data, (..., C) for channel data (C = n_materials when segmented): (data units) x mm; with data in 1/mm
       the result is dimensionless (the log attenuation). Segments outside the volume add 0.
     """
     if method not in METHODS:
@@ -58,11 +59,11 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     batch, s, t, length = grid_rays(volume, sources, targets)
-    values = flat_values(volume)
     if method == "siddon":
-        out = siddon.integrate(volume.shape, int(chunk_size or siddon.DEFAULT_CHUNK), 0, values, None, s, t)
-    else:
-        out = trilinear.integrate(volume.shape, int(n_samples), values, s, t)
+        chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
+        out = siddon.integrate(volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t)
+    else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
+        out = trilinear.integrate(volume.shape, int(n_samples), flat_values(volume.dense())[0], s, t)
     return unflatten_values(volume, out * length[:, None], batch)
 
 
@@ -90,8 +91,10 @@ def grid_rays(volume: Volume, sources, targets):
 
 
 def flat_values(volume: Volume):
-    """(I * J * K, C) voxel values (C = 1 for scalar data)."""
-    return volume.data.reshape(int(np.prod(volume.shape)), -1)
+    """(I * J * K, C) voxel values (C = 1 for scalar and segmented data) and, for a segmented
+    volume, the (I * J * K,) material class of each voxel (else None)."""
+    values = volume.data.reshape(int(np.prod(volume.shape)), -1)
+    return values, None if volume.materials is None else volume.materials.reshape(-1)
 
 
 def unflatten_values(volume: Volume, out, batch):

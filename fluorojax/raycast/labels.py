@@ -80,7 +80,8 @@ def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size
     pos = jnp.clip(jnp.searchsorted(sorted_ids, labels.astype(jnp.int32)), 0, len(ids) - 1)
     channels = jnp.where(sorted_ids[pos] == labels, jnp.asarray(order, jnp.int32)[pos] + 1, 0).astype(jnp.int32)
     chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
-    image, travel, entry, exit_ = siddon.integrate(volume.shape, chunk, len(ids), flat_values(volume), channels, s, t)
+    image, travel, entry, exit_ = siddon.integrate(volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume),
+                                                   channels, s, t)
     length = length[:, None]
     travel = jax.lax.stop_gradient(travel * length)
     missed = travel <= 0

@@ -132,17 +132,35 @@ def _gather(values, index):
     return values.at[index].get(mode="promise_in_bounds")
 
 
-def _channels(values, index):
-    """The C channel values of voxels ``index`` (R,), as a C-tuple of (R,) arrays.
+def _class_bits(n_materials: int) -> int:
+    return (n_materials - 1).bit_length()
 
-    ``values`` is (N, C); each channel is gathered from the flat array on its own, so that
-    per-ray state stays in (R,) arrays, which XLA vectorises well, rather than (R, C) ones.
+
+def _voxels(values, materials, n_materials: int):
+    """What the traversal reads per voxel: ``values`` (N, C) as they are, or, for a segmented
+    volume (``n_materials`` > 0), its (N, 1) values as int32 bit patterns whose lowest mantissa
+    bits are replaced by the (N,) material class, so one gather gives both."""
+    if not n_materials:
+        return values
+    mask = (1 << _class_bits(n_materials)) - 1
+    return (jax.lax.bitcast_convert_type(values[:, 0], jnp.int32) & ~mask) | materials
+
+
+def _channels(voxels, n_materials: int, index):
+    """The C channel values of voxels ``index`` (R,), as a C-tuple of (R,) arrays, and the
+    (R,) material class (None for dense values).
+
+    Per-ray state stays in (R,) arrays, which XLA vectorises well, rather than (R, C) ones.
     """
-    n_channels = values.shape[1]
-    if n_channels == 1:
-        return (_gather(values[:, 0], index),)
-    flat = values.reshape(-1)
-    return tuple(_gather(flat, index * n_channels + c) for c in range(n_channels))
+    if n_materials:
+        bits = _gather(voxels, index)
+        material = bits & ((1 << _class_bits(n_materials)) - 1)
+        value = jax.lax.bitcast_convert_type(bits - material, jnp.float32)
+        return tuple(jnp.where(material == c, value, 0.0) for c in range(n_materials)), material
+    if voxels.shape[1] == 1:
+        return (_gather(voxels[:, 0], index),), None
+    rows = _gather(voxels, index)  # (R, C): one gather of adjacent values
+    return tuple(rows[:, c] for c in range(voxels.shape[1])), None
 
 
 def _add_face_terms(sums, rays: _Rays, alpha, axis, weight):
@@ -161,7 +179,7 @@ def _add_face_terms(sums, rays: _Rays, alpha, axis, weight):
     return tuple(a_new), tuple(b_new)
 
 
-def _forward_chunk(shape, n_labels, values, channels, s, t):
+def _forward_chunk(shape, n_labels, n_materials, voxels, channels, s, t):
     """Line integrals (R, C) of one chunk, plus per-label travel, first entry and last exit
     (R, n_labels) each, in alpha units, when ``n_labels`` > 0."""
     rays = _prepare(shape, s, t)
@@ -171,7 +189,7 @@ def _forward_chunk(shape, n_labels, values, channels, s, t):
 
     def visit(carry, step):
         acc, travel, entry, exit_ = carry
-        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(values, step.index)))
+        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(voxels, n_materials, step.index)[0]))
         if n_labels:
             slot = base + _gather(channels, step.index)
             live = step.length > _MIN_DEPTH_PIECE
@@ -180,17 +198,17 @@ def _forward_chunk(shape, n_labels, values, channels, s, t):
             exit_ = exit_.at[slot].max(jnp.where(live, step.alpha + step.length, -jnp.inf), mode="promise_in_bounds")
         return acc, travel, entry, exit_
 
-    acc = (jnp.zeros(r, values.dtype),) * values.shape[1]
+    acc = (jnp.zeros(r, jnp.float32),) * (n_materials or voxels.shape[1])
     if not n_labels:
         return jnp.stack(_traverse(shape, rays, visit, (acc, None, None, None))[0], axis=-1)
-    flat = lambda fill: jnp.full((r * slots,), fill, values.dtype)  # noqa: E731
+    flat = lambda fill: jnp.full((r * slots,), fill, jnp.float32)  # noqa: E731
     acc, travel, entry, exit_ = _traverse(shape, rays, visit, (acc, flat(0.0), flat(jnp.inf), flat(-jnp.inf)))
     acc = jnp.stack(acc, axis=-1)
     per_label = lambda x: x.reshape(r, slots)[:, 1:]  # noqa: E731
     return acc, per_label(travel), per_label(entry), per_label(exit_)
 
 
-def _backward_chunk(shape, values, s, t, g, grad_values):
+def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
     """Cotangents of one chunk: (d_values or None, d_s (R, 3), d_t (R, 3))."""
     rays = _prepare(shape, s, t)
     r = s.shape[0]
@@ -198,12 +216,17 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     def visit(carry, step):
         d_values, sums, gv_prev, pending, axis = carry
         # Only g . v enters the jumps, so the state keeps that scalar, not the C values.
-        gv = sum(gc * vc for gc, vc in zip(g_channels, _channels(values, step.index)))
+        v, material = _channels(voxels, n_materials, step.index)
+        gv = sum(gc * vc for gc, vc in zip(g_channels, v))
         live = step.length > 0
         jump = jnp.where(live & pending, gv_prev - gv, 0.0)
         sums = _add_face_terms(sums, rays, step.alpha, axis, jump)
         if d_values is not None:
-            d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
+            if n_materials:  # the value's cotangent is its own class's channel of g
+                gm = sum(jnp.where(material == c, gc, 0.0) for c, gc in enumerate(g_channels))
+                d_values = d_values.at[step.index, 0].add(gm * step.length, mode="promise_in_bounds")
+            else:
+                d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
         gv_prev = jnp.where(live, gv, gv_prev)
         pending = jnp.where(live, step.crossed, pending | step.crossed)
         axis = jnp.where(step.crossed, step.axis, axis)
@@ -215,7 +238,7 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     carry = (
         grad_values,
         (zeros, zeros),
-        jnp.zeros(r, values.dtype),
+        jnp.zeros(r, jnp.float32),
         hit & (rays.alpha_in > 0),  # the entry face is a jump from 0 to the first voxel
         rays.entry_axis,
     )
@@ -227,57 +250,62 @@ def _backward_chunk(shape, values, s, t, g, grad_values):
     return d_values, d_s, d_t
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def integrate(shape, chunk, n_labels, values, channels, s, t):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Args:
       shape: (I, J, K) grid shape (static).
       chunk: rays per chunk (static); bounds memory and tightens each chunk's step count.
       n_labels: number of label channels (static); 0 to skip label travel.
-      values: (I * J * K, C) voxel values, C-order flattened grid.
+      n_materials: number of material classes of a segmented volume (static), or 0.
+      values: (I * J * K, C) voxel values, C-order flattened grid; C = 1 when segmented.
+      materials: (I * J * K,) int32 material class of every voxel in [0, n_materials), or
+        None when ``n_materials`` is 0: the value of voxel v counts in channel materials[v].
       channels: (I * J * K,) int32 label channel of every voxel, 1..n_labels (0: none), or
         None when ``n_labels`` is 0.
       s, t: (R, 3) ray start and end in grid coordinates.
 
     Returns:
-      (R, C) ``sum_k v_k (alpha_{k+1} - alpha_k)``; with labels, the tuple of that and
-      (R, n_labels) travel, first entry and last exit (inf / -inf where a ray misses the
-      label). Multiply by the ray length for mm. Only the integrals are differentiable.
+      (R, C) ``sum_k v_k (alpha_{k+1} - alpha_k)`` (C = n_materials when segmented); with
+      labels, the tuple of that and (R, n_labels) travel, first entry and last exit (inf /
+      -inf where a ray misses the label). Multiply by the ray length for mm. Only the
+      integrals are differentiable, with respect to ``values``, ``s`` and ``t``.
     """
     n = s.shape[0]
-    fn = functools.partial(_forward_chunk, shape, n_labels, values, channels)
+    fn = functools.partial(_forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels)
     out = jax.lax.map(lambda st: fn(*st), (split(s, chunk), split(t, chunk)))
     return jax.tree_util.tree_map(lambda x: merge(x, n), out)
 
 
-def _integrate_fwd(shape, chunk, n_labels, values, channels, s, t):
-    channels = None if channels is None else channels.value
-    out = integrate(shape, chunk, n_labels, values.value, channels, s.value, t.value)
-    return out, (values.value, s.value, t.value, values.perturbed)
+def _integrate_fwd(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
+    materials, channels = (None if x is None else x.value for x in (materials, channels))
+    out = integrate(shape, chunk, n_labels, n_materials, values.value, materials, channels, s.value, t.value)
+    return out, (values.value, materials, s.value, t.value, values.perturbed)
 
 
-def _integrate_bwd(shape, chunk, n_labels, residuals, g):
-    values, s, t, want_values = residuals
+def _integrate_bwd(shape, chunk, n_labels, n_materials, residuals, g):
+    values, materials, s, t, want_values = residuals
     n = s.shape[0]
     if n_labels:
         g = g[0]  # label travel and depths carry no gradient
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
-        return jnp.zeros_like(values), None, jnp.zeros_like(s), jnp.zeros_like(t)
+        return jnp.zeros_like(values), None, None, jnp.zeros_like(s), jnp.zeros_like(t)
     d_values = jnp.zeros_like(values) if want_values else None
+    voxels = _voxels(values, materials, n_materials)
 
     def body(d_values, chunk_rays):
         cs, ct, cg = chunk_rays
-        d_values, d_s, d_t = _backward_chunk(shape, values, cs, ct, cg, d_values)
+        d_values, d_s, d_t = _backward_chunk(shape, n_materials, voxels, cs, ct, cg, d_values)
         return d_values, (d_s, d_t)
 
-    g = jnp.asarray(g, values.dtype)
+    g = jnp.asarray(g, jnp.float32)
     # The backward step carries twice the forward's state per ray; half-size chunks keep it in cache.
     chunk = max(1, chunk // 2)
     d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (split(s, chunk), split(t, chunk), split(g, chunk, fill=0.0)))
     if d_values is None:
         d_values = jnp.zeros_like(values)
-    return d_values, None, merge(d_s, n), merge(d_t, n)
+    return d_values, None, None, merge(d_s, n), merge(d_t, n)
 
 
 integrate.defvjp(_integrate_fwd, _integrate_bwd, symbolic_zeros=True)
