@@ -7,9 +7,10 @@ a tree of keys: image ``i`` of case ``c`` uses ``image_key(seed, c, i) = fold_in
 key(seed), case_id(c)), i)``, split by ``fold_in`` into its device (0), view (1) and noise (2)
 keys; a scene's tools come from ``fold_in(image_key(seed, c, first image), 3)``. Nothing
 depends on which images were already written, on the order cases are visited, on the number
-of devices or on the backend, so the same seed gives the same files bit for bit, a killed run resumes
-(``resume=True``: complete images are skipped; a partly written scene is rendered whole and
-only its missing images written), and any image can be regenerated (``regenerate_image``).
+of devices or on the backend, so the same seed gives the same files bit for bit, a killed run
+resumes (``resume=True``: complete images are skipped; a partly written scene is rendered
+whole and only its missing images written), and any image can be regenerated
+(``regenerate_image``).
 
 CT folders (``find_cases``): one sub-folder per case, named after the case, holding
 ``ct.nii.gz`` (Hounsfield units), ``labels.nii.gz`` (integer label map on the CT's grid) and
@@ -17,8 +18,8 @@ CT folders (``find_cases``): one sub-folder per case, named after the case, hold
 ``fluorojax/data/example_structures.csv``); ``.nii`` works as well as ``.nii.gz``.
 
 Backends: "local" renders on this process's JAX devices (with several, each renders whole
-scenes, several scenes at once, with the programs one device runs; see ``render_scenes``); "ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task``
-scenes each) on a Ray cluster (``ray_address``; None starts or joins a local one), each task
+scenes with the programs one device runs, so several scenes at once; see ``render_scenes``);
+"ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task`` scenes each) on a Ray cluster (``ray_address``; None starts or joins a local one), each task
 writing its own images; the driver then writes the case files and splits. Every worker must
 see ``out_dir`` and the CT paths at the same paths (a shared file system). On Slurm, start
 Ray on the allocation (``ray start --head`` on the first node, ``ray start --address=HEAD:6379``
