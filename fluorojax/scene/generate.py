@@ -19,9 +19,10 @@ CT folders (``find_cases``): one sub-folder per case, named after the case, hold
 
 Backends: "local" renders on this process's JAX devices (with several, each renders whole
 scenes with the programs one device runs, so several scenes at once; see ``render_scenes``);
-"ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task`` scenes each) on a Ray cluster (``ray_address``; None starts or joins a local one), each task
-writing its own images; the driver then writes the case files and splits. Every worker must
-see ``out_dir`` and the CT paths at the same paths (a shared file system). On Slurm, start
+"ray" runs one Ray task per chunk of scenes of a case (``chunks_per_task`` scenes each) on a
+Ray cluster (``ray_address``; None starts or joins a local one), each task writing its own
+images; the driver then writes the case files and splits. Every worker must see ``out_dir``
+and the CT paths at the same paths (a shared file system). On Slurm, start
 Ray on the allocation (``ray start --head`` on the first node, ``ray start --address=HEAD:6379``
 on the others, e.g. from an ``srun`` step) and pass ``ray_address="auto"``; on a cloud cluster
 launched with ``ray up``, run the generator on the head node the same way.
