@@ -51,7 +51,7 @@ class RenderExactTest(chex.TestCase):
     def test_matches_float64_brute_force(self):
         mesh = tilted_annulus()
         pose = look_at((10.0, -400.0, 30.0), (0.0, 0.0, 0.0))
-        out = self.variant(lambda m, p: render_mesh(m, CAM, p, max_hits=6, tile=8, block=64))(mesh, pose)
+        out = self.variant(lambda m, p: render_mesh(m, CAM, p, max_hits=6, chunk=512))(mesh, pose)
         sources, targets = CAM.rays(pose)
         hit, t, sign = brute_force(mesh.vertices, mesh.faces, sources, targets)
         travel = np.where(hit, t * sign, 0.0).sum(1).reshape(32, 32)
@@ -106,7 +106,7 @@ class RenderExactTest(chex.TestCase):
             tm = tm.subdivide()
         tm.apply_translation((0.0, 0.0, 250.0))
         mesh = Mesh.from_trimesh(tm)
-        out = render_mesh(mesh, cam, jnp.eye(4), tile=8, block=64)
+        out = render_mesh(mesh, cam, jnp.eye(4), chunk=1000)
         s, t = (np.asarray(a, np.float64).reshape(-1, 3) for a in cam.rays(jnp.eye(4)))
         d = (t - s) / np.linalg.norm(t - s, axis=1, keepdims=True)
         lo, hi = np.array([-8.0, -8.0, 200.0]), np.array([8.0, 8.0, 300.0])
@@ -160,7 +160,7 @@ class BatchAndGradTest(chex.TestCase):
         mesh = tilted_annulus()
         poses = jnp.stack([look_at((x, -400.0, 10.0), (0.0, 0.0, 0.0)) for x in (-30.0, 0.0, 25.0)])
         cam = Camera(16, 16, 2.0, 1000.0)
-        fn = lambda p: render_mesh(mesh, cam, p, max_hits=4, tile=8).travel  # noqa: E731
+        fn = lambda p: render_mesh(mesh, cam, p, max_hits=4, chunk=300).travel  # noqa: E731
         single = jax.jit(fn)
         loop = np.stack([single(p) for p in poses])
         np.testing.assert_allclose(single(poses), loop, atol=1e-4)  # (B, 4, 4): mapped sequentially

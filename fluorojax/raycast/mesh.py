@@ -9,7 +9,7 @@ vertices (no speckle, no double hits):
 
   * every edge function is evaluated once per edge, canonically (from its lower to its higher
     vertex index), and its sign is exact: the float32 sign where a forward error bound makes
-    it certain, else (for the whole block, rarely) error-free products and a Shewchuk
+    it certain, else (for the whole chunk, when any pair needs it) error-free products and a Shewchuk
     expansion in float32; so the triangles that share an edge agree on the side of the ray;
   * an exact zero is resolved by a symbolic perturbation of the ray (by (eps, eps^2) in the
     sheared plane), which assigns the ray to exactly one of the triangles around an edge or a
@@ -24,18 +24,23 @@ with no matching entry, which is the path from the source: travel stays exact an
 that signed sum, a ``winding`` outside {0, 1} flags them. Objects behind the detector are
 counted (the ray is a half-line), objects behind the source are not.
 
-Work is bounded: pixels are processed in square tiles (``lax.map``), triangles in blocks of
-spatially sorted faces (``lax.scan`` keeping the ``max_hits`` smallest depths with
-``lax.top_k``), and a block is skipped (``lax.cond``) when its screen-space bounding box misses
-the tile. Under ``jax.vmap`` the skip becomes a select and every block is computed; a batch
-of poses passed as (B, 4, 4) is mapped sequentially instead and keeps the skip.
+Work is a rasteriser's: each triangle is tested only against the pixels whose centres lie in
+its projected bounding box (plus a float32 error margin; the whole image for a triangle
+crossing the source plane). These (triangle, pixel) pairs are numbered by prefix sums over the
+box areas and handed out ``chunk`` at a time by a ``lax.while_loop``, so memory is fixed and
+time grows with the total box area, with nothing ever dropped. Per chunk, hits are
+scatter-added into travel, count and winding, and sorted by (pixel, depth) to merge into each
+pixel's list of the ``max_hits`` nearest.
 
-Gradients: hit decisions are discrete; depths and travel are differentiable with respect to
-vertices and pose where rays hit triangle interiors. ``render_mesh_soft`` gives a mask with
-a smooth outline whose gradient moves the outline.
+Gradients: hit decisions are discrete; depths and travel are differentiable (reverse mode,
+``jax.grad`` / ``jax.vjp``: a custom VJP reruns the pair loop) with respect to vertices and pose
+where rays hit triangle interiors. ``render_mesh_soft`` gives a mask with a smooth outline whose
+gradient moves the outline.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -209,12 +214,12 @@ def _pixel_grid(camera):
     return jnp.stack([uu, vv], axis=-1)
 
 
-def _check_args(mesh, pose, tile, block):
+def _check_args(mesh, pose, **sizes):
     if not isinstance(mesh, Mesh):
         raise TypeError(f"expected a fluorojax.Mesh, got {type(mesh).__name__}")
     if jnp.shape(pose)[-2:] != (4, 4):
         raise ValueError(f"pose must be (..., 4, 4) world_from_camera, got shape {jnp.shape(pose)}")
-    for name, value in (("tile", tile), ("block", block)):
+    for name, value in sizes.items():
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
@@ -255,25 +260,34 @@ def _select(k, a0, a1, a2):
     return jnp.where(k == 0, a0, jnp.where(k == 1, a1, a2))
 
 
-def _intersect_block(origin, direction, t0, tri, lo, hi, orient, valid):
-    """Watertight intersections of R rays with a block of B triangles.
+def _plane_depth(origin, direction, tri, hit):
+    """Depth (...,) mm from ``origin`` along ``direction`` to the plane of ``tri`` where ``hit``, else 0/1 (finite)."""
+    normal = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
+    denom = jnp.sum(direction * normal, axis=-1)
+    num = jnp.sum(normal * (tri[..., 0, :] - origin), axis=-1)
+    return num / jnp.where(hit, denom, 1.0), denom
 
-    origin: (R, 3) world mm (the source moved by t0 along the ray, near the mesh);
-    direction: (R, 3) unit; t0: (R,) mm; tri: (B, 3, 3) world mm; lo, hi: (B, 3) canonical
-    edge corners; orient: (B, 3) +-1; valid: (B,) bool.
-    Returns (t, sign): (R, B) depth from the shifted origin (mm) and +1 exit / -1 entry /
-    0 miss, hits at or behind the source removed.
+
+def _crossing(origin, direction, t0, tri, lo, hi, orient):
+    """Watertight test of rays against triangles, broadcasting over leading dimensions.
+
+    origin: (..., 3) world mm (the source moved by t0 along the ray, near the mesh);
+    direction: (..., 3) unit; t0: (...) mm; tri: (..., 3, 3) world mm; lo, hi: (..., 3)
+    canonical edge corners; orient: (..., 3) +-1.
+    Returns (edge_hit, t, sign): the ray meets the triangle's plane inside it (bool), its depth
+    from the shifted origin (mm, 0 where no hit), +1 exit / -1 entry / 0 miss with hits at or
+    behind the source removed.
     """
     kz = jnp.argmax(jnp.abs(direction), axis=-1)
     kx = (kz + 1) % 3
     ky = (kx + 1) % 3
-    dx, dy, dz = (_select(k, direction[:, 0], direction[:, 1], direction[:, 2]) for k in (kx, ky, kz))
+    dx, dy, dz = (_select(k, direction[..., 0], direction[..., 1], direction[..., 2]) for k in (kx, ky, kz))
     sx, sy = dx / dz, dy / dz
-    rel = [tri[None, :, :, c] - origin[:, None, None, c] for c in range(3)]  # 3 x (R, B, 3)
-    rx, ry, rz = (_select(k[:, None, None], *rel) for k in (kx, ky, kz))
-    px = rx - sx[:, None, None] * rz
-    py = ry - sy[:, None, None] * rz
-    corner = lambda p, c: _select(c[None], p[..., 0:1], p[..., 1:2], p[..., 2:3])  # noqa: E731
+    rel = [tri[..., :, c] - origin[..., None, c] for c in range(3)]  # 3 x (..., 3 corners)
+    rx, ry, rz = (_select(k[..., None], *rel) for k in (kx, ky, kz))
+    px = rx - sx[..., None] * rz
+    py = ry - sy[..., None] * rz
+    corner = lambda p, c: _select(c, p[..., 0:1], p[..., 1:2], p[..., 2:3])  # noqa: E731
     lx, ly, hx, hy = corner(px, lo), corner(py, lo), corner(px, hi), corner(py, hi)
     # float sign where it is certain (|error| <= 3 u (|a| + |b|), u = 2^-24), the exact one otherwise
     a, b = lx * hy, ly * hx
@@ -287,85 +301,199 @@ def _intersect_block(origin, direction, t0, tri, lo, hi, orient, valid):
     # exact zero: the ray perturbed by (eps, eps^2) lies left of lo -> hi iff Dy < 0, or Dy == 0 and Dx > 0
     ddx, ddy = hx - lx, hy - ly
     tie = jnp.where(ddy < 0, 1.0, jnp.where(ddy > 0, -1.0, jnp.sign(ddx)))
-    e = jnp.where(s == 0, tie, s) * orient[None]
+    e = jnp.where(s == 0, tie, s) * orient
     front = jnp.all(e > 0, axis=-1)
     back = jnp.all(e < 0, axis=-1)
-    normal = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (B, 3)
-    denom = direction @ normal.T  # (R, B)
-    hit = (front | back) & valid[None] & (denom != 0)
-    num = jnp.sum(normal[None] * (tri[None, :, 0] - origin[:, None]), axis=-1)
-    t = num / jnp.where(hit, denom, 1.0)
-    hit = hit & (t0[:, None] + t > 0)
-    exit_ = jnp.where(dz[:, None] > 0, front, back)
-    sign = jnp.where(hit, jnp.where(exit_, 1, -1), 0)
-    return jnp.where(hit, t, 0.0), sign
+    t, denom = _plane_depth(origin, direction, tri, front | back)
+    edge_hit = (front | back) & (denom != 0)
+    t = jnp.where(edge_hit, t, 0.0)
+    hit = edge_hit & (t0 + t > 0)
+    sign = jnp.where(hit, jnp.where(jnp.where(dz > 0, front, back), 1, -1), 0)
+    return edge_hit, t, sign
 
 
-def _render_one(mesh, camera, pose, max_hits, tile, block):
-    faces = mesh.faces
-    vertices = mesh.vertices
-    tri_all = vertices[faces]  # (F, 3, 3)
-    order = _morton_order(jnp.mean(jax.lax.stop_gradient(tri_all), axis=1))
-    lo, hi, orient = _edge_layout(faces)
-    tri_b = _blocks(tri_all[order], block, 0.0)
-    lo_b = _blocks(lo[order], block, 0)
-    hi_b = _blocks(hi[order], block, 1)
-    orient_b = _blocks(orient[order], block, 1.0)
-    valid_b = _blocks(jnp.ones((faces.shape[0],), bool), block, False)
-    boxes = _screen_boxes(camera, pose, jax.lax.stop_gradient(tri_b), valid_b, 1.0)
+def _pixel_boxes(camera, pose, tri):
+    """Pixels whose centres may see each triangle: (col0, row0, ncols, nrows), each (F,) int32.
 
+    A box holds every pixel centre within ``margin`` of the projected triangle's bounding box,
+    ``margin`` (px) bounding the float32 error of the projection with a wide safety factor. A
+    triangle with a corner at or near the source plane gets the whole image, one wholly behind it
+    an empty box. tri: (F, 3, 3) world mm.
+    """
+    cam = apply_pose(invert_pose(pose), tri)
+    k = camera.intrinsics
+    z = cam[..., 2]
+    near = jnp.any(z <= 1e-3, axis=-1)
+    gone = jnp.all(z < -1e-3, axis=-1)
+    zs = jnp.where(near[:, None], 1.0, z)
+    u = k[0, 0] * cam[..., 0] / zs + k[0, 2]
+    v = k[1, 1] * cam[..., 1] / zs + k[1, 2]
+    reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
+    spread = jnp.maximum(k[0, 0], k[1, 1]) + jnp.max(jnp.abs(u - k[0, 2]) + jnp.abs(v - k[1, 2]), axis=-1)
+    margin = 0.05 + 1e-5 * spread * reach / jnp.min(zs, axis=-1)
+
+    def span(p, n):
+        first = jnp.ceil(jnp.clip(jnp.min(p, axis=-1) - 0.5 - margin, -1.0, n))
+        last = jnp.floor(jnp.clip(jnp.max(p, axis=-1) - 0.5 + margin, -1.0, n))
+        first = jnp.where(near, 0, jnp.maximum(first, 0)).astype(jnp.int32)
+        last = jnp.where(near, n - 1, jnp.minimum(last, n - 1)).astype(jnp.int32)
+        return first, jnp.where(gone, 0, jnp.maximum(last - first + 1, 0))
+
+    col0, ncols = span(u, camera.width)
+    row0, nrows = span(v, camera.height)
+    return col0, row0, ncols, nrows
+
+
+def _pair_loop(boxes, width, chunk, body, carry):
+    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel-in-its-box) pair, ``chunk`` pairs at a time.
+
+    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out in
+    chunks of ``chunk`` by a ``lax.while_loop``, so memory is fixed and no pair is dropped
+    whatever the boxes. Offsets are computed over windows of triangles with areas clamped to
+    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any image. face, pixel: (chunk,) int32 (face index, flat
+    pixel index ``row * width + col``); live: (chunk,) bool, False for the padding of the last chunk.
+    """
+    col0, row0, ncols, nrows = boxes
+    n = col0.shape[0]
+    window = max(1, min(n, (2**31 - 1) // (chunk + 1) - 1))
+    area = jnp.concatenate([ncols * nrows, jnp.zeros((window,), jnp.int32)])
+    p = jnp.arange(chunk, dtype=jnp.int32)
+
+    def step(state):
+        start, done, carry = state
+        first = jnp.arange(window) == 0
+        a = jnp.minimum(jax.lax.dynamic_slice(area, (start,), (window,)) - jnp.where(first, done, 0), chunk + 1)
+        excl = jnp.cumsum(a) - a
+        total = excl[-1] + a[-1]
+        tri = jnp.cumsum(jnp.zeros((chunk,), jnp.int32).at[excl].add(1, mode="drop")) - 1
+        face = jnp.minimum(start + tri, n - 1)
+        local = p - excl[tri] + jnp.where(tri == 0, done, 0)
+        nx = jnp.maximum(ncols[face], 1)
+        pixel = (row0[face] + local // nx) * width + col0[face] + local % nx
+        live = p < total
+        carry = body(carry, face, jnp.where(live, pixel, 0), live)
+        nxt = jnp.sum(excl <= chunk) - 1  # the window triangle holding pair ``chunk`` when total > chunk
+        more = total > chunk
+        start = jnp.where(more, start + nxt, start + window)
+        done = jnp.where(more, chunk - excl[nxt] + jnp.where(nxt == 0, done, 0), 0)
+        return start, done, carry
+
+    _, _, carry = jax.lax.while_loop(lambda s: s[0] < n, step, (jnp.int32(0), jnp.int32(0), carry))
+    return carry
+
+
+def _pair_test(scene, rays, face, pixel, live):
+    """Gather one chunk of (triangle, pixel) pairs and test them: (tri, o, d, edge_hit, t, sign, t0)."""
+    tri, lo, hi, orient = (x[face] for x in scene)
+    o, d, t0 = (x[pixel] for x in rays)
+    edge_hit, t, sign = _crossing(o, d, t0, tri, lo, hi, orient)
+    sign = jnp.where(live, sign, 0)
+    return tri, o, d, edge_hit, t, sign, t0
+
+
+def _merge_nearest(best, ids, pixel, depth, face, max_hits):
+    """Merge a chunk's hits into the per-pixel lists of the ``max_hits`` nearest (depth, face).
+
+    best, ids: (P + 1, K) float32 mm / int32 (row P is a sink); pixel: (N,) int32, P for no hit;
+    depth: (N,) mm; face: (N,) int32. The chunk is sorted by (pixel, depth); the first fragment of
+    each pixel merges the pixel's next K fragments with the stored list.
+    """
+    pixel, depth, face = jax.lax.sort((pixel, depth, face), num_keys=2)
+    sink = best.shape[0] - 1
+    n = pixel.shape[0]
+    shift = lambda x, j, fill: jnp.concatenate([x[j:], jnp.full((j,), fill, x.dtype)])  # noqa: E731
+    same = [shift(pixel, j, sink) == pixel for j in range(max_hits)]
+    run_d = jnp.stack([jnp.where(s, shift(depth, j, jnp.inf), jnp.inf) for j, s in enumerate(same)], axis=1)
+    run_f = jnp.stack([jnp.where(s, shift(face, j, -1), -1) for j, s in enumerate(same)], axis=1)
+    head = (pixel != jnp.concatenate([jnp.full((1,), -1, pixel.dtype), pixel[: n - 1]])) & (pixel < sink)
+    merged_d, merged_f = jax.lax.sort(
+        (jnp.concatenate([best[pixel], run_d], axis=1), jnp.concatenate([ids[pixel], run_f], axis=1)), dimension=1, num_keys=1
+    )
+    target = jnp.where(head, pixel, sink + 1)
+    best = best.at[target].set(merged_d[:, :max_hits], mode="drop")
+    ids = ids.at[target].set(merged_f[:, :max_hits], mode="drop")
+    return best, ids
+
+
+def _hits_and_travel(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
+    """(hits (P, K) mm, travel (P,) mm, count (P,), winding (P,)) and the faces of the kept hits
+    (P, K) int32 (-1 for none), over P = H * W pixel rays; cfg = (width, max_hits, chunk) static."""
+    width, max_hits, chunk = cfg
+    npix = origin.shape[0]
+    scene, rays = (tri, lo, hi, orient), (origin, direction, t0)
+
+    def body(carry, face, pixel, live):
+        best, ids, sums = carry
+        _, _, _, _, t, sign, tt0 = _pair_test(scene, rays, face, pixel, live)
+        target = jnp.where(sign != 0, pixel, npix)
+        signf = sign.astype(jnp.float32)
+        sums = sums.at[target].add(jnp.stack([signf * t, signf, jnp.abs(signf)], axis=-1), mode="drop")
+        best, ids = _merge_nearest(best, ids, target, jnp.where(sign != 0, tt0 + t, jnp.inf), face, max_hits)
+        return best, ids, sums
+
+    init = (
+        jnp.full((npix + 1, max_hits), jnp.inf, jnp.float32),
+        jnp.full((npix + 1, max_hits), -1, jnp.int32),
+        jnp.zeros((npix, 3), jnp.float32),
+    )
+    best, ids, sums = _pair_loop(boxes, width, chunk, body, init)
+    travel = sums[:, 0] + t0 * sums[:, 1]
+    return (best[:npix], travel, sums[:, 2].astype(jnp.int32), sums[:, 1].astype(jnp.int32)), ids[:npix]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fragments(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
+    return _hits_and_travel(cfg, tri, lo, hi, orient, boxes, origin, direction, t0)[0]
+
+
+def _fragments_fwd(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
+    out, ids = _hits_and_travel(cfg, tri, lo, hi, orient, boxes, origin, direction, t0)
+    return out, (tri, lo, hi, orient, boxes, origin, direction, t0, ids)
+
+
+def _fragments_bwd(cfg, res, cotangents):
+    """Reruns the pair loop: every hit passes its depth's cotangent (travel's, by its sign, plus
+    that of the hits slot it holds) to its triangle's corners and its ray."""
+    tri, lo, hi, orient, boxes, origin, direction, t0, ids = res
+    g_hits, g_travel = cotangents[0], cotangents[1]
+    width, _, chunk = cfg
+    scene, rays = (tri, lo, hi, orient), (origin, direction, t0)
+
+    def body(carry, face, pixel, live):
+        g_tri, g_o, g_d = carry
+        tri_p, o, d, edge_hit, _, sign, _ = _pair_test(scene, rays, face, pixel, live)
+        slot = jnp.sum(jnp.where(ids[pixel] == face[:, None], g_hits[pixel], 0.0), axis=-1)
+        w = jnp.where(sign != 0, g_travel[pixel] * sign + slot, 0.0)
+        _, vjp = jax.vjp(lambda o_, d_, tri_: _plane_depth(o_, d_, tri_, edge_hit)[0], o, d, tri_p)
+        go, gd, gt = vjp(w)
+        return g_tri.at[face].add(gt), g_o.at[pixel].add(go), g_d.at[pixel].add(gd)
+
+    g_tri, g_o, g_d = _pair_loop(boxes, width, chunk, body, (jnp.zeros_like(tri), jnp.zeros_like(origin), jnp.zeros_like(direction)))
+    return g_tri, None, None, None, None, g_o, g_d, None
+
+
+_fragments.defvjp(_fragments_fwd, _fragments_bwd)
+
+
+def _render_one(mesh, camera, pose, max_hits, chunk):
+    tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
+    lo, hi, orient = _edge_layout(mesh.faces)
+    boxes = _pixel_boxes(camera, jax.lax.stop_gradient(pose), jax.lax.stop_gradient(tri))
     sources, targets = camera.rays(pose)
     direction = targets - sources
     direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
-    centre = jax.lax.stop_gradient(0.5 * (jnp.min(vertices, axis=0) + jnp.max(vertices, axis=0)))
+    centre = jax.lax.stop_gradient(0.5 * (jnp.min(mesh.vertices, axis=0) + jnp.max(mesh.vertices, axis=0)))
     t0 = jax.lax.stop_gradient(jnp.sum((centre - sources) * direction, axis=-1))
     origin = sources + t0[..., None] * direction
     h, w = camera.height, camera.width
-    tiled = (_tiles(origin, tile), _tiles(direction, tile), _tiles(t0, tile), _tile_boxes(_tiles(_pixel_grid(camera), tile)))
-
-    def one_tile(args):
-        o, d, tt0, box = args
-        overlap = _overlap(box, boxes)
-        r = o.shape[0]
-
-        @jax.checkpoint
-        def step(carry, xs):
-            ov, tri, blo, bhi, bor, bval = xs
-
-            def work(c):
-                best, tsum, wsum, cnt = c
-                t, sign = _intersect_block(o, d, tt0, tri, blo, bhi, bor, bval)
-                depth = jnp.where(sign != 0, tt0[:, None] + t, jnp.inf)
-                merge = lambda b: -jax.lax.top_k(-jnp.concatenate([b, depth], axis=1), max_hits)[0]  # noqa: E731
-                best = jax.lax.cond(jnp.any(sign != 0), merge, lambda b: b, best)
-                tsum = tsum + jnp.sum(sign * t, axis=1)
-                wsum = wsum + jnp.sum(sign, axis=1)
-                cnt = cnt + jnp.sum(sign != 0, axis=1)
-                return best, tsum, wsum, cnt
-
-            return jax.lax.cond(ov, work, lambda c: c, carry), None
-
-        init = (
-            jnp.full((r, max_hits), jnp.inf, jnp.float32),
-            jnp.zeros((r,), jnp.float32),
-            jnp.zeros((r,), jnp.int32),
-            jnp.zeros((r,), jnp.int32),
-        )
-        (best, tsum, wsum, cnt), _ = jax.lax.scan(step, init, (overlap, tri_b, lo_b, hi_b, orient_b, valid_b))
-        return best, tsum + tt0 * wsum.astype(jnp.float32), wsum, cnt
-
-    best, travel, winding, count = jax.lax.map(one_tile, tiled)
-    travel = _untile(travel, h, w, tile)
-    return MeshRender(
-        hits=_untile(best, h, w, tile),
-        travel=travel,
-        mask=travel > 0,
-        count=_untile(count, h, w, tile),
-        winding=_untile(winding, h, w, tile),
-    )
+    flat = lambda x: x.reshape((h * w,) + x.shape[2:])  # noqa: E731
+    hits, travel, count, winding = _fragments((w, max_hits, chunk), tri, lo, hi, orient, boxes, flat(origin), flat(direction), flat(t0))
+    image = lambda x: x.reshape((h, w) + x.shape[1:])  # noqa: E731
+    travel = image(travel)
+    return MeshRender(hits=image(hits), travel=travel, mask=travel > 0, count=image(count), winding=image(winding))
 
 
-def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, tile: int = 16, block: int = 64) -> MeshRender:
+def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, chunk: int = 65536) -> MeshRender:
     """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
 
     Args:
@@ -373,15 +501,15 @@ def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, tile: int = 16, 
       camera: ``Camera``.
       pose: (4, 4) world_from_camera, or (..., 4, 4) (mapped sequentially).
       max_hits: K, the number of nearest crossings kept per pixel (static).
-      tile: pixels per tile side (static); block: triangles per block (static). They trade
-        speed for memory (one tile x block step holds about 40 * tile^2 * block floats).
+      chunk: (triangle, pixel) pairs tested per loop step (static); memory is about
+        ``100 * chunk`` floats besides the (H, W, K) outputs, time grows with the total pair count.
     Returns:
       ``MeshRender`` with hits (..., H, W, K) mm, travel (..., H, W) mm, mask, count, winding.
     """
-    _check_args(mesh, pose, tile, block)
+    _check_args(mesh, pose, chunk=chunk)
     if not isinstance(max_hits, int) or max_hits <= 0:
         raise ValueError(f"max_hits must be a positive int, got {max_hits!r}")
-    return _map_poses(lambda p: _render_one(mesh, camera, p, max_hits, tile, block), pose)
+    return _map_poses(lambda p: _render_one(mesh, camera, p, max_hits, chunk), pose)
 
 
 # ----------------------------------------------------------------------------------------
@@ -446,6 +574,6 @@ def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16
     the source (a triangle with a corner behind it projects wrongly through the pinhole).
     ``edge_width`` (pixels, > 0) may be traced.
     """
-    _check_args(mesh, pose, tile, block)
+    _check_args(mesh, pose, tile=tile, block=block)
     edge_width = jnp.asarray(edge_width, jnp.float32)
     return _map_poses(lambda p: _render_soft_one(mesh, camera, p, edge_width, tile, block), pose)
