@@ -81,5 +81,9 @@ def test_bad_label_ids_are_rejected():
     for bad in ([], [0], [3, 3], [2.5]):
         with pytest.raises(ValueError, match="label_ids"):
             render_labels(vol, cam, pose, label_ids=bad)
+    with pytest.raises(ValueError, match="at most 1048575"):
+        render_labels(vol, cam, pose, label_ids=[3, 1 << 20])
+    with pytest.raises(ValueError, match="no non-zero ids"):
+        render_labels(vol.replace(labels=np.zeros(vol.shape, np.int32)), cam, pose)
     with pytest.raises(ValueError, match="traced"):
         jax.jit(lambda v: render_labels(v, cam, pose))(vol)

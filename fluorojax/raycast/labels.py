@@ -22,6 +22,10 @@ from fluorojax.raycast.drr import check_pose, flat_values, grid_rays, unflatten_
 from fluorojax.volume import Volume
 
 
+MAX_LABEL_ID = (1 << 20) - 1
+"""Largest label id a trace can report (ids index a lookup table of this many entries)."""
+
+
 class LabelTrace(NamedTuple):
     """What rays see of a labelled volume; L is the number of label ids.
 
@@ -45,15 +49,22 @@ def _label_map(volume: Volume):
 
 
 def resolve_label_ids(volume: Volume, label_ids=None) -> tuple[int, ...]:
-    """The requested ids as a sorted tuple; by default every non-zero id present."""
+    """The requested ids as a tuple, in the given order; by default every non-zero id present,
+    ascending."""
     if label_ids is None:
         labels = _label_map(volume)
         if not is_concrete(labels):
             raise ValueError("label_ids must be given explicitly when the label map is traced (inside jit/vmap)")
-        return tuple(int(i) for i in np.unique(np.asarray(labels)) if i != 0)
-    ids = np.asarray(label_ids)
+        ids = np.unique(np.asarray(labels)).astype(np.int64)
+        ids = ids[ids != 0]
+        if ids.size == 0:
+            raise ValueError("the label map holds no non-zero ids to trace")
+    else:
+        ids = np.asarray(label_ids)
     if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer) or np.any(ids <= 0):
         raise ValueError(f"label_ids must be a non-empty 1-D sequence of positive integer ids, got {label_ids!r}")
+    if ids.max() > MAX_LABEL_ID:
+        raise ValueError(f"label ids must be at most {MAX_LABEL_ID} (a lookup table maps them), got {int(ids.max())}")
     if len(set(ids.tolist())) != ids.size:
         raise ValueError(f"label_ids must not repeat ids, got {ids.tolist()}")
     return tuple(int(i) for i in ids)
@@ -74,11 +85,11 @@ def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size
     """
     ids = resolve_label_ids(volume, label_ids)
     batch, s, t, length = grid_rays(volume, sources, targets)
-    labels = jnp.asarray(_label_map(volume)).reshape(-1)
-    sorted_ids = jnp.asarray(sorted(ids), jnp.int32)
-    order = np.argsort(np.argsort(ids))  # channel of each sorted id
-    pos = jnp.clip(jnp.searchsorted(sorted_ids, labels.astype(jnp.int32)), 0, len(ids) - 1)
-    channels = jnp.where(sorted_ids[pos] == labels, jnp.asarray(order, jnp.int32)[pos] + 1, 0).astype(jnp.int32)
+    # channel of every voxel through a table indexed by id (ids past the largest requested -> 0)
+    table = np.zeros(max(ids) + 2, np.int32)
+    table[list(ids)] = np.arange(1, len(ids) + 1)
+    labels = jnp.asarray(_label_map(volume)).reshape(-1).astype(jnp.int32)
+    channels = jnp.asarray(table)[jnp.clip(labels, 0, max(ids) + 1)]
     chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
     image, travel, entry, exit_ = siddon.integrate(volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume),
                                                    channels, s, t)

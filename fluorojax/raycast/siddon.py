@@ -203,9 +203,8 @@ def _forward_chunk(shape, n_labels, n_materials, voxels, channels, s, t):
         return jnp.stack(_traverse(shape, rays, visit, (acc, None, None, None))[0], axis=-1)
     flat = lambda fill: jnp.full((r * slots,), fill, jnp.float32)  # noqa: E731
     acc, travel, entry, exit_ = _traverse(shape, rays, visit, (acc, flat(0.0), flat(jnp.inf), flat(-jnp.inf)))
-    acc = jnp.stack(acc, axis=-1)
     per_label = lambda x: x.reshape(r, slots)[:, 1:]  # noqa: E731
-    return acc, per_label(travel), per_label(entry), per_label(exit_)
+    return jnp.stack(acc, axis=-1), per_label(travel), per_label(entry), per_label(exit_)
 
 
 def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
