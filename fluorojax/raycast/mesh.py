@@ -345,13 +345,14 @@ def _pixel_boxes(camera, pose, tri):
 
 
 def _pair_loop(boxes, width, chunk, body, carry):
-    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel-in-its-box) pair, ``chunk`` pairs at a time.
+    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel in its box) pair.
 
-    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out in
-    chunks of ``chunk`` by a ``lax.while_loop``, so memory is fixed and no pair is dropped
+    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out
+    ``chunk`` at a time by a ``lax.while_loop``, so memory is fixed and no pair is dropped
     whatever the boxes. Offsets are computed over windows of triangles with areas clamped to
-    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any image. face, pixel: (chunk,) int32 (face index, flat
-    pixel index ``row * width + col``); live: (chunk,) bool, False for the padding of the last chunk.
+    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any
+    image. face, pixel: (chunk,) int32 (face index, flat pixel index ``row * width + col``);
+    live: (chunk,) bool, False for the padding of the last chunk.
     """
     col0, row0, ncols, nrows = boxes
     n = col0.shape[0]
@@ -415,7 +416,9 @@ def _merge_nearest(best, ids, pixel, depth, face, max_hits):
     state = (jnp.int32(0), jnp.full((n,), k, jnp.int32), pixel < sink)
     _, rank, _ = jax.lax.while_loop(lambda s: (s[0] < k) & jnp.any(s[2]), take, state)
     head = rank == 0
-    row = jnp.zeros((sink + 1,), jnp.int32).at[jnp.where(head, pixel, sink + 1)].set(jnp.arange(n, dtype=jnp.int32), mode="drop")[pixel]
+    index = jnp.arange(n, dtype=jnp.int32)
+    first = jnp.zeros((sink + 1,), jnp.int32).at[jnp.where(head, pixel, sink + 1)].set(index, mode="drop")
+    row = first[pixel]  # each hit's rank-0 hit, whose row of new_d collects the pixel's ranked hits
     new_d = jnp.full((n, k), jnp.inf).at[row, rank].set(depth, mode="drop")
     new_f = jnp.full((n, k), -1, jnp.int32).at[row, rank].set(face, mode="drop")
     old_d, old_f = best[pixel], ids[pixel]
@@ -481,7 +484,8 @@ def _fragments_bwd(cfg, res, cotangents):
         go, gd, gt = vjp(w)
         return g_tri.at[face].add(gt), g_o.at[pixel].add(go), g_d.at[pixel].add(gd)
 
-    g_tri, g_o, g_d = _pair_loop(boxes, width, chunk, body, (jnp.zeros_like(tri), jnp.zeros_like(origin), jnp.zeros_like(direction)))
+    zeros = (jnp.zeros_like(tri), jnp.zeros_like(origin), jnp.zeros_like(direction))
+    g_tri, g_o, g_d = _pair_loop(boxes, width, chunk, body, zeros)
     return g_tri, None, None, None, None, g_o, g_d, None
 
 
@@ -509,7 +513,8 @@ def _render_one(mesh, camera, pose, max_hits, chunk):
     origin = source + t0[..., None] * direction
     h, w = camera.height, camera.width
     flat = lambda x: x.reshape((h * w,) + x.shape[2:])  # noqa: E731
-    hits, travel, count, winding = _fragments((w, max_hits, chunk), tri, lo, hi, orient, boxes, flat(origin), flat(direction), flat(t0))
+    rays = flat(origin), flat(direction), flat(t0)
+    hits, travel, count, winding = _fragments((w, max_hits, chunk), tri, lo, hi, orient, boxes, *rays)
     image = lambda x: x.reshape((h, w) + x.shape[1:])  # noqa: E731
     travel = image(travel)
     return MeshRender(hits=image(hits), travel=travel, mask=travel > 0, count=image(count), winding=image(winding))
@@ -523,8 +528,10 @@ def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, chunk: int = 327
       camera: ``Camera``.
       pose: (4, 4) world_from_camera, or (..., 4, 4) (mapped sequentially).
       max_hits: K, the number of nearest crossings kept per pixel (static).
-      chunk: (triangle, pixel) pairs tested per loop step (static); memory is about
-        ``100 * chunk`` floats besides the (H, W, K) outputs, time grows with the total pair count.
+      chunk: (triangle, pixel) pairs tested per loop step (static): memory is about
+        ``(100 + 8 * max_hits) * chunk`` floats besides the (H, W, K) outputs and the (H, W, 3)
+        rays; time grows with the number of pairs, the summed pixel areas of the triangles'
+        projected boxes (the whole image for a triangle crossing the source plane).
     Returns:
       ``MeshRender`` with hits (..., H, W, K) mm, travel (..., H, W) mm, mask, count, winding.
     """
