@@ -47,8 +47,10 @@ def test_spec_files_are_data_only(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"imagez_per_ct": 3}, "unknown scene spec keys"),
-    ({"device": {"sdd": [1, 2]}}, "unknown keys"),
+    ({"imagez_per_ct": 3}, r"unknown keys \['imagez_per_ct'\] in scene spec;"),
+    ({"device": {"sdd": [1, 2]}}, r"unknown keys \['sdd'\] in scene spec section 'device'"),
+    ({"device": [900, 1200]}, "section 'device' must be a mapping"),
+    ([1, 2], "scene spec must be a mapping"),
     ({"device": {"sdd_mm": [1200, 900]}}, "sdd_mm"),
     ({"device": {"isocenter_fraction": [0.5, 1.2]}}, "below 1"),
     ({"views": {"near_deg": -1}}, "near_deg"),

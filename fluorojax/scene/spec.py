@@ -288,23 +288,12 @@ class SceneSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SceneSpec":
         """A spec from plain data; missing keys take their defaults, unknown keys raise ValueError."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a scene spec must be a mapping, got {type(data).__name__}")
-        top = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - top)
-        if unknown:
-            raise ValueError(f"unknown scene spec keys {unknown}; expected some of {sorted(top)}")
+        _check_keys("scene spec", data, cls)
         kwargs = {}
         for key, value in data.items():
             if key in _SECTIONS:
-                section = _SECTIONS[key]
-                if not isinstance(value, Mapping):
-                    raise ValueError(f"scene spec section {key!r} must be a mapping, got {value!r}")
-                names = {f.name for f in dataclasses.fields(section)}
-                bad = sorted(set(value) - names)
-                if bad:
-                    raise ValueError(f"unknown keys {bad} in scene spec section {key!r}; expected some of {sorted(names)}")
-                kwargs[key] = section(**{k: _tuples(v) for k, v in value.items()})
+                _check_keys(f"scene spec section {key!r}", value, _SECTIONS[key])
+                kwargs[key] = _SECTIONS[key](**{k: _tuples(v) for k, v in value.items()})
             else:
                 kwargs[key] = value
         return cls(**kwargs)
@@ -315,6 +304,16 @@ class SceneSpec:
             if isinstance(changes.get(name), Mapping):
                 changes[name] = dataclasses.replace(getattr(self, name), **{k: _tuples(v) for k, v in changes[name].items()})
         return dataclasses.replace(self, **changes)
+
+
+def _check_keys(where: str, data, cls) -> None:
+    """ValueError unless ``data`` is a mapping whose keys are fields of dataclass ``cls``."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in {where}; expected some of {sorted(names)}")
 
 
 def _plain(value):
