@@ -56,8 +56,13 @@ def invert_pose(pose):
 
 
 def apply_pose(pose, points):
-    """Transform points (..., 3) by poses (..., 4, 4) broadcast against them."""
-    return jnp.einsum("...ij,...j->...i", pose[..., :3, :3], points) + pose[..., :3, 3]
+    """Transform points (..., 3) by poses (..., 4, 4) broadcast against them.
+
+    Written as three multiply-adds rather than an einsum: XLA:CPU runs a broadcast batch of
+    3 x 3 products about 5x slower than the elementwise form.
+    """
+    rotation = pose[..., :3, :3]
+    return sum(rotation[..., :, j] * points[..., j, None] for j in range(3)) + pose[..., :3, 3]
 
 
 def _sinc(t2):
