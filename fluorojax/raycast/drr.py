@@ -49,8 +49,9 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
         less memory and step closer to each ray's own voxel count.
 
     Returns:
-      (...,) for scalar data, (..., C) for channel data (C = n_materials when segmented): (data units) x mm; with data in 1/mm
-      the result is dimensionless (the log attenuation). Segments outside the volume add 0.
+      (...,) for scalar data, (..., C) for channel data (C = n_materials when segmented):
+      (data units) x mm; with data in 1/mm the result is dimensionless (the log attenuation).
+      Segments outside the volume add 0.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -132,8 +132,9 @@ def _gather(values, index):
     return values.at[index].get(mode="promise_in_bounds")
 
 
-def _class_bits(n_materials: int) -> int:
-    return (n_materials - 1).bit_length()
+def _class_mask(n_materials: int) -> int:
+    """The low bits that hold a material class in [0, n_materials)."""
+    return (1 << (n_materials - 1).bit_length()) - 1
 
 
 def _voxels(values, materials, n_materials: int):
@@ -142,8 +143,7 @@ def _voxels(values, materials, n_materials: int):
     bits are replaced by the (N,) material class, so one gather gives both."""
     if not n_materials:
         return values
-    mask = (1 << _class_bits(n_materials)) - 1
-    return (jax.lax.bitcast_convert_type(values[:, 0], jnp.int32) & ~mask) | materials
+    return (jax.lax.bitcast_convert_type(values[:, 0], jnp.int32) & ~_class_mask(n_materials)) | materials
 
 
 def _channels(voxels, n_materials: int, index):
@@ -154,7 +154,7 @@ def _channels(voxels, n_materials: int, index):
     """
     if n_materials:
         bits = _gather(voxels, index)
-        material = bits & ((1 << _class_bits(n_materials)) - 1)
+        material = bits & _class_mask(n_materials)
         value = jax.lax.bitcast_convert_type(bits - material, jnp.float32)
         return tuple(jnp.where(material == c, value, 0.0) for c in range(n_materials)), material
     if voxels.shape[1] == 1:
