@@ -224,6 +224,10 @@ def test_chunk_size_does_not_change_the_image():
         np.testing.assert_allclose(out.travel, outs[0].travel, atol=1e-4)
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         render_mesh(mesh, CAM, pose, chunk=0)
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        render_mesh_soft(mesh, CAM, pose, chunk=-1)
+    with pytest.raises(ValueError, match="edge_width must be > 0"):
+        render_mesh_soft(mesh, CAM, pose, edge_width=0.0)
 
 
 class BatchAndGradTest(chex.TestCase):
@@ -293,6 +297,8 @@ class BatchAndGradTest(chex.TestCase):
         dist = np.where(np.all(cross >= 0, -1) | np.all(cross <= 0, -1), 0.0, dist).min(-1).reshape(32, 32)
         x = np.clip(1 - dist / width, 0, 1)
         np.testing.assert_allclose(soft, x * x * (3 - 2 * x), atol=2e-4)
+        small_chunks = render_mesh_soft(mesh, CAM, pose, edge_width=width, chunk=37)
+        np.testing.assert_allclose(small_chunks, soft, atol=1e-6)
         self.assertTrue(np.all(soft[hard] == 1.0))
         self.assertGreater(int(np.sum((soft > 0) & (soft < 1))), 20)
         self.assertGreater(int(hard.sum()), 100)

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax._pytree import pytree_dataclass
+from fluorojax._pytree import is_concrete, pytree_dataclass
 from fluorojax.mesh import Mesh
 from fluorojax.transforms import apply_pose, invert_pose
 
@@ -127,83 +127,7 @@ def _expansion_sign(x3, x2, x1, x0):
 
 
 # ----------------------------------------------------------------------------------------
-# scene preparation: spatially sorted, padded triangle blocks and their screen boxes
-
-
-def _edge_layout(faces):
-    """Canonical edges of each face: edge k joins corners (k + 1, k + 2) mod 3.
-
-    Returns (lo, hi, orient): (F, 3) local corner of the lower / higher vertex index and
-    (F, 3) float32 +1 when the edge runs lo -> hi in the face's winding, else -1.
-    """
-    a = faces[:, (1, 2, 0)]
-    b = faces[:, (2, 0, 1)]
-    ca = jnp.broadcast_to(jnp.array([1, 2, 0], jnp.int32), faces.shape)
-    cb = jnp.broadcast_to(jnp.array([2, 0, 1], jnp.int32), faces.shape)
-    forward = a < b
-    lo = jnp.where(forward, ca, cb)
-    hi = jnp.where(forward, cb, ca)
-    return lo, hi, jnp.where(forward, 1.0, -1.0).astype(jnp.float32)
-
-
-def _morton_order(points):
-    """Permutation sorting (N, 3) points along a 30-bit Morton (Z-order) curve."""
-    lo = jnp.min(points, axis=0)
-    span = jnp.maximum(jnp.max(points, axis=0) - lo, 1e-12)
-    q = jnp.clip(((points - lo) / span * 1023.0).astype(jnp.uint32), 0, 1023)
-
-    def spread(x):
-        x = (x | (x << 16)) & jnp.uint32(0x030000FF)
-        x = (x | (x << 8)) & jnp.uint32(0x0300F00F)
-        x = (x | (x << 4)) & jnp.uint32(0x030C30C3)
-        return (x | (x << 2)) & jnp.uint32(0x09249249)
-
-    code = spread(q[:, 0]) | (spread(q[:, 1]) << 1) | (spread(q[:, 2]) << 2)
-    return jnp.argsort(code)
-
-
-def _blocks(array, block, fill):
-    """(F, ...) -> (F_pad // block, block, ...) padded with ``fill``."""
-    pad = (-array.shape[0]) % block
-    padded = jnp.concatenate([array, jnp.full((pad,) + array.shape[1:], fill, array.dtype)])
-    return padded.reshape((-1, block) + array.shape[1:])
-
-
-def _screen_boxes(camera, pose, triangles, valid, margin):
-    """Pixel-space bounding boxes (u_min, u_max, v_min, v_max) of blocks of triangles.
-
-    triangles: (NB, B, 3, 3) world mm; valid: (NB, B) bool. A triangle with a corner at or
-    behind the source plane gets an unbounded box. Returns (NB, 4) float32.
-    """
-    cam = apply_pose(invert_pose(pose), triangles)
-    uv = camera.project(pose, triangles)
-    behind = jnp.any(cam[..., 2] <= 1e-3, axis=-1)
-    lo = jnp.where(behind[..., None], -jnp.inf, jnp.min(uv, axis=-2))
-    hi = jnp.where(behind[..., None], jnp.inf, jnp.max(uv, axis=-2))
-    lo = jnp.where(valid[..., None], lo, jnp.inf)
-    hi = jnp.where(valid[..., None], hi, -jnp.inf)
-    lo = jnp.min(lo, axis=1) - margin
-    hi = jnp.max(hi, axis=1) + margin
-    return jnp.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=-1)
-
-
-def _tiles(array, tile):
-    """(H, W, ...) -> (n_tiles, tile * tile, ...) with edge padding to whole tiles."""
-    h, w = array.shape[:2]
-    ph, pw = (-h) % tile, (-w) % tile
-    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
-    a = jnp.pad(array, pad, mode="edge")
-    a = a.reshape((a.shape[0] // tile, tile, a.shape[1] // tile, tile) + array.shape[2:])
-    a = jnp.swapaxes(a, 1, 2)
-    return a.reshape((-1, tile * tile) + array.shape[2:])
-
-
-def _untile(array, h, w, tile):
-    """Inverse of ``_tiles``: (n_tiles, tile * tile, ...) -> (H, W, ...)."""
-    nh, nw = -(-h // tile), -(-w // tile)
-    a = array.reshape((nh, nw, tile, tile) + array.shape[2:])
-    a = jnp.swapaxes(a, 1, 2).reshape((nh * tile, nw * tile) + array.shape[2:])
-    return a[:h, :w]
+# shared helpers
 
 
 def _pixel_grid(camera):
@@ -234,25 +158,95 @@ def _map_poses(fn, pose):
     return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
-def _tile_boxes(pixels):
-    """(n_tiles, R, 2) pixel centres -> (n_tiles, 4) (u_min, u_max, v_min, v_max)."""
-    lo = jnp.min(pixels, axis=1)
-    hi = jnp.max(pixels, axis=1)
-    return jnp.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=-1)
+def _pixel_boxes(camera, pose, tri, pad=0.0):
+    """Pixels whose centres may see each triangle: (col0, row0, ncols, nrows), each (F,) int32.
+
+    A box holds every pixel centre within ``pad + margin`` px of the projected triangle's
+    bounding box, ``margin`` bounding the float32 error of the projection with a wide safety
+    factor. A triangle with a corner at or near the source plane gets the whole image, one
+    wholly behind it an empty box. tri: (F, 3, 3) world mm; pad: px, may be traced.
+    """
+    cam = apply_pose(invert_pose(pose), tri)
+    k = camera.intrinsics
+    z = cam[..., 2]
+    near = jnp.any(z <= 1e-3, axis=-1)
+    gone = jnp.all(z < -1e-3, axis=-1)
+    zs = jnp.where(near[:, None], 1.0, z)
+    u = k[0, 0] * cam[..., 0] / zs + k[0, 2]
+    v = k[1, 1] * cam[..., 1] / zs + k[1, 2]
+    reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
+    spread = jnp.maximum(k[0, 0], k[1, 1]) + jnp.max(jnp.abs(u - k[0, 2]) + jnp.abs(v - k[1, 2]), axis=-1)
+    margin = pad + 0.05 + 1e-5 * spread * reach / jnp.min(zs, axis=-1)
+
+    def span(p, n):
+        first = jnp.ceil(jnp.clip(jnp.min(p, axis=-1) - 0.5 - margin, -1.0, n))
+        last = jnp.floor(jnp.clip(jnp.max(p, axis=-1) - 0.5 + margin, -1.0, n))
+        first = jnp.where(near, 0, jnp.maximum(first, 0)).astype(jnp.int32)
+        last = jnp.where(near, n - 1, jnp.minimum(last, n - 1)).astype(jnp.int32)
+        return first, jnp.where(gone, 0, jnp.maximum(last - first + 1, 0))
+
+    col0, ncols = span(u, camera.width)
+    row0, nrows = span(v, camera.height)
+    return col0, row0, ncols, nrows
 
 
-def _overlap(tile_box, block_boxes):
-    """(4,) tile box vs (NB, 4) block boxes -> (NB,) bool."""
-    return (
-        (block_boxes[:, 0] <= tile_box[1])
-        & (block_boxes[:, 1] >= tile_box[0])
-        & (block_boxes[:, 2] <= tile_box[3])
-        & (block_boxes[:, 3] >= tile_box[2])
-    )
+def _pair_loop(boxes, width, chunk, body, carry):
+    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel in its box) pair.
+
+    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out
+    ``chunk`` at a time by a ``lax.while_loop``, so memory is fixed and no pair is dropped
+    whatever the boxes. Offsets are computed over windows of triangles with areas clamped to
+    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any
+    image. face, pixel: (chunk,) int32 (face index, flat pixel index ``row * width + col``);
+    live: (chunk,) bool, False for the padding of the last chunk.
+    """
+    col0, row0, ncols, nrows = boxes
+    n = col0.shape[0]
+    window = max(1, min(n, (2**31 - 1) // (chunk + 1) - 1))
+    area = jnp.concatenate([ncols * nrows, jnp.zeros((window,), jnp.int32)])
+    p = jnp.arange(chunk, dtype=jnp.int32)
+
+    def step(state):
+        start, done, carry = state
+        first = jnp.arange(window) == 0
+        a = jnp.minimum(jax.lax.dynamic_slice(area, (start,), (window,)) - jnp.where(first, done, 0), chunk + 1)
+        excl = jnp.cumsum(a) - a
+        total = excl[-1] + a[-1]
+        tri = jnp.cumsum(jnp.zeros((chunk,), jnp.int32).at[excl].add(1, mode="drop")) - 1
+        face = jnp.minimum(start + tri, n - 1)
+        local = p - excl[tri] + jnp.where(tri == 0, done, 0)
+        nx = jnp.maximum(ncols[face], 1)
+        pixel = (row0[face] + local // nx) * width + col0[face] + local % nx
+        live = p < total
+        carry = body(carry, face, jnp.where(live, pixel, 0), live)
+        nxt = jnp.sum(excl <= chunk) - 1  # the window triangle holding pair ``chunk`` when total > chunk
+        more = total > chunk
+        start = jnp.where(more, start + nxt, start + window)
+        done = jnp.where(more, chunk - excl[nxt] + jnp.where(nxt == 0, done, 0), 0)
+        return start, done, carry
+
+    _, _, carry = jax.lax.while_loop(lambda s: s[0] < n, step, (jnp.int32(0), jnp.int32(0), carry))
+    return carry
 
 
 # ----------------------------------------------------------------------------------------
 # hard rendering
+
+
+def _edge_layout(faces):
+    """Canonical edges of each face: edge k joins corners (k + 1, k + 2) mod 3.
+
+    Returns (lo, hi, orient): (F, 3) local corner of the lower / higher vertex index and
+    (F, 3) float32 +1 when the edge runs lo -> hi in the face's winding, else -1.
+    """
+    a = faces[:, (1, 2, 0)]
+    b = faces[:, (2, 0, 1)]
+    ca = jnp.broadcast_to(jnp.array([1, 2, 0], jnp.int32), faces.shape)
+    cb = jnp.broadcast_to(jnp.array([2, 0, 1], jnp.int32), faces.shape)
+    forward = a < b
+    lo = jnp.where(forward, ca, cb)
+    hi = jnp.where(forward, cb, ca)
+    return lo, hi, jnp.where(forward, 1.0, -1.0).astype(jnp.float32)
 
 
 def _select(k, a0, a1, a2):
@@ -310,77 +304,6 @@ def _crossing(origin, direction, t0, tri, lo, hi, orient):
     hit = edge_hit & (t0 + t > 0)
     sign = jnp.where(hit, jnp.where(jnp.where(dz > 0, front, back), 1, -1), 0)
     return edge_hit, t, sign
-
-
-def _pixel_boxes(camera, pose, tri):
-    """Pixels whose centres may see each triangle: (col0, row0, ncols, nrows), each (F,) int32.
-
-    A box holds every pixel centre within ``margin`` of the projected triangle's bounding box,
-    ``margin`` (px) bounding the float32 error of the projection with a wide safety factor. A
-    triangle with a corner at or near the source plane gets the whole image, one wholly behind it
-    an empty box. tri: (F, 3, 3) world mm.
-    """
-    cam = apply_pose(invert_pose(pose), tri)
-    k = camera.intrinsics
-    z = cam[..., 2]
-    near = jnp.any(z <= 1e-3, axis=-1)
-    gone = jnp.all(z < -1e-3, axis=-1)
-    zs = jnp.where(near[:, None], 1.0, z)
-    u = k[0, 0] * cam[..., 0] / zs + k[0, 2]
-    v = k[1, 1] * cam[..., 1] / zs + k[1, 2]
-    reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
-    spread = jnp.maximum(k[0, 0], k[1, 1]) + jnp.max(jnp.abs(u - k[0, 2]) + jnp.abs(v - k[1, 2]), axis=-1)
-    margin = 0.05 + 1e-5 * spread * reach / jnp.min(zs, axis=-1)
-
-    def span(p, n):
-        first = jnp.ceil(jnp.clip(jnp.min(p, axis=-1) - 0.5 - margin, -1.0, n))
-        last = jnp.floor(jnp.clip(jnp.max(p, axis=-1) - 0.5 + margin, -1.0, n))
-        first = jnp.where(near, 0, jnp.maximum(first, 0)).astype(jnp.int32)
-        last = jnp.where(near, n - 1, jnp.minimum(last, n - 1)).astype(jnp.int32)
-        return first, jnp.where(gone, 0, jnp.maximum(last - first + 1, 0))
-
-    col0, ncols = span(u, camera.width)
-    row0, nrows = span(v, camera.height)
-    return col0, row0, ncols, nrows
-
-
-def _pair_loop(boxes, width, chunk, body, carry):
-    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel in its box) pair.
-
-    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out
-    ``chunk`` at a time by a ``lax.while_loop``, so memory is fixed and no pair is dropped
-    whatever the boxes. Offsets are computed over windows of triangles with areas clamped to
-    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any
-    image. face, pixel: (chunk,) int32 (face index, flat pixel index ``row * width + col``);
-    live: (chunk,) bool, False for the padding of the last chunk.
-    """
-    col0, row0, ncols, nrows = boxes
-    n = col0.shape[0]
-    window = max(1, min(n, (2**31 - 1) // (chunk + 1) - 1))
-    area = jnp.concatenate([ncols * nrows, jnp.zeros((window,), jnp.int32)])
-    p = jnp.arange(chunk, dtype=jnp.int32)
-
-    def step(state):
-        start, done, carry = state
-        first = jnp.arange(window) == 0
-        a = jnp.minimum(jax.lax.dynamic_slice(area, (start,), (window,)) - jnp.where(first, done, 0), chunk + 1)
-        excl = jnp.cumsum(a) - a
-        total = excl[-1] + a[-1]
-        tri = jnp.cumsum(jnp.zeros((chunk,), jnp.int32).at[excl].add(1, mode="drop")) - 1
-        face = jnp.minimum(start + tri, n - 1)
-        local = p - excl[tri] + jnp.where(tri == 0, done, 0)
-        nx = jnp.maximum(ncols[face], 1)
-        pixel = (row0[face] + local // nx) * width + col0[face] + local % nx
-        live = p < total
-        carry = body(carry, face, jnp.where(live, pixel, 0), live)
-        nxt = jnp.sum(excl <= chunk) - 1  # the window triangle holding pair ``chunk`` when total > chunk
-        more = total > chunk
-        start = jnp.where(more, start + nxt, start + window)
-        done = jnp.where(more, chunk - excl[nxt] + jnp.where(nxt == 0, done, 0), 0)
-        return start, done, carry
-
-    _, _, carry = jax.lax.while_loop(lambda s: s[0] < n, step, (jnp.int32(0), jnp.int32(0), carry))
-    return carry
 
 
 def _pair_test(scene, rays, face, pixel, live):
@@ -550,49 +473,53 @@ def _smoothstep(x):
     return x * x * (3.0 - 2.0 * x)
 
 
-def _distance_block(pixels, uv):
-    """Squared distance (R, B) in px^2 from R pixel centres (R, 2) to B projected triangles (B, 3, 2); 0 inside."""
-    a = uv[None, :, (0, 1, 2)]  # (1, B, 3, 2)
-    e = uv[None, :, (1, 2, 0)] - a
-    rel = pixels[:, None, None, :] - a  # (R, B, 3, 2)
+def _distance2(pixel, uv):
+    """Squared distance (...,) px^2 from pixel centres (..., 2) to projected triangles (..., 3, 2);
+    0 inside a triangle of non-zero area."""
+    a = uv
+    e = uv[..., (1, 2, 0), :] - a
+    rel = pixel[..., None, :] - a  # (..., 3, 2)
     length2 = jnp.sum(e * e, axis=-1)
     t = jnp.clip(jnp.sum(rel * e, axis=-1) / jnp.where(length2 > 0, length2, 1.0), 0.0, 1.0)
     gap = rel - t[..., None] * e
     d2 = jnp.min(jnp.sum(gap * gap, axis=-1), axis=-1)
     cross = e[..., 0] * rel[..., 1] - e[..., 1] * rel[..., 0]
-    inside = jnp.all(cross >= 0, axis=-1) | jnp.all(cross <= 0, axis=-1)
+    area = e[..., 0, 0] * e[..., 1, 1] - e[..., 0, 1] * e[..., 1, 0]
+    inside = (area != 0) & (jnp.all(cross >= 0, axis=-1) | jnp.all(cross <= 0, axis=-1))
     return jnp.where(inside, 0.0, d2)
 
 
-def _render_soft_one(mesh, camera, pose, edge_width, tile, block):
+def _nearest_faces(cfg, uv, boxes, pixels):
+    """(P,) int32 index of the projected triangle nearest each pixel centre among those whose
+    (padded) boxes hold it, -1 for none. uv: (F, 3, 2) px; pixels: (P, 2) px; cfg = (width, chunk)."""
+    width, chunk = cfg
+    npix = pixels.shape[0]
+
+    def body(carry, face, pixel, live):
+        best, nearest = carry
+        d2 = jnp.where(live, _distance2(pixels[pixel], uv[face]), jnp.inf)
+        least = jnp.full((npix,), jnp.inf).at[pixel].min(d2)
+        win = live & (d2 == least[pixel]) & (d2 < best[pixel])
+        face_won = jnp.full((npix,), -1, jnp.int32).at[jnp.where(win, pixel, npix)].max(face, mode="drop")
+        return jnp.minimum(best, least), jnp.where(face_won >= 0, face_won, nearest)
+
+    init = jnp.full((npix,), jnp.inf, jnp.float32), jnp.full((npix,), -1, jnp.int32)
+    return _pair_loop(boxes, width, chunk, body, init)[1]
+
+
+def _render_soft_one(mesh, camera, pose, edge_width, chunk):
     tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
     uv = camera.project(pose, tri)  # (F, 3, 2)
-    order = _morton_order(jnp.mean(jax.lax.stop_gradient(tri), axis=1))
-    uv_b = _blocks(uv[order], block, 0.0)
-    valid_b = _blocks(jnp.ones((tri.shape[0],), bool), block, False)
-    tri_b = _blocks(jax.lax.stop_gradient(tri[order]), block, 0.0)
-    boxes = _screen_boxes(camera, pose, tri_b, valid_b, 1.0 + edge_width)
-    pixels = _tiles(_pixel_grid(camera), tile)
-    h, w = camera.height, camera.width
-    far = jnp.square(2.0 * edge_width + 2.0)  # beyond the fade: any larger value gives the same mask
-
-    def one_tile(px):
-        overlap = _overlap(_tile_boxes(px[None])[0], boxes)
-
-        @jax.checkpoint
-        def step(d2, xs):
-            ov, uvb, val = xs
-            work = lambda d: jnp.minimum(d, jnp.min(jnp.where(val[None], _distance_block(px, uvb), far), axis=1))  # noqa: E731
-            return jax.lax.cond(ov, work, lambda d: d, d2), None
-
-        d2, _ = jax.lax.scan(step, jnp.full((px.shape[0],), far), (overlap, uv_b, valid_b))
-        distance = jnp.sqrt(jnp.where(d2 > 0, d2, 1.0)) * (d2 > 0)  # safe sqrt: zero inside, finite gradient
-        return _smoothstep(1.0 - distance / edge_width)
-
-    return _untile(jax.lax.map(one_tile, pixels), h, w, tile)
+    pixels = _pixel_grid(camera).reshape(-1, 2)
+    boxes = _pixel_boxes(camera, jax.lax.stop_gradient(pose), jax.lax.stop_gradient(tri), edge_width)
+    nearest = _nearest_faces((camera.width, chunk), jax.lax.stop_gradient(uv), boxes, pixels)
+    d2 = _distance2(pixels, uv[jnp.maximum(nearest, 0)])
+    distance = jnp.sqrt(jnp.where(d2 > 0, d2, 1.0)) * (d2 > 0)  # safe sqrt: zero inside, finite gradient
+    soft = jnp.where(nearest >= 0, _smoothstep(1.0 - distance / edge_width), 0.0)
+    return soft.reshape(camera.height, camera.width)
 
 
-def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16, block: int = 64):
+def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, chunk: int = 32768):
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 
     The value is ``smoothstep(1 - d / edge_width)`` with d the distance in pixels from the pixel
@@ -602,7 +529,14 @@ def render_mesh_soft(mesh: Mesh, camera, pose, edge_width=1.0, *, tile: int = 16
     ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``. The mesh must lie in front of
     the source (a triangle with a corner behind it projects wrongly through the pinhole).
     ``edge_width`` (pixels, > 0) may be traced.
+
+    The nearest triangle of each pixel is found as ``render_mesh`` finds hits, over the
+    (triangle, pixel) pairs of the triangles' projected boxes grown by ``edge_width``, ``chunk``
+    pairs per loop step (static); only the distance to it is differentiated, so the backward
+    pass costs one distance per pixel.
     """
-    _check_args(mesh, pose, tile=tile, block=block)
+    _check_args(mesh, pose, chunk=chunk)
+    if is_concrete(edge_width) and not np.all(np.asarray(edge_width) > 0):
+        raise ValueError(f"edge_width must be > 0 pixels, got {edge_width!r}")
     edge_width = jnp.asarray(edge_width, jnp.float32)
-    return _map_poses(lambda p: _render_soft_one(mesh, camera, p, edge_width, tile, block), pose)
+    return _map_poses(lambda p: _render_soft_one(mesh, camera, p, edge_width, chunk), pose)
