@@ -106,6 +106,19 @@ def test_batched_rays_and_projection():
     assert cam.project(poses, np.zeros((2, 3, 3), np.float32)).shape == (2, 3, 2)
 
 
+def test_ray_directions_are_unit_source_to_pixel_directions():
+    cam = Camera(H, W, pixel_size=(0.5, 0.7), sdd=900.0, principal_point=(3.2, 2.5))
+    poses = random_poses(5, 6).reshape(2, 3, 4, 4)
+    # float64 truth: camera-frame pixel centres (col + 0.5 - cx) * px, (row + 0.5 - cy) * py, sdd, rotated
+    cols, rows = np.meshgrid((np.arange(W) + 0.5 - 3.2) * 0.5, (np.arange(H) + 0.5 - 2.5) * 0.7)
+    local = np.stack([cols, rows, np.full_like(cols, 900.0)], -1)
+    expected = np.einsum("...ij,hwj->...hwi", poses[..., :3, :3], local)
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    got = cam.ray_directions(poses.astype(np.float32))
+    assert got.shape == (2, 3, H, W, 3)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=2e-7)
+
+
 class CameraJitTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_rays_and_project_jit_parity(self):

@@ -415,21 +415,11 @@ def _fragments_bwd(cfg, res, cotangents):
 _fragments.defvjp(_fragments_fwd, _fragments_bwd)
 
 
-def _unit_rays(camera, pose):
-    """(H, W, 3) unit world directions from the source (``pose[:3, 3]``) through the pixel centres,
-    as ``camera.rays`` gives them, written elementwise (XLA's CPU batched 3x3 products are slow)."""
-    cols = (jnp.arange(camera.width, dtype=jnp.float32) + 0.5 - camera.principal_point[0]) * camera.pixel_size[0]
-    rows = (jnp.arange(camera.height, dtype=jnp.float32) + 0.5 - camera.principal_point[1]) * camera.pixel_size[1]
-    x, y = cols[None, :], rows[:, None]
-    d = jnp.stack([pose[i, 0] * x + pose[i, 1] * y + pose[i, 2] * camera.sdd for i in range(3)], axis=-1)
-    return d / jnp.sqrt(jnp.sum(d * d, axis=-1, keepdims=True))
-
-
 def _render_one(mesh, camera, pose, max_hits, chunk):
     tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
     lo, hi, orient = _edge_layout(mesh.faces)
     boxes = _pixel_boxes(camera, jax.lax.stop_gradient(pose), jax.lax.stop_gradient(tri))
-    direction = _unit_rays(camera, pose)
+    direction = camera.ray_directions(pose)
     source = pose[:3, 3]
     centre = jax.lax.stop_gradient(0.5 * (jnp.min(mesh.vertices, axis=0) + jnp.max(mesh.vertices, axis=0)))
     t0 = jax.lax.stop_gradient(jnp.sum((centre - source) * direction, axis=-1))

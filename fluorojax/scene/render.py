@@ -125,8 +125,8 @@ def tissue_along(densities: Volume, cameras: Camera, poses, start, stop):
     """(B, H, W, M) line integrals of the density channels over the pieces ``[start, stop)``
     (B, H, W, P) mm from the source (pieces with ``stop <= start``, or non-finite, add nothing);
     cameras batched like poses (B, 4, 4)."""
-    sources, targets = jax.vmap(lambda c, p: c.rays(p))(cameras, poses)
-    unit = (targets - sources) / jnp.linalg.norm(targets - sources, axis=-1, keepdims=True)
+    unit = jax.vmap(lambda c, p: c.ray_directions(p))(cameras, poses)
+    sources = jnp.broadcast_to(poses[:, None, None, :3, 3], unit.shape)
     piece = jnp.isfinite(start) & jnp.isfinite(stop) & (stop > start)
     # empty pieces integrate a harmless 1 mm segment at the source, then drop out
     a = sources[..., None, :] + unit[..., None, :] * jnp.where(piece, start, 0.0)[..., None]
