@@ -4,6 +4,8 @@ Same rays for every method (the camera's pixel rays). trimesh casts with its pur
 intersector and, when ``embreex`` is installed, with Embree; both return every hit
 (``multiple_hits=True``), from which depths and travel (exits - entries by the face normal)
 are formed. Agreement with fluorojax is reported as the largest travel difference over pixels.
+The soft (differentiable-outline) mask is timed too, forward and gradient with respect to the
+screw's pose; neither peer has one.
 
     python benchmarks/bench_mesh.py [--size 512] [--repeats 3]
 
@@ -18,12 +20,14 @@ import platform
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import trimesh
 
 from fluorojax.camera import Camera, look_at
-from fluorojax.raycast.mesh import render_mesh
+from fluorojax.raycast.mesh import render_mesh, render_mesh_soft
 from fluorojax.tools import cortical_screw
+from fluorojax.transforms import make_pose, so3_exp
 
 
 def timed(fn, repeats):
@@ -71,6 +75,17 @@ def main():
     travel = np.asarray(out.travel, np.float64).reshape(-1)
     covered = float(np.mean(travel > 0))
     rows.append(("fluorojax render_mesh (jit, hits K=8 + travel)", t_fj, f"compile + first run {first:.1f} s", "-"))
+
+    soft = jax.jit(lambda m, p: render_mesh_soft(m, camera, p, edge_width=1.0))
+    moved = lambda x: mesh.transform(make_pose(so3_exp(x[3:]), x[:3]))  # noqa: E731
+    soft_grad = jax.jit(jax.grad(lambda x: jnp.sum(render_mesh_soft(moved(x), camera, pose, edge_width=1.0) ** 2)))
+    x0 = jnp.zeros(6, jnp.float32)
+    for name, call in (("forward", lambda: soft(mesh, pose)), ("gradient w.r.t. the screw pose", lambda: soft_grad(x0))):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        first = time.perf_counter() - start
+        _, t = timed(lambda: jax.block_until_ready(call()), args.repeats)
+        rows.append((f"fluorojax render_mesh_soft (jit, 1 px edge), {name}", t, f"compile + first run {first:.1f} s", "-"))
 
     tri = trimesh.ray.ray_triangle.RayMeshIntersector(tm)
     ref, t_np = timed(lambda: trimesh_travel(tri, tm, sources, dirs), 1)
