@@ -35,7 +35,8 @@ merge into each pixel's list of the ``max_hits`` nearest.
 Gradients: hit decisions are discrete; depths and travel are differentiable (reverse mode,
 ``jax.grad`` / ``jax.vjp``: a custom VJP reruns the pair loop) with respect to vertices and pose
 where rays hit triangle interiors. ``render_mesh_soft`` gives a mask with a smooth outline whose
-gradient moves the outline.
+gradient moves the outline; it finds each pixel's nearest projected triangle with the same pair
+loop (boxes grown by the edge width) and differentiates the distance to that triangle only.
 """
 
 from __future__ import annotations
