@@ -99,7 +99,7 @@ class Camera:
         centre, for ``pose`` (..., 4, 4) world_from_camera.
 
         Computed one component plane at a time: XLA:CPU runs a norm over a trailing axis of
-        size 3 about 10x slower than the same arithmetic on (H, W) planes.
+        size 3 more than 10x slower than the same arithmetic on (H, W) planes (512 x 512: 8.6 vs 0.5 ms).
         """
         pose = jnp.asarray(pose, jnp.float32)[..., None, None, :, :]
         points = self.detector_points()  # the camera-frame rays from the source at the origin
