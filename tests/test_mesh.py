@@ -224,6 +224,8 @@ def test_chunk_size_does_not_change_the_image():
         np.testing.assert_allclose(out.travel, outs[0].travel, atol=1e-4)
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         render_mesh(mesh, CAM, pose, chunk=0)
+    with pytest.raises(ValueError, match="max_hits must be a positive int"):
+        render_mesh(mesh, CAM, pose, max_hits=0)
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         render_mesh_soft(mesh, CAM, pose, chunk=-1)
     with pytest.raises(ValueError, match="edge_width must be > 0"):

@@ -449,9 +449,7 @@ def render_mesh(mesh: Mesh, camera, pose, max_hits: int = 8, *, chunk: int = 327
     Returns:
       ``MeshRender`` with hits (..., H, W, K) mm, travel (..., H, W) mm, mask, count, winding.
     """
-    _check_args(mesh, pose, chunk=chunk)
-    if not isinstance(max_hits, int) or max_hits <= 0:
-        raise ValueError(f"max_hits must be a positive int, got {max_hits!r}")
+    _check_args(mesh, pose, max_hits=max_hits, chunk=chunk)
     return _map_poses(lambda p: _render_one(mesh, camera, p, max_hits, chunk), pose)
 
 
