@@ -27,7 +27,8 @@ ENERGY_RANGE_KEV = (1.0, 500.0)
 
 HU_THRESHOLDS = (-800.0, 350.0)
 """Default HU thresholds of the three-class decomposition: air/lung <= -800 < soft tissue <= 350 < bone
-(the thresholds of the DeepDRR simulator, docs/xray-physics-facts.md)."""
+(the thresholds of the DeepDRR simulator: Unberath et al., "DeepDRR", MICCAI 2018). Density stays
+per-voxel continuous (``hu_to_density``); the class only picks the attenuation curve."""
 
 DEFAULT_MATERIALS = ("air", "soft_tissue", "cortical_bone")
 """The materials of the default HU decomposition, one per class of ``HU_THRESHOLDS``."""
