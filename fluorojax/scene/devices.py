@@ -1,9 +1,9 @@
 """Imaging devices drawn per image: detector, geometry, tube voltage and dose.
 
 Ranges come from a ``DeviceRanges`` (defaults: the device ranges of the FluoroSeg generator,
-see ``DeviceRanges``). Sampling
-runs on the host (image sizes are static shapes), from a NumPy generator seeded by a JAX key
-(``host_rng``), so the same key gives the same device on every machine.
+see ``DeviceRanges``). Sampling runs on the host (image sizes are static shapes), from a NumPy
+generator seeded by a JAX key (``host_rng``), so the same key gives the same device on every
+machine.
 """
 
 from __future__ import annotations
