@@ -4,14 +4,15 @@ CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every arra
 is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
-from fluorojax import augment, fluoroseg, physics, registration, scene, transforms
+from fluorojax import augment, fluoroseg, physics, registration, scene, simulate, transforms
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
-from fluorojax.physics import render_polychromatic, spectrum
+from fluorojax.physics import spectrum
 from fluorojax.registration import register
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.raycast.mesh import MeshRender, render_mesh, render_mesh_soft
 from fluorojax.tools import Tool
+from fluorojax.simulate import render_polychromatic, render_scene
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"
@@ -31,7 +32,9 @@ __all__ = [
     "render_mesh",
     "render_mesh_soft",
     "render_polychromatic",
+    "render_scene",
     "scene",
+    "simulate",
     "spectrum",
     "Volume",
     "carm_pose",

@@ -194,7 +194,7 @@ def _render(args):
         image = fj.render(fj.hu_to_mu(volume), camera, pose, args.method)
     else:
         spec = physics.spectrum(args.kvp)
-        image = physics.render_polychromatic(volume, camera, pose, spec, method=args.method)
+        image = fj.render_polychromatic(volume, camera, pose, spec, method=args.method)
         if args.photons is not None:
             image = physics.detector_noise(jax.random.key(args.seed), image, args.photons)
         image = physics.neglog(image)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fluorojax as fj
 from fluorojax import physics as P
 
 # NIST X-ray mass attenuation coefficients (Hubbell & Seltzer, NISTIR 5632, Tables 3 and 4),
@@ -407,7 +408,7 @@ def _chord(sources, targets, lo, hi):
 def test_render_polychromatic_matches_numpy_chords():
     volume, camera, pose = _cube_scene()
     spec = P.spectrum(90, n_bins=16)
-    image = np.asarray(jax.jit(lambda p: P.render_polychromatic(volume, camera, p, spec))(pose))
+    image = np.asarray(jax.jit(lambda p: fj.render_polychromatic(volume, camera, p, spec))(pose))
     assert image.shape == (7, 7)
     sources, targets = (np.asarray(x, np.float64) for x in camera.rays(pose))
     outer, core = _chord(sources, targets, -20.0, 20.0), _chord(sources, targets, -8.0, 8.0)
@@ -421,11 +422,11 @@ def test_render_polychromatic_matches_numpy_chords():
     assert prepared.data.shape == (10, 10, 10) and prepared.channels == 3
     np.testing.assert_allclose(prepared.dense().data, P.material_densities(volume.data))
     for v in (prepared, prepared.dense()):
-        np.testing.assert_allclose(jax.jit(lambda p, v=v: P.render_polychromatic(v, camera, p, spec))(pose), image, rtol=1e-6)
+        np.testing.assert_allclose(jax.jit(lambda p, v=v: fj.render_polychromatic(v, camera, p, spec))(pose), image, rtol=1e-6)
     with pytest.raises(ValueError, match="3 channels for 2 materials"):
-        P.render_polychromatic(prepared, camera, pose, spec, materials=("water", "cortical_bone"))
+        fj.render_polychromatic(prepared, camera, pose, spec, materials=("water", "cortical_bone"))
     with pytest.raises(ValueError, match="one material per class"):
-        P.render_polychromatic(volume, camera, pose, spec, materials=("water", "cortical_bone"))
+        fj.render_polychromatic(volume, camera, pose, spec, materials=("water", "cortical_bone"))
 
 
 def test_render_polychromatic_gradients():
@@ -445,7 +446,7 @@ def test_render_polychromatic_gradients():
     def loss(shift, offset_hu):
         moved = pose.at[0, 3].add(shift)
         scaled = volume.replace(data=volume.data + offset_hu)
-        image = P.neglog(P.render_polychromatic(scaled, camera, moved, spec, method="trilinear", n_samples=64))
+        image = P.neglog(fj.render_polychromatic(scaled, camera, moved, spec, method="trilinear", n_samples=64))
         return jnp.sum(image * jnp.arange(1.0, 8.0))  # column weights: a shift moves the image's centroid
 
     # No voxel lies within 1 HU of a class threshold or of the density curve's kink at 0 HU.

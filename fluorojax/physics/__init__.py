@@ -2,7 +2,8 @@
 
 Stages compose: CT in HU -> ``material_volume`` (densities segmented into materials) -> one render for every
 material's areal density -> ``intensity`` (polychromatic Beer-Lambert) -> ``add_scatter`` ->
-``detector_noise`` -> ``neglog``. ``render_polychromatic`` runs the first three.
+``detector_noise`` -> ``neglog``. ``fluorojax.render_polychromatic`` (in ``fluorojax.simulate``, the layer
+that composes renderers and physics) runs the first three.
 """
 
 from fluorojax.physics.attenuation import MM_PER_CM
@@ -13,7 +14,6 @@ from fluorojax.physics.attenuation import material_classes
 from fluorojax.physics.attenuation import material_densities
 from fluorojax.physics.attenuation import material_volume
 from fluorojax.physics.attenuation import neglog
-from fluorojax.physics.attenuation import render_polychromatic
 from fluorojax.physics.materials import DEFAULT_MATERIALS
 from fluorojax.physics.materials import ENERGY_RANGE_KEV
 from fluorojax.physics.materials import HU_THRESHOLDS
@@ -79,7 +79,6 @@ __all__ = (
     "monochromatic",
     "neglog",
     "poisson_noise",
-    "render_polychromatic",
     "scatter",
     "segment_hu",
     "segment_labels",

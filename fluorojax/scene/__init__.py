@@ -15,8 +15,6 @@ from fluorojax.scene.generate import image_key
 from fluorojax.scene.generate import prepare_case
 from fluorojax.scene.generate import regenerate_image
 from fluorojax.scene.generate import render_scene_images
-from fluorojax.scene.render import SceneRender
-from fluorojax.scene.render import render_scene
 from fluorojax.scene.spec import DeviceRanges
 from fluorojax.scene.spec import RenderConfig
 from fluorojax.scene.spec import SceneSpec
@@ -39,7 +37,6 @@ __all__ = (
     "Device",
     "DeviceRanges",
     "RenderConfig",
-    "SceneRender",
     "SceneSpec",
     "StandardView",
     "Summary",
@@ -56,7 +53,6 @@ __all__ = (
     "load_spec",
     "prepare_case",
     "regenerate_image",
-    "render_scene",
     "render_scene_images",
     "sample_device",
     "sample_tools",

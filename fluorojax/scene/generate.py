@@ -49,7 +49,7 @@ import numpy as np
 from fluorojax.fluoroseg import Annotation, FluoroSegWriter, camera_dict, cutoff_category_id, describe_tool, get_category
 from fluorojax.physics import DEFAULT_MATERIALS, material_volume, monochromatic, spectrum
 from fluorojax.scene.devices import Device, sample_device
-from fluorojax.scene.render import SceneRender, render_scene
+from fluorojax.simulate.scene import SceneRender, render_scene
 from fluorojax.scene.spec import SceneSpec
 from fluorojax.scene.tools import ToolPlacement, build_tool, sample_tools
 from fluorojax.scene.views import Anatomy, anatomy_from_labels, sample_view

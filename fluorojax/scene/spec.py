@@ -219,7 +219,7 @@ class ToolConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RenderConfig:
-    """How images and masks are rendered (``fluorojax.scene.render``).
+    """How images and masks are rendered (``fluorojax.simulate.scene``).
 
     Attributes:
       mode: "poly" (the drawn kVp's spectrum) or "mono" (one energy, ``mono_energy_kev``).

@@ -34,9 +34,10 @@ import jax
 import jax.numpy as jnp
 
 from fluorojax.camera import Camera
-from fluorojax.physics import MM_PER_CM, detector_noise, intensity
+from fluorojax.physics import detector_noise
 from fluorojax.raycast import line_integrals, trace_labels
 from fluorojax.raycast.mesh import render_mesh
+from fluorojax.simulate.polychromatic import polychromatic_image
 from fluorojax.volume import Volume
 
 
@@ -141,7 +142,7 @@ def physics_pass(line, energies, weights, keys, photons, materials: tuple, noise
     ``materials``, per-view spectra (B, E), and (with ``noise``) Poisson noise of ``photons`` (B,)."""
 
     def one(l, e, w, key, n):
-        image = intensity(l / MM_PER_CM, materials, (e, w), normalize=True)
+        image = polychromatic_image(l, materials, (e, w))
         if noise:
             image = jnp.maximum(detector_noise(key, image, n), 0.5 / n)
         return image
