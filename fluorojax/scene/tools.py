@@ -24,6 +24,7 @@ from fluorojax import tools as tool_builders
 from fluorojax.scene.devices import host_rng
 from fluorojax.scene.spec import ToolConfig
 from fluorojax.scene.views import Anatomy, cap_directions
+from fluorojax.physics import material
 from fluorojax.transforms import make_pose
 
 _MESH_OPTIONS = {
@@ -73,8 +74,6 @@ class ToolPlacement:
 
 def build_tool(placement: ToolPlacement):
     """The placed ``fluorojax.tools.Tool`` (mesh in world mm, material, nominal density)."""
-    from fluorojax.physics import material
-
     if placement.kind not in _MESH_OPTIONS:
         raise ValueError(f"tool kind must be one of {sorted(_MESH_OPTIONS)}, got {placement.kind!r}")
     tool = _MESH_OPTIONS[placement.kind](float(placement.length_mm))

@@ -30,6 +30,7 @@ from typing import Mapping
 import numpy as np
 
 from fluorojax.camera import look_at
+from fluorojax.fluoroseg.categories import get_category
 from fluorojax.scene.devices import host_rng
 from fluorojax.scene.spec import ViewConfig
 
@@ -224,8 +225,6 @@ def anatomy_from_labels(labels, affine, names: Mapping[int, str], *, bones=None,
 
 
 def _is_bone(name: str) -> bool:
-    from fluorojax.fluoroseg.categories import get_category
-
     try:
         return get_category(name).supercategory == "totalsegmentator_bone"
     except ValueError:
