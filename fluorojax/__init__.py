@@ -4,7 +4,9 @@ CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every arra
 is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
-from fluorojax import augment, fluoroseg, physics, registration, scene, simulate, transforms
+import importlib
+
+from fluorojax import augment, physics, registration, simulate, transforms
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
@@ -16,6 +18,17 @@ from fluorojax.simulate import render_polychromatic, render_scene
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"
+
+_LAZY_SUBPACKAGES = ("fluoroseg", "scene")
+"""Loaded on first use: the dataset format and the generator bring host-side libraries
+(pycocotools, ijson, tifffile, trimesh) that rendering does not need."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"fluorojax.{name}")
+    raise AttributeError(f"module 'fluorojax' has no attribute {name!r}")
+
 
 __all__ = [
     "Camera",

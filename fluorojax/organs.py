@@ -16,13 +16,6 @@ import numpy as np
 from fluorojax.mesh import Mesh
 
 
-def _require(module, package):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as err:
-        raise ImportError(f"organ meshes need the {package!r} package (pip install {package})") from err
-
-
 def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iterations=10) -> Mesh:
     """Closed, outward-oriented surface of ``labels == label_id`` in world mm.
 
@@ -35,8 +28,9 @@ def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iteration
     Returns:
       ``Mesh``. Separate connected components stay in one mesh (each closed).
     """
-    measure = _require("skimage.measure", "scikit-image")
-    trimesh = _require("trimesh", "trimesh")
+    import skimage.measure as measure  # host-side libraries, loaded when organ meshes are built
+    import trimesh
+
     labels = np.asarray(labels)
     affine = np.asarray(affine, np.float64)
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
@@ -59,7 +53,6 @@ def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iteration
     if smoothing_iterations:
         trimesh.smoothing.filter_taubin(mesh, iterations=smoothing_iterations)
     if max_faces is not None and len(mesh.faces) > max_faces:
-        _require("fast_simplification", "fast-simplification")
         mesh = mesh.simplify_quadric_decimation(face_count=int(max_faces))
     mesh.update_faces(mesh.nondegenerate_faces(height=1e-9))
     mesh.remove_unreferenced_vertices()
