@@ -159,6 +159,7 @@ def test_metaimage_written_by_hand_matches_nifti(tmp_path):
     _assert_same_voxels(volume, data, affine)
 
 
+@pytest.mark.slow  # importing itk takes ~30 s
 def test_metaimage_matches_itk(tmp_path):
     itk = pytest.importorskip("itk")
     data, affine = _original()
