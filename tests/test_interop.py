@@ -200,8 +200,8 @@ def test_rtk_joseph_projector_matches():
     theirs = itk.array_from_image(projector.GetOutput())[0][:, ::-1].astype(np.float64)
     ours = np.asarray(fj.render(volume, camera, pose, "trilinear"), np.float64)
     offsets = _feature_offsets(theirs, ours)
-    assert offsets.max() < 0.5, offsets
-    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.99
+    assert offsets.max() < 0.05, offsets  # measured: < 0.001 px
+    np.testing.assert_allclose(theirs, ours, atol=1e-2 * ours.max())  # measured: 0.3 % (Joseph vs trilinear sampling)
 
 
 # ------------------------------------------------------------------------------------------
