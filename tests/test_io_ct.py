@@ -177,6 +177,16 @@ def test_metaimage_matches_itk(tmp_path):
         assert read[index] == data[index]
 
 
+def test_save_dicom_series_round_trip(tmp_path):
+    from fluorojax.io import save_dicom_series
+
+    data, affine = _original(flip_k=True)
+    paths = save_dicom_series(tmp_path, data, affine)
+    assert len(paths) == data.shape[2]
+    assert pydicom.dcmread(paths[0]).RescaleIntercept == -1024
+    _assert_same_voxels(fj.load_volume(tmp_path), data, affine)
+
+
 def test_unknown_format_and_missing_path(tmp_path):
     (tmp_path / "ct.xyz").write_text("x")
     with pytest.raises(ValueError, match="cannot tell the format"):

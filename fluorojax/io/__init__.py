@@ -7,7 +7,7 @@ a missing package raises one ImportError that names it.
 """
 
 from fluorojax.io import totalsegmentator
-from fluorojax.io.dicom_series import list_series, read_dicom_series
+from fluorojax.io.dicom_series import list_series, read_dicom_series, save_dicom_series
 from fluorojax.io.images import read_image
 from fluorojax.io.metaimage import read_metaimage
 from fluorojax.io.nrrd import read_nrrd
@@ -23,6 +23,7 @@ __all__ = [
     "read_image",
     "read_metaimage",
     "read_nrrd",
+    "save_dicom_series",
     "save_xray",
     "totalsegmentator",
 ]

@@ -187,3 +187,56 @@ def read_dicom_series(directory, series=None) -> tuple[np.ndarray, np.ndarray]:
     affine[:3, :3] = axes
     affine[:3, 3] = origin
     return data, LPS_TO_RAS @ affine
+
+
+def save_dicom_series(folder, data, affine, series_description: str = "fluorojax CT") -> list[str]:
+    """Write a volume as a CT DICOM series, one file per k slice (``slice_0000.dcm``, ...).
+
+    Args:
+      folder: output folder (created).
+      data: (I, J, K) Hounsfield units (rounded to int16 with RescaleIntercept -1024, slope 1).
+      affine: (4, 4) world_from_voxel, RAS+ mm (oblique kept; IPP/IOP in LPS).
+
+    Returns the written paths. ``read_dicom_series(folder)`` gives back the grid and the rounded values.
+    """
+    pydicom = _dicom()
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    data = np.asarray(data, np.float64)
+    if data.ndim != 3:
+        raise ValueError(f"a CT series needs (I, J, K) data, got shape {data.shape}")
+    stored = np.round(data + 1024.0)
+    if stored.min() < -32768 or stored.max() > 32767:
+        raise ValueError(f"HU range [{data.min():.6g}, {data.max():.6g}] does not fit int16 with intercept -1024")
+    lps = LPS_TO_RAS @ np.asarray(affine, np.float64)
+    spacing = np.linalg.norm(lps[:3, :2], axis=0)
+    x, y = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
+    if abs(x @ y) > 1e-6 or abs(np.cross(x, y) @ lps[:3, 2]) < 0.999 * np.linalg.norm(lps[:3, 2]):
+        raise ValueError("the affine's slice axis must be orthogonal to its first two axes (DICOM has no sheared series)")
+    os.makedirs(folder, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for k in range(data.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, study + ".1"
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = "CT", 1, k + 1, series_description
+        ds.PatientName, ds.PatientID = "", ""
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, 3] + k * lps[:3, 2]]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in np.concatenate([x, y])]
+        ds.PixelSpacing = [f"{spacing[1]:.8f}", f"{spacing[0]:.8f}"]
+        ds.SliceThickness = f"{np.linalg.norm(lps[:3, 2]):.8f}"
+        ds.Rows, ds.Columns = data.shape[1], data.shape[0]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = "1", "-1024", "HU"
+        ds.PixelData = stored[:, :, k].T.astype(np.int16).tobytes()
+        path = os.path.join(os.fspath(folder), f"slice_{k:04d}.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
