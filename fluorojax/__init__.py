@@ -4,7 +4,7 @@ CT volumes and label maps in, DRRs, masks and FluoroSeg datasets out; every arra
 is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
-from fluorojax import augment, fluoroseg, physics, registration, scene, transforms
+from fluorojax import augment, fluoroseg, interop, io, physics, registration, scene, transforms, viz
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import render_polychromatic, spectrum
@@ -24,6 +24,8 @@ __all__ = [
     "Tool",
     "augment",
     "fluoroseg",
+    "interop",
+    "io",
     "load_mesh",
     "physics",
     "register",
@@ -46,4 +48,5 @@ __all__ = [
     "render_with_labels",
     "trace_labels",
     "transforms",
+    "viz",
 ]
