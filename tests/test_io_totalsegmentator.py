@@ -93,3 +93,20 @@ def test_dicom_case(tmp_path):
     volume, structures = ts.load_dataset_case(case)
     assert structures == {51: "heart"}
     assert (np.asarray(volume.labels)[:2] == 51).all() and (np.asarray(volume.labels)[2:] == 0).all()
+
+
+def test_load_case_recognises_both_layouts(tmp_path):
+    data, affine = _ct()
+    for case, layout in (("a", "dataset"), ("b", "multilabel")):
+        folder = tmp_path / case
+        folder.mkdir()
+        nib.save(nib.Nifti1Image(data, affine), folder / "ct.nii.gz")
+        if layout == "dataset":
+            (folder / "segmentations").mkdir()
+            nib.save(nib.Nifti1Image(_mask(data.shape, (slice(0, 3),)), affine), folder / "segmentations" / "liver.nii.gz")
+        else:
+            nib.save(nib.Nifti1Image(_mask(data.shape, (slice(0, 3),)) * 5, affine), folder / ts.MULTILABEL_NAME)
+        assert ts.is_case(folder)
+        volume, structures = ts.load_case(folder)
+        assert structures == {5: "liver"} and (np.asarray(volume.labels)[:3] == 5).all()
+    assert not ts.is_case(tmp_path)

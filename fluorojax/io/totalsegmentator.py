@@ -9,7 +9,7 @@ Two layouts are recognised:
   same id in both layouts); structures outside it get ids from 1001 up, in name order. Where
   masks overlap, the structure with the lower id keeps the voxel.
 * TotalSegmentator's multi-label output (``--ml``): one label map whose ids follow the class
-  map of the ``total`` task (v2).
+  map of the ``total`` task (v2); in a case folder, ``segmentations.nii.gz`` beside the CT.
 
 The CT may also be a DICOM series folder (``ct/``), NRRD or MetaImage (``fluorojax.io.read_image``).
 Structure names are TotalSegmentator's, which are FluoroSeg's category names
@@ -74,14 +74,40 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data > 0.5, affine
 
 
-def _ct_path(folder: Path):
+def find_ct(folder) -> Path | None:
+    """The case's CT: ``ct.nii.gz``, ``ct.nii``, ``ct.nrrd``, ``ct.mha``, ``ct.mhd`` or a DICOM folder ``ct/``; None if absent."""
+    folder = Path(os.fspath(folder))
     return next((folder / n for n in _CT_NAMES if (folder / n).exists()), None)
+
+
+MULTILABEL_NAME = "segmentations.nii.gz"
+"""File name under which a case folder holds TotalSegmentator's multi-label output (``--ml``)."""
+
+
+def is_case(folder) -> bool:
+    """Whether ``folder`` holds a TotalSegmentator case: a CT with ``segmentations/`` (dataset
+    layout) or with ``segmentations.nii.gz`` (multi-label output)."""
+    folder = Path(os.fspath(folder))
+    return find_ct(folder) is not None and ((folder / "segmentations").is_dir() or (folder / MULTILABEL_NAME).is_file())
+
+
+def load_case(folder) -> tuple[Volume, dict[int, str]]:
+    """A TotalSegmentator case folder (either layout, see ``is_case``): (CT ``Volume`` with its
+    label map, {label id: structure name})."""
+    folder = Path(os.fspath(folder))
+    if (folder / "segmentations").is_dir():
+        return load_dataset_case(folder)
+    ct = find_ct(folder)
+    if ct is None or not (folder / MULTILABEL_NAME).is_file():
+        raise FileNotFoundError(f"{folder} is not a TotalSegmentator case: expected a CT (ct.nii.gz or ct/) with segmentations/ "
+                                f"or {MULTILABEL_NAME}")
+    return load_multilabel(ct, folder / MULTILABEL_NAME)
 
 
 def is_dataset_case(folder) -> bool:
     """Whether ``folder`` holds a case of TotalSegmentator's dataset layout (a CT and ``segmentations/``)."""
     folder = Path(os.fspath(folder))
-    return _ct_path(folder) is not None and (folder / "segmentations").is_dir()
+    return find_ct(folder) is not None and (folder / "segmentations").is_dir()
 
 
 def read_meta(directory) -> dict[str, dict]:
@@ -116,7 +142,7 @@ def load_dataset_case(folder) -> tuple[Volume, dict[int, str]]:
     """A case of TotalSegmentator's dataset layout: (CT ``Volume`` in HU with the merged label map,
     {label id: structure name} of the structures present)."""
     folder = Path(os.fspath(folder))
-    ct = _ct_path(folder)
+    ct = find_ct(folder)
     if ct is None or not (folder / "segmentations").is_dir():
         raise FileNotFoundError(f"{folder} is not a TotalSegmentator case: expected ct.nii.gz and segmentations/")
     volume = load_volume(ct)
