@@ -51,8 +51,8 @@ def _rigid(rotation, translation):
 
 def to_opencv(camera: Camera, pose):
     """(K (3, 3), rvec (3,), tvec (3,)) for ``cv2.projectPoints``: the extrinsic is
-    inv(pose) (world -> camera, rvec its Rodrigues vector) and K is fluorojax's with the
-    principal point 0.5 px lower, because OpenCV puts pixel (r, c)'s centre at (c, r)."""
+    inv(pose) (world -> camera, rvec its Rodrigues vector) and K is fluorojax's with 0.5 px
+    subtracted from the principal point, because OpenCV puts pixel (r, c)'s centre at (c, r)."""
     px, py, u0, v0, sdd = _intrinsics(camera)
     extrinsic = np.linalg.inv(_pose(pose))
     k = np.array([[sdd / px, 0.0, u0 - 0.5], [0.0, sdd / py, v0 - 0.5], [0.0, 0.0, 1.0]])
@@ -297,7 +297,7 @@ def from_rtk(sid, sdd, gantry_angle, proj_offset_x=0.0, proj_offset_y=0.0, out_o
     rotation = _ry(np.radians(gantry_angle)) @ _rx(np.radians(out_of_plane_angle)) @ _rz(np.radians(in_plane_angle))
     px, py = (float(v) for v in spacing)
     width, height = (int(v) for v in size)
-    # camera x = -(u - u_s)... : pixel column c has RTK index W-1-c, u = origin_u + px (W-1-c)
+    # column c is RTK index W - 1 - c at u = origin_u + px (W - 1 - c), camera x = -(u + ox - sx)
     u0 = (proj_offset_x - source_offset_x + origin[0]) / px + width - 0.5
     v0 = 0.5 - (proj_offset_y - source_offset_y + origin[1]) / py
     camera = Camera(height, width, (px, py), sdd, (u0, v0))

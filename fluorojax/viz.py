@@ -137,21 +137,21 @@ def scene(volume_or_meshes, camera: Camera, pose, image=None, tools=(), iso_leve
     return out
 
 
-def save_scene(scene_, path) -> str:
+def save_scene(built, path) -> str:
     """Write a scene as ``.glb`` or as a self-contained ``.html`` page; returns the path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"output folder does not exist: {folder}")
     if path.lower().endswith(".glb"):
-        data = scene_.export(file_type="glb")
+        data = built.export(file_type="glb")
         with open(path, "wb") as f:
             f.write(data)
     elif path.lower().endswith(".html"):
         from trimesh.viewer.notebook import scene_to_html
 
         with open(path, "w", encoding="utf-8") as f:
-            f.write(scene_to_html(scene_))
+            f.write(scene_to_html(built))
     else:
         raise ValueError(f"a scene is saved as .glb or .html, got {path!r}")
     return path
