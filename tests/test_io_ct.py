@@ -119,6 +119,18 @@ def test_missing_slice_refused(tmp_path):
         fj.load_volume(tmp_path)
 
 
+def test_enhanced_multiframe_refused(tmp_path):
+    data, affine = _original()
+    _write_series(tmp_path, data[:, :, :1], affine)
+    path = next(tmp_path.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 2
+    del ds.ImagePositionPatient  # enhanced CT keeps positions in per-frame groups
+    ds.save_as(path)
+    with pytest.raises(ValueError, match="multi-frame"):
+        fj.load_volume(tmp_path)
+
+
 def test_two_series_listed_and_chosen(tmp_path):
     data, affine = _original()
     uid_a = _write_series(tmp_path / "a", data, affine, number=3)

@@ -49,7 +49,7 @@ def _headers(directory):
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, ValueError):
             continue
-        if "PixelData" in ds or ("Rows" in ds and "ImagePositionPatient" in ds):
+        if "Rows" in ds:  # an image (pixels not read yet)
             series[str(ds.get("SeriesInstanceUID", "<no SeriesInstanceUID>"))].append((path, ds))
     return series
 
@@ -108,6 +108,9 @@ def _vector(ds, tag, n, path):
 def _geometry(items):
     """Sorted items, (3, 3) LPS axis vectors (columns: column step, row step, slice step) and origin."""
     path0, ds0 = items[0]
+    if int(ds0.get("NumberOfFrames", 1) or 1) != 1:
+        raise ValueError(f"{path0} is a multi-frame (enhanced) image; only single-frame CT series are read "
+                         "(convert it with dcm2niix)")
     orientation = _vector(ds0, "ImageOrientationPatient", 6, path0)
     spacing = _vector(ds0, "PixelSpacing", 2, path0)
     shape = (int(ds0.Rows), int(ds0.Columns))
@@ -175,9 +178,6 @@ def read_dicom_series(directory, series=None) -> tuple[np.ndarray, np.ndarray]:
     slices = []
     for path, _ in items:
         ds = pydicom.dcmread(path)
-        if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-            raise ValueError(f"{path} is a multi-frame (enhanced) image; only single-frame CT series are read "
-                             "(convert it with dcm2niix)")
         pixels = ds.pixel_array.astype(np.float64)
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
