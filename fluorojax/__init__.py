@@ -6,7 +6,7 @@ is jittable, vmappable and differentiable. See the README for the conventions.
 
 import importlib
 
-from fluorojax import augment, physics, registration, simulate, transforms
+from fluorojax import augment, interop, io, physics, registration, simulate, transforms, viz
 from fluorojax.camera import Camera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
@@ -38,6 +38,8 @@ __all__ = [
     "Tool",
     "augment",
     "fluoroseg",
+    "interop",
+    "io",
     "load_mesh",
     "physics",
     "register",
@@ -62,4 +64,5 @@ __all__ = [
     "render_with_labels",
     "trace_labels",
     "transforms",
+    "viz",
 ]

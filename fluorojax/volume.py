@@ -180,16 +180,27 @@ def _read_nifti(path):
     return data, np.asarray(image.affine, np.float64)
 
 
-def load_volume(path, labels=None) -> Volume:
-    """Read a NIfTI CT (.nii / .nii.gz) and optionally its label map into a ``Volume``.
+def _read_image(path, series=None):
+    if os.fspath(path).lower().endswith((".nii", ".nii.gz")):
+        return _read_nifti(path)
+    from fluorojax.io.images import read_image
 
-    The header's scaling (scl_slope / scl_inter) is applied, so a CT reads in Hounsfield units.
-    ``labels`` is the path of a label map that must share the CT's grid (shape and affine).
+    return read_image(path, series)
+
+
+def load_volume(path, labels=None, series=None) -> Volume:
+    """Read a CT and optionally its label map into a ``Volume``: NIfTI (.nii / .nii.gz), a DICOM
+    series folder, NRRD or MetaImage (the last three through ``fluorojax.io.read_image``, which
+    needs the ``dicom`` extra for DICOM and NRRD; ``series`` picks one series of a folder).
+
+    The header's scaling (NIfTI scl_slope / scl_inter, DICOM RescaleSlope / RescaleIntercept) is
+    applied, so a CT reads in Hounsfield units. ``labels`` is the path of a label map that must
+    share the CT's grid (shape and affine).
     """
-    data, affine = _read_nifti(path)
+    data, affine = _read_image(path, series)
     label_data = None
     if labels is not None:
-        label_data, label_affine = _read_nifti(labels)
+        label_data, label_affine = _read_image(labels)
         if label_data.shape != data.shape or not np.allclose(label_affine, affine, atol=1e-3):
             raise ValueError(
                 f"label map {os.fspath(labels)} is on another grid: shape {label_data.shape} vs {data.shape}, "
