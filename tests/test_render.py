@@ -341,3 +341,40 @@ def test_pose_gradient_in_every_rotation_parameterization(parameterization):
     fd = np.array([(float(loss(start + eps * e)) - float(loss(start - eps * e))) / (2 * eps) for e in np.eye(start.shape[0], dtype=np.float32)])
     assert np.all(np.isfinite(grad))
     np.testing.assert_allclose(grad, fd, rtol=0.05, atol=0.02 * np.abs(fd).max())
+
+
+def _count_compilations(fn):
+    """Number of XLA compilations while running ``fn()``."""
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return len(events)
+
+
+def test_repeated_eager_calls_compile_once():
+    vol = smooth_phantom()
+    labelled = vol.replace(labels=(np.asarray(vol.data) > 0.005).astype(np.int32) + 1)
+    cam = fj.Camera(6, 7, 3.0, 200.0)
+    poses = [fj.carm_pose(lao, 5.0, 100.0, vol.center) for lao in (10.0, 20.0, 30.0)]
+    sources, targets = cam.rays(poses[0])
+    calls = {
+        "render siddon": lambda p: fj.render(vol, cam, p),
+        "render trilinear": lambda p: fj.render(vol, cam, p, "trilinear", n_samples=20),
+        "line_integrals": lambda p: fj.line_integrals(vol, sources, targets + p[:3, 3]),
+        "render_labels": lambda p: fj.render_labels(labelled, cam, p),
+        "render_with_labels": lambda p: fj.render_with_labels(labelled, cam, p),
+        "trace_labels": lambda p: fj.trace_labels(labelled, sources, targets + p[:3, 3]),
+        "pose gradient": lambda p: jax.grad(lambda q: jnp.sum(fj.render(vol, cam, q)))(p),
+    }
+    for name, call in calls.items():
+        call(poses[0])  # compiles
+        counts = [_count_compilations(lambda p=p: call(p)) for p in poses[1:]]
+        assert counts == [0, 0], (name, counts)

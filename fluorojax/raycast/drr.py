@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast import siddon, trilinear
+from fluorojax.raycast import siddon, siddon_slab, trilinear
 from fluorojax.raycast._rays import grid_coordinates
 from fluorojax.volume import Volume
 
 METHODS = ("siddon", "trilinear")
 
 
-def _check_rays(sources, targets):
+def check_rays(sources, targets):
+    """Validate rays (..., 3) world mm (shapes; finite, non-zero length when concrete)."""
     if sources.shape[-1:] != (3,) or targets.shape[-1:] != (3,):
         raise ValueError(f"sources and targets must be (..., 3) world mm, got shapes {sources.shape} and {targets.shape}")
     try:
@@ -30,7 +34,6 @@ def _check_rays(sources, targets):
         if np.any(length == 0):
             first = np.argwhere(length == 0)[0].tolist()
             raise ValueError(f"zero-length ray (source == target) at index {first}: every ray needs distinct end points")
-    return batch
 
 
 def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None):
@@ -45,27 +48,65 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
         trilinear interpolant with ``n_samples`` samples over the part of each ray inside the
         volume.
       n_samples: samples per ray for ``"trilinear"`` (static).
-      chunk_size: rays per chunk for ``"siddon"`` (static, default 8192); smaller chunks use
-        less memory and step closer to each ray's own voxel count.
+      chunk_size: rays per chunk for ``"siddon"`` on the CPU (static, default 8192); smaller
+        chunks use less memory and step closer to each ray's own voxel count.
 
     Returns:
       (...,) for scalar data, (..., C) for channel data (C = n_materials when segmented):
       (data units) x mm; with data in 1/mm the result is dimensionless (the log attenuation).
       Segments outside the volume add 0.
     """
+    chunk = check_options(method, n_samples, chunk_size)
+    sources, targets = jnp.asarray(sources, jnp.float32), jnp.asarray(targets, jnp.float32)
+    check_rays(sources, targets)
+    return _line_integrals(volume, sources, targets, method, int(n_samples), chunk, "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("method", "n_samples", "chunk", "impl"))
+def _line_integrals(volume: Volume, sources, targets, method, n_samples, chunk, impl):
+    batch, s, t, length = grid_rays(volume, sources, targets)
+    if method == "siddon":
+        out = exact_integrals(volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t, impl=impl)
+    else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
+        out = trilinear.integrate(volume.shape, n_samples, flat_values(volume.dense())[0], s, t)
+    return unflatten_values(volume, out * length[:, None], batch)
+
+
+def check_options(method, n_samples, chunk_size) -> int:
+    """Validate the renderer options; returns the Siddon chunk size (static)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    return check_chunk(chunk_size)
+
+
+def check_chunk(chunk_size) -> int:
+    """The Siddon chunk size (default ``siddon.DEFAULT_CHUNK``), or ValueError."""
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    batch, s, t, length = grid_rays(volume, sources, targets)
-    if method == "siddon":
-        chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
-        out = siddon.integrate(volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t)
-    else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
-        out = trilinear.integrate(volume.shape, int(n_samples), flat_values(volume.dense())[0], s, t)
-    return unflatten_values(volume, out * length[:, None], batch)
+    return int(chunk_size or siddon.DEFAULT_CHUNK)
+
+
+def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, channels, s, t, impl="auto"):
+    """Siddon integrals (and label travel) of a grid along rays in grid coordinates, by the
+    implementation that is fastest where the program runs.
+
+    Arguments and results as ``siddon.integrate``. ``impl`` (static): ``"auto"`` picks at
+    lowering time, through ``jax.lax.platform_dependent``, the voxel traversal on the CPU
+    (``siddon``: a data-dependent loop, cheap there) and the loop-free slab form everywhere
+    else (``siddon_slab``: fixed-shape array work, what a GPU needs); ``"traversal"`` or
+    ``"slab"`` force one (tests compare them on the CPU).
+    """
+    traversal = functools.partial(siddon.integrate, shape, chunk, n_labels, n_materials)
+    slab = functools.partial(siddon_slab.integrate, shape, n_labels, n_materials)
+    if impl == "traversal":
+        return traversal(values, materials, channels, s, t)
+    if impl == "slab":
+        return slab(values, materials, channels, s, t)
+    if impl != "auto":
+        raise ValueError(f"impl must be 'auto', 'traversal' or 'slab', got {impl!r}")
+    return jax.lax.platform_dependent(values, materials, channels, s, t, cpu=traversal, default=slab)
 
 
 def check_pose(pose):
@@ -73,17 +114,19 @@ def check_pose(pose):
     pose = jnp.asarray(pose, jnp.float32)
     if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
         raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
+    if is_concrete(pose) and not np.all(np.isfinite(np.asarray(pose))):
+        raise ValueError("pose must be finite, got NaN/inf entries")
     return pose
 
 
 def grid_rays(volume: Volume, sources, targets):
-    """Validate rays (..., 3) world mm and flatten them into grid coordinates.
+    """Rays (..., 3) world mm (validated by ``check_rays``), flattened into grid coordinates.
 
     Returns (batch shape without the 3, s (R, 3), t (R, 3), ray length (R,) mm).
     """
     sources = jnp.asarray(sources, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
-    batch = _check_rays(sources, targets)
+    batch = jnp.broadcast_shapes(sources.shape, targets.shape)
     sources = jnp.broadcast_to(sources, batch).reshape(-1, 3)
     targets = jnp.broadcast_to(targets, batch).reshape(-1, 3)
     s = grid_coordinates(volume.affine, sources)
@@ -104,17 +147,24 @@ def unflatten_values(volume: Volume, out, batch):
     return out if volume.channels is not None else out[..., 0]
 
 
-def render(volume: Volume, camera: Camera, pose, method: str = "siddon", **kwargs):
+def render(volume: Volume, camera: Camera, pose, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None):
     """The DRR of ``volume`` seen by ``camera`` from ``pose``.
 
     Args:
       volume: data (I, J, K) or (I, J, K, C), e.g. mu in 1/mm (see ``hu_to_mu``).
       camera: the imager's intrinsics.
       pose: (4, 4) or (B, 4, 4) world_from_camera.
-      method, **kwargs: as in ``line_integrals``.
+      method, n_samples, chunk_size: as in ``line_integrals``.
 
     Returns:
       (H, W) line integrals, (B, H, W) for a batch of poses, with a trailing C for channel data.
     """
-    sources, targets = camera.rays(check_pose(pose))
-    return line_integrals(volume, sources, targets, method, **kwargs)
+    chunk = check_options(method, n_samples, chunk_size)
+    pose = check_pose(pose)
+    return _render(volume, camera, pose, method, int(n_samples), chunk, "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("method", "n_samples", "chunk", "impl"))
+def _render(volume: Volume, camera: Camera, pose, method, n_samples, chunk, impl):
+    sources, targets = camera.rays(pose)
+    return _line_integrals(volume, sources, targets, method, n_samples, chunk, impl)

@@ -9,6 +9,7 @@ so all labels cost one pass, and the DRR can come from that same pass.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -17,8 +18,7 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast import siddon
-from fluorojax.raycast.drr import check_pose, flat_values, grid_rays, unflatten_values
+from fluorojax.raycast.drr import check_chunk, check_pose, check_rays, exact_integrals, flat_values, grid_rays, unflatten_values
 from fluorojax.volume import Volume
 
 
@@ -78,21 +78,28 @@ def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size
         that is None, integer ids in ``volume.data``).
       sources, targets: (..., 3) world mm.
       label_ids: ids to report, in this order (static); default every non-zero id present.
-      chunk_size: rays per chunk (static).
+      chunk_size: rays per chunk on the CPU (static).
 
     Returns:
       ``LabelTrace``; only ``image`` is differentiable (with respect to the rays and data).
     """
     ids = resolve_label_ids(volume, label_ids)
+    chunk = check_chunk(chunk_size)
+    sources, targets = jnp.asarray(sources, jnp.float32), jnp.asarray(targets, jnp.float32)
+    check_rays(sources, targets)
+    return _trace(volume, sources, targets, ids, chunk, "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("ids", "chunk", "impl"))
+def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
     batch, s, t, length = grid_rays(volume, sources, targets)
     # channel of every voxel through a table indexed by id (ids past the largest requested -> 0)
     table = np.zeros(max(ids) + 2, np.int32)
     table[list(ids)] = np.arange(1, len(ids) + 1)
     labels = jnp.asarray(_label_map(volume)).reshape(-1).astype(jnp.int32)
     channels = jnp.asarray(table)[jnp.clip(labels, 0, max(ids) + 1)]
-    chunk = int(chunk_size or siddon.DEFAULT_CHUNK)
-    image, travel, entry, exit_ = siddon.integrate(volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume),
-                                                   channels, s, t)
+    image, travel, entry, exit_ = exact_integrals(volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume),
+                                                  channels, s, t, impl=impl)
     length = length[:, None]
     travel = jax.lax.stop_gradient(travel * length)
     missed = travel <= 0
@@ -107,20 +114,26 @@ def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size
     )
 
 
-def render_with_labels(volume: Volume, camera: Camera, pose, label_ids=None, **kwargs) -> LabelTrace:
+def render_with_labels(volume: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None) -> LabelTrace:
     """The DRR and every label's travel and depths for ``pose`` (4, 4) or (B, 4, 4), one pass.
 
     Per-label arrays are channel-first: travel, entry and exit (L, H, W), or (B, L, H, W).
     """
-    trace = trace_labels(volume, *camera.rays(check_pose(pose)), label_ids, **kwargs)
-    first = lambda x: jnp.moveaxis(x, -1, -3)  # noqa: E731
+    ids = resolve_label_ids(volume, label_ids)
+    return _render_with_labels(volume, camera, check_pose(pose), ids, check_chunk(chunk_size), "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("ids", "chunk", "impl"))
+def _render_with_labels(volume: Volume, camera: Camera, pose, ids, chunk, impl) -> LabelTrace:
+    trace = _trace(volume, *camera.rays(pose), ids, chunk, impl)
+    first = functools.partial(jnp.moveaxis, source=-1, destination=-3)
     return trace._replace(travel=first(trace.travel), entry=first(trace.entry), exit=first(trace.exit))
 
 
-def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, **kwargs):
+def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None):
     """(L, H, W) travel in mm through each label id, (B, L, H, W) for a batch of poses.
 
     ``labels`` is a ``Volume`` whose ``labels`` (or, when None, whose data) hold integer ids;
     ``label_ids`` defaults to every non-zero id present, ascending. Masks are ``travel > 0``.
     """
-    return render_with_labels(labels, camera, pose, label_ids, **kwargs).travel
+    return render_with_labels(labels, camera, pose, label_ids, chunk_size=chunk_size).travel
