@@ -25,7 +25,8 @@ import numpy as np
 import trimesh
 
 from fluorojax.camera import Camera, look_at
-from fluorojax.raycast.mesh import render_mesh, render_mesh_soft
+from fluorojax.raycast.mesh_render import render_mesh
+from fluorojax.raycast.mesh_soft import render_mesh_soft
 from fluorojax.tools import cortical_screw
 from fluorojax.transforms import make_pose, so3_exp
 

@@ -13,7 +13,9 @@ from fluorojax.camera import Camera, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.organs import label_mesh, label_meshes
 from fluorojax.raycast import render
-from fluorojax.raycast.mesh import _det2_sign, render_mesh, render_mesh_soft
+from fluorojax.raycast.mesh_render import render_mesh
+from fluorojax.raycast.mesh_soft import render_mesh_soft
+from fluorojax.raycast.predicates import det2_sign
 from fluorojax.transforms import make_pose, se3_exp, so3_exp
 from fluorojax.volume import Volume
 
@@ -75,7 +77,7 @@ class RenderExactTest(chex.TestCase):
         by = (ay * k + rng.integers(-3, 4, n) * np.spacing(ay * k)).astype(np.float32)
         bx[:500], by[:500] = 2 * ax[:500], 2 * ay[:500]  # exactly collinear
         exact = np.sign(ax.astype(np.float64) * by - ay.astype(np.float64) * bx)  # float32 products are exact in float64
-        got = jax.jit(_det2_sign)(ax, ay, bx, by)
+        got = jax.jit(det2_sign)(ax, ay, bx, by)
         np.testing.assert_array_equal(got, exact)
         self.assertGreater(int(np.sum(np.sign(ax * by - ay * bx) != exact)), 1000)  # the naive sign is wrong often
 

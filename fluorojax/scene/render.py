@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from fluorojax.camera import Camera
 from fluorojax.physics import MM_PER_CM, detector_noise, intensity
 from fluorojax.raycast import line_integrals, trace_labels
-from fluorojax.raycast.mesh import render_mesh
+from fluorojax.raycast.mesh_render import render_mesh
 from fluorojax.volume import Volume
 
 
