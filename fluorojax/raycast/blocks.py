@@ -7,8 +7,9 @@ outside a triangle's pixel box (``pairs.pixel_boxes``) are masked out, so the pa
 are exactly those the CPU's ``pair_loop`` visits and the results agree. The step count,
 ``ceil(F / B)``, is static (a ``lax.scan``): on a GPU no step waits for the host to read a loop
 condition. B is chosen so that a step holds about ``pairs_per_step`` pairs: with the default
-(2^27), a 512 x 512 image takes blocks of 512 triangles, 41 steps for the 20,880-triangle screw
-of ``benchmarks/bench_mesh.py``, a 200 x 200 image blocks of 3,355 (7 steps). The price is work:
+(2^28, a few GB of fused temporaries on a GPU), a 512 x 512 image takes blocks of 1,024
+triangles, 21 steps for the 20,880-triangle screw of ``benchmarks/bench_mesh.py``, a 200 x 200
+image blocks of 6,710 (4 steps); a gradient reruns them once. The price is work:
 every pixel meets every triangle (P x F pair tests, 5.5e9 for that screw at 512 x 512, against
 about 1e5 inside the boxes), which a GPU's arithmetic absorbs and a CPU's does not.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-PAIRS_PER_STEP = 1 << 27
+PAIRS_PER_STEP = 1 << 28
 
 
 def block_size(n_faces: int, n_pixels: int, pairs_per_step: int = PAIRS_PER_STEP) -> int:

@@ -49,12 +49,13 @@ import numpy as np
 from fluorojax._pytree import pytree_dataclass
 from fluorojax.camera import Camera
 from fluorojax.mesh import Mesh
-from fluorojax.raycast.blocks import block_scan
+from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
 from fluorojax.raycast.drr import check_pose
 from fluorojax.raycast.pairs import pair_loop, pixel_boxes
 from fluorojax.raycast.watertight import crossing, edge_layout, plane_depth
 
 PATHS = ("auto", "pairs", "blocks")
+PAIR_CHUNK = 32768  # (triangle, pixel) pairs per step of the CPU schedule
 
 
 @pytree_dataclass
@@ -80,21 +81,22 @@ class MeshRender:
 
 
 class HardConfig(NamedTuple):
-    """Static settings of one hard render: image width (px), hits kept per pixel, CPU pairs per
-    step, and the schedule (``"auto"`` by platform, or ``"pairs"`` / ``"blocks"`` forced)."""
+    """Static settings of one hard render: image width (px), hits kept per pixel, pairs per step
+    (None: each schedule's default), and the schedule (``"auto"`` by platform, or ``"pairs"`` /
+    ``"blocks"`` forced)."""
 
     width: int
     max_hits: int
-    chunk: int
+    chunk: int | None = None
     path: str = "auto"
 
 
 def check_mesh_args(mesh, pose, path, **sizes):
-    """Validate a renderer's mesh, pose and positive int settings; the pose as float32."""
+    """Validate a renderer's mesh, pose and positive int (or None) settings; the pose as float32."""
     if not isinstance(mesh, Mesh):
         raise TypeError(f"expected a fluorojax.Mesh, got {type(mesh).__name__}")
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -167,7 +169,7 @@ def _hits_pairs(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
         jnp.full((npix + 1, k), -1, jnp.int32),
         jnp.zeros((npix, 3), jnp.float32),
     )
-    best, ids, sums = pair_loop(boxes, cfg.width, cfg.chunk, body, init)
+    best, ids, sums = pair_loop(boxes, cfg.width, cfg.chunk or PAIR_CHUNK, body, init)
     return best[:npix], ids[:npix], sums
 
 
@@ -188,7 +190,7 @@ def _hits_blocks(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
         return (-neg, jnp.take_along_axis(faces, index, axis=1), sums), None
 
     init = (jnp.full((npix, k), jnp.inf, jnp.float32), jnp.full((npix, k), -1, jnp.int32), jnp.zeros((npix, 3), jnp.float32))
-    (best, ids, sums), _ = block_scan(body, init, (tri, lo, hi, orient), boxes, cfg.width, npix)
+    (best, ids, sums), _ = block_scan(body, init, (tri, lo, hi, orient), boxes, cfg.width, npix, cfg.chunk or PAIRS_PER_STEP)
     return best, ids, sums
 
 
@@ -224,7 +226,7 @@ def _grads_pairs(cfg, tri, lo, hi, orient, boxes, origin, direction, t0, ids, g_
         return g_tri.at[face].add(gt), g_o.at[pixel].add(go), g_d.at[pixel].add(gd)
 
     zeros = (jnp.zeros_like(tri), jnp.zeros_like(origin), jnp.zeros_like(direction))
-    return pair_loop(boxes, cfg.width, cfg.chunk, body, zeros)
+    return pair_loop(boxes, cfg.width, cfg.chunk or PAIR_CHUNK, body, zeros)
 
 
 def _grads_blocks(cfg, tri, lo, hi, orient, boxes, origin, direction, t0, ids, g_hits, g_travel):
@@ -241,7 +243,7 @@ def _grads_blocks(cfg, tri, lo, hi, orient, boxes, origin, direction, t0, ids, g
         return (g_o + go[:, 0], g_d + gd[:, 0]), gt[0]
 
     zeros = (jnp.zeros_like(origin), jnp.zeros_like(direction))
-    (g_o, g_d), g_tri = block_scan(body, zeros, (tri, lo, hi, orient), boxes, cfg.width, origin.shape[0])
+    (g_o, g_d), g_tri = block_scan(body, zeros, (tri, lo, hi, orient), boxes, cfg.width, origin.shape[0], cfg.chunk or PAIRS_PER_STEP)
     return g_tri, g_o, g_d
 
 
@@ -278,7 +280,7 @@ def _render(mesh, camera, pose, cfg):
     return map_poses(functools.partial(_render_one, mesh, camera, cfg), pose)
 
 
-def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: int = 32768, path: str = "auto") -> MeshRender:
+def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: int | None = None, path: str = "auto") -> MeshRender:
     """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
 
     Args:
@@ -288,10 +290,12 @@ def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: i
       pose: (4, 4) world_from_camera, or (B, 4, 4) (mapped sequentially); a NaN / inf pose
         raises ValueError (under ``jit`` it cannot be checked and gives NaN travel).
       max_hits: K, the number of nearest crossings kept per pixel (static).
-      chunk: CPU schedule: (triangle, pixel) pairs tested per loop step (static): memory is
-        about ``(100 + 8 * max_hits) * chunk`` floats besides the (H, W, K) outputs and the
-        (H, W, 3) rays; time grows with the number of pairs, the summed pixel areas of the
-        triangles' projected boxes (the whole image for a triangle crossing the source plane).
+      chunk: (triangle, pixel) pairs tested per loop step (static; None: 32768 on the CPU,
+        2^28 elsewhere). CPU schedule: memory is about ``(100 + 8 * max_hits) * chunk`` floats
+        besides the (H, W, K) outputs and the (H, W, 3) rays; time grows with the number of
+        pairs, the summed pixel areas of the triangles' projected boxes (the whole image for a
+        triangle crossing the source plane). Block schedule: whole blocks of
+        ``max(1, chunk // (H * W))`` triangles, a few bytes times ``chunk`` of memory.
       path: ``"auto"`` (the CPU schedule on the CPU, the block schedule elsewhere), or
         ``"pairs"`` / ``"blocks"`` to force one (for tests; the results are the same).
     Returns:
@@ -304,4 +308,4 @@ def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: i
             "direction), so it bounds no solid and its hits and travel are undefined; close it (trimesh: "
             "mesh.fill_holes()) or use render_mesh_soft for its outline"
         )
-    return _render(mesh, camera, pose, HardConfig(camera.width, int(max_hits), int(chunk), path))
+    return _render(mesh, camera, pose, HardConfig(camera.width, int(max_hits), None if chunk is None else int(chunk), path))

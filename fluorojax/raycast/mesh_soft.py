@@ -19,16 +19,17 @@ import numpy as np
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
 from fluorojax.mesh import Mesh
-from fluorojax.raycast.blocks import block_scan
-from fluorojax.raycast.mesh_render import by_platform, check_mesh_args, map_poses
+from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
+from fluorojax.raycast.mesh_render import PAIR_CHUNK, by_platform, check_mesh_args, map_poses
 from fluorojax.raycast.pairs import pair_loop, pixel_boxes
 
 
 class SoftConfig(NamedTuple):
-    """Static settings of one soft render: image width (px), CPU pairs per step, schedule."""
+    """Static settings of one soft render: image width (px), pairs per step (None: each
+    schedule's default), schedule."""
 
     width: int
-    chunk: int
+    chunk: int | None = None
     path: str = "auto"
 
 
@@ -65,7 +66,7 @@ def _nearest_pairs(cfg, uv, boxes, pixels):
         return jnp.minimum(best, least), jnp.where(face_won < big, face_won, nearest)
 
     init = jnp.full((npix,), jnp.inf, jnp.float32), jnp.full((npix,), -1, jnp.int32)
-    return pair_loop(boxes, cfg.width, cfg.chunk, body, init)[1]
+    return pair_loop(boxes, cfg.width, cfg.chunk or PAIR_CHUNK, body, init)[1]
 
 
 def _nearest_blocks(cfg, uv, boxes, pixels):
@@ -80,7 +81,7 @@ def _nearest_blocks(cfg, uv, boxes, pixels):
         return (jnp.where(won, least, best), jnp.where(won, face[arg], nearest)), None
 
     init = jnp.full((npix,), jnp.inf, jnp.float32), jnp.full((npix,), -1, jnp.int32)
-    return block_scan(body, init, (uv,), boxes, cfg.width, npix)[0][1]
+    return block_scan(body, init, (uv,), boxes, cfg.width, npix, cfg.chunk or PAIRS_PER_STEP)[0][1]
 
 
 def _nearest_faces(cfg, uv, boxes, pixels):
@@ -106,7 +107,7 @@ def _render_soft(mesh, camera, pose, edge_width, cfg):
     return map_poses(functools.partial(_render_soft_one, mesh, camera, cfg, edge_width), pose)
 
 
-def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk: int = 32768, path: str = "auto") -> jax.Array:
+def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk: int | None = None, path: str = "auto") -> jax.Array:
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 
     The value is ``smoothstep(1 - d / edge_width)`` with d the distance in pixels from the pixel
@@ -119,11 +120,11 @@ def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk:
 
     Args:
       pose: (4, 4) or (B, 4, 4) world_from_camera (a batch is mapped sequentially).
-      chunk: CPU schedule: (triangle, pixel) pairs per loop step (static).
+      chunk: (triangle, pixel) pairs per loop step (static), as in ``render_mesh``.
       path: ``"auto"``, ``"pairs"`` or ``"blocks"``, as in ``render_mesh``.
     """
     pose = check_mesh_args(mesh, pose, path, chunk=chunk)
     if is_concrete(edge_width) and not np.all(np.asarray(edge_width) > 0):
         raise ValueError(f"edge_width must be > 0 pixels, got {edge_width!r}")
     edge_width = jnp.asarray(edge_width, jnp.float32)
-    return _render_soft(mesh, camera, pose, edge_width, SoftConfig(camera.width, int(chunk), path))
+    return _render_soft(mesh, camera, pose, edge_width, SoftConfig(camera.width, None if chunk is None else int(chunk), path))
