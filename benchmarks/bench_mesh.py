@@ -5,9 +5,12 @@ intersector and, when ``embreex`` is installed, with Embree; both return every h
 (``multiple_hits=True``), from which depths and travel (exits - entries by the face normal)
 are formed. Agreement with fluorojax is reported as the largest travel difference over pixels.
 The soft (differentiable-outline) mask is timed too, forward and gradient with respect to the
-screw's pose; neither peer has one.
+screw's pose; neither peer has one. For information, the GPU's block schedule (every pixel
+against every triangle, ``path="blocks"``) is timed on the CPU at ``--blocks-size`` (it is not
+meant for the CPU: it does P x F pair tests where the CPU's pair loop does only those in the
+triangles' boxes).
 
-    python benchmarks/bench_mesh.py [--size 512] [--repeats 3]
+    python benchmarks/bench_mesh.py [--size 512] [--repeats 3] [--blocks-size 64]
 
 Writes benchmarks/results/mesh.md.
 """
@@ -25,7 +28,8 @@ import numpy as np
 import trimesh
 
 from fluorojax.camera import Camera, look_at
-from fluorojax.raycast.mesh import render_mesh, render_mesh_soft
+from fluorojax.raycast.mesh_render import render_mesh
+from fluorojax.raycast.mesh_soft import render_mesh_soft
 from fluorojax.tools import cortical_screw
 from fluorojax.transforms import make_pose, so3_exp
 
@@ -55,6 +59,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--blocks-size", type=int, default=64, help="image size for the block schedule forced on the CPU (0: skip)")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "mesh.md"))
     args = parser.parse_args()
 
@@ -86,6 +91,16 @@ def main():
         first = time.perf_counter() - start
         _, t = timed(lambda: jax.block_until_ready(call()), args.repeats)
         rows.append((f"fluorojax render_mesh_soft (jit, 1 px edge), {name}", t, f"compile + first run {first:.1f} s", "-"))
+
+    if args.blocks_size:
+        small = Camera(args.blocks_size, args.blocks_size, 0.15 * 512 / args.blocks_size, 1000.0)
+        for path, chunk in (("pairs", None), ("blocks", 1 << 22)):  # blocks of 2^22 pairs: bounded CPU memory
+            call = jax.jit(lambda m, p, path=path, chunk=chunk: render_mesh(m, small, p, max_hits=8, chunk=chunk, path=path))
+            start = time.perf_counter()
+            jax.block_until_ready(call(mesh, pose))
+            first = time.perf_counter() - start
+            _, t = timed(lambda: jax.block_until_ready(call(mesh, pose)), args.repeats)
+            rows.append((f"fluorojax render_mesh, {path} schedule forced, {args.blocks_size} x {args.blocks_size}", t, f"compile + first run {first:.1f} s", "-"))
 
     tri = trimesh.ray.ray_triangle.RayMeshIntersector(tm)
     ref, t_np = timed(lambda: trimesh_travel(tri, tm, sources, dirs), 1)

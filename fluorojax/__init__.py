@@ -12,7 +12,8 @@ from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
 from fluorojax.registration import register
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
-from fluorojax.raycast.mesh import MeshRender, render_mesh, render_mesh_soft
+from fluorojax.raycast.mesh_render import MeshRender, render_mesh
+from fluorojax.raycast.mesh_soft import render_mesh_soft
 from fluorojax.tools import Tool
 from fluorojax.simulate import render_polychromatic, render_scene
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume

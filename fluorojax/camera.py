@@ -72,13 +72,17 @@ class Camera:
         zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
         return jnp.stack([jnp.stack([fx, zero, u0]), jnp.stack([zero, fy, v0]), jnp.stack([zero, zero, one])])
 
-    def detector_points(self):
-        """Pixel centres on the detector plane in the camera frame: (H, W, 3) mm."""
+    def pixel_centres(self):
+        """(H, W, 2) continuous pixel coordinates (u, v) = (c + 0.5, r + 0.5) of the pixel centres."""
         cols = jnp.arange(self.width, dtype=jnp.float32) + 0.5
         rows = jnp.arange(self.height, dtype=jnp.float32) + 0.5
-        x = (cols - self.principal_point[0]) * self.pixel_size[0]
-        y = (rows - self.principal_point[1]) * self.pixel_size[1]
-        xx, yy = jnp.meshgrid(x, y)  # (H, W), row-major
+        return jnp.stack(jnp.meshgrid(cols, rows), axis=-1)  # (H, W), row-major
+
+    def detector_points(self):
+        """Pixel centres on the detector plane in the camera frame: (H, W, 3) mm."""
+        uv = self.pixel_centres()
+        xx = (uv[..., 0] - self.principal_point[0]) * self.pixel_size[0]
+        yy = (uv[..., 1] - self.principal_point[1]) * self.pixel_size[1]
         return jnp.stack([xx, yy, jnp.broadcast_to(self.sdd, xx.shape)], axis=-1)
 
     def rays(self, pose):

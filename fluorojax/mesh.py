@@ -5,21 +5,60 @@ A mesh is a pair of arrays in world millimetres:
   * ``vertices``: (V, 3) float32 mm;
   * ``faces``: (F, 3) int32 vertex indices.
 
-Closed meshes are expected to be outward oriented (counter-clockwise seen from outside), so a
-face normal ``cross(v1 - v0, v2 - v0)`` points out of the solid; ``render_mesh`` reads entries
-and exits from it. Validation runs where a user builds a mesh from concrete values; meshes made
-inside JAX transformations (``transform`` under ``jit`` / ``grad``) are not re-checked.
+Closed meshes are outward oriented (counter-clockwise seen from outside), so a face normal
+``cross(v1 - v0, v2 - v0)`` points out of the solid; ``render_mesh`` reads entries and exits from
+it. A mesh built from concrete arrays is checked on the host (finite vertices, valid and
+non-degenerate faces) and its topology is read, with vertices at equal coordinates taken as one
+(STL files repeat them):
+
+  * closed: every edge is matched by an edge in the opposite direction (any number of faces
+    may share it), so the surface bounds a solid and a ray's travel through it is defined;
+  * inside out: closed with a negative enclosed volume (every face wound clockwise seen from
+    outside): the winding is reversed (``faces[:, ::-1]``) with a ``UserWarning``, so travel is
+    positive; cavities (inner shells facing inward) are kept, as they belong to the solid;
+  * open: ``open_edges`` (static) counts the unmatched edges; ``render_mesh`` refuses such a
+    mesh (its hits and travel are undefined: 500 mm through a single triangle, say), while
+    ``render_mesh_soft`` draws its outline.
+
+A mesh made inside JAX transformations (``Mesh(...)`` of traced arrays) is not checked and has
+``open_edges = None`` (unknown: rendered as given); ``transform`` keeps the topology of its mesh.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax._pytree import is_concrete, pytree_dataclass
+from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 from fluorojax.transforms import apply_pose
+
+
+def _check_finite(v, context: str) -> None:
+    bad = ~np.isfinite(v).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{context} {int(bad.sum())} non-finite vertices, first at index {int(np.argmax(bad))}: {v[np.argmax(bad)].tolist()}")
+
+
+def _topology(vertices, faces):
+    """(open edges, enclosed volume mm^3) of a mesh, vertices at equal coordinates merged.
+
+    An undirected edge is open when the faces using it in one direction are not as many as
+    those using it in the other; with none open the surface is closed and the volume (the
+    divergence theorem over the faces, about the centroid) is signed by the orientation.
+    """
+    v = np.asarray(vertices, np.float64)
+    _, merged = np.unique(np.asarray(vertices, np.float32), axis=0, return_inverse=True)
+    f = merged.reshape(-1)[np.asarray(faces)]
+    a, b = f.reshape(-1), f[:, (1, 2, 0)].reshape(-1)
+    key = np.minimum(a, b).astype(np.int64) * (f.max() + 1) + np.maximum(a, b)
+    edges, index = np.unique(key, return_inverse=True)
+    balance = np.bincount(index.reshape(-1), weights=np.where(a < b, 1.0, -1.0), minlength=len(edges))
+    tri = v[np.asarray(faces)] - v.mean(axis=0)
+    volume = float(np.einsum("fk,fk->", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))) / 6.0
+    return int(np.count_nonzero(balance)), volume
 
 
 def _check_mesh(vertices, faces) -> None:
@@ -34,9 +73,7 @@ def _check_mesh(vertices, faces) -> None:
         raise ValueError(f"Mesh is empty: {v.shape[0]} vertices and {f.shape[0]} faces; expected at least one triangle")
     if not np.issubdtype(f.dtype, np.integer):
         raise TypeError(f"Mesh faces must be integer vertex indices, got dtype {f.dtype}")
-    bad = ~np.isfinite(v).all(axis=1)
-    if bad.any():
-        raise ValueError(f"Mesh has {int(bad.sum())} non-finite vertices, first at index {int(np.argmax(bad))}: {v[np.argmax(bad)].tolist()}")
+    _check_finite(v, "Mesh has")
     if f.min() < 0 or f.max() >= v.shape[0]:
         raise ValueError(f"Mesh faces index vertices in [{int(f.min())}, {int(f.max())}], expected [0, {v.shape[0] - 1}]")
     v64 = v.astype(np.float64)
@@ -57,17 +94,31 @@ class Mesh:
     """A triangle mesh in world mm: ``vertices`` (V, 3) float32, ``faces`` (F, 3) int32.
 
     Both are pytree leaves, so a mesh can be jitted over, vmapped over (equal shapes) and
-    differentiated with respect to its vertices.
+    differentiated with respect to its vertices. ``open_edges`` (static): the number of edges
+    not matched by one in the opposite direction, 0 for a closed mesh, None when unknown (built
+    from traced arrays). Built from concrete arrays, a closed inside-out mesh is turned
+    outward (see the module docstring).
     """
 
     vertices: jnp.ndarray
     faces: jnp.ndarray
+    open_edges: int | None = static_field(default=None)
 
     def __init__(self, vertices, faces):
+        open_edges = None
         if is_concrete(vertices, faces):
             _check_mesh(vertices, faces)
+            open_edges, volume = _topology(vertices, faces)
+            if open_edges == 0 and volume < 0:
+                warnings.warn(
+                    f"Mesh is inside out (closed, enclosed volume {volume:.4g} mm^3 < 0): its faces are reversed to face outward",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                faces = np.asarray(faces)[:, ::-1]
         object.__setattr__(self, "vertices", jnp.asarray(vertices, jnp.float32))
         object.__setattr__(self, "faces", jnp.asarray(faces, jnp.int32))
+        object.__setattr__(self, "open_edges", open_edges)
 
     @classmethod
     def from_trimesh(cls, mesh) -> "Mesh":
@@ -92,14 +143,34 @@ class Mesh:
     def num_faces(self) -> int:
         return self.faces.shape[0]
 
+    @property
+    def closed(self) -> bool | None:
+        """True for a closed surface, False for an open one, None when unknown."""
+        return None if self.open_edges is None else self.open_edges == 0
+
     def transform(self, world_from_mesh) -> "Mesh":
-        """The mesh moved by a rigid (4, 4) ``world_from_mesh`` transform (mm); jit / grad safe."""
+        """The mesh moved by a rigid (4, 4) ``world_from_mesh`` transform (mm); jit / grad safe.
+
+        A concrete transform must be finite with a rotation of positive determinant (a
+        reflection would turn the mesh inside out): ValueError otherwise. The topology
+        (``open_edges``) is kept.
+        """
         world_from_mesh = jnp.asarray(world_from_mesh, jnp.float32)
         if world_from_mesh.shape != (4, 4):
             raise ValueError(f"Mesh.transform expects a (4, 4) world_from_mesh transform, got shape {world_from_mesh.shape}")
+        if is_concrete(world_from_mesh):
+            m = np.asarray(world_from_mesh, np.float64)
+            if not np.all(np.isfinite(m)):
+                raise ValueError(f"Mesh.transform: world_from_mesh must be finite, got {int((~np.isfinite(m)).sum())} NaN/inf entries")
+            if np.linalg.det(m[:3, :3]) <= 0:
+                raise ValueError(
+                    f"Mesh.transform: world_from_mesh must be rigid (rotation determinant > 0), got determinant "
+                    f"{np.linalg.det(m[:3, :3]):.4g}; a reflection turns the mesh inside out"
+                )
         out = object.__new__(Mesh)
         object.__setattr__(out, "vertices", apply_pose(world_from_mesh, self.vertices))
         object.__setattr__(out, "faces", self.faces)
+        object.__setattr__(out, "open_edges", self.open_edges)
         return out
 
 

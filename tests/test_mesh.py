@@ -8,12 +8,17 @@ import optax
 import pytest
 import trimesh
 from absl.testing import absltest
+from jax._src.interpreters import mlir as jax_mlir
+from jax._src.lib.mlir import ir
 
 from fluorojax.camera import Camera, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.organs import label_mesh, label_meshes
 from fluorojax.raycast import render
-from fluorojax.raycast.mesh import _det2_sign, render_mesh, render_mesh_soft
+from fluorojax.raycast.blocks import block_size
+from fluorojax.raycast.mesh_render import _render, render_mesh
+from fluorojax.raycast.mesh_soft import _render_soft, render_mesh_soft
+from fluorojax.raycast.predicates import det2_sign
 from fluorojax.transforms import make_pose, se3_exp, so3_exp
 from fluorojax.volume import Volume
 
@@ -75,7 +80,7 @@ class RenderExactTest(chex.TestCase):
         by = (ay * k + rng.integers(-3, 4, n) * np.spacing(ay * k)).astype(np.float32)
         bx[:500], by[:500] = 2 * ax[:500], 2 * ay[:500]  # exactly collinear
         exact = np.sign(ax.astype(np.float64) * by - ay.astype(np.float64) * bx)  # float32 products are exact in float64
-        got = jax.jit(_det2_sign)(ax, ay, bx, by)
+        got = jax.jit(det2_sign)(ax, ay, bx, by)
         np.testing.assert_array_equal(got, exact)
         self.assertGreater(int(np.sum(np.sign(ax * by - ay * bx) != exact)), 1000)  # the naive sign is wrong often
 
@@ -230,6 +235,137 @@ def test_chunk_size_does_not_change_the_image():
         render_mesh_soft(mesh, CAM, pose, chunk=-1)
     with pytest.raises(ValueError, match="edge_width must be > 0"):
         render_mesh_soft(mesh, CAM, pose, edge_width=0.0)
+
+
+# ----------------------------------------------------------------------------------------
+# the GPU schedule (static blocks of triangles x every pixel), checked on the CPU
+
+
+def assert_same_render(a, b):
+    """Two MeshRenders with the same hit decisions and the same depths up to float32 rounding."""
+    np.testing.assert_array_equal(np.isfinite(a.hits), np.isfinite(b.hits))
+    np.testing.assert_allclose(np.where(np.isfinite(a.hits), a.hits, 0), np.where(np.isfinite(b.hits), b.hits, 0), atol=2e-4)
+    np.testing.assert_allclose(a.travel, b.travel, atol=2e-4)
+    for name in ("mask", "count", "winding"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("name", ["source_inside", "coincident_faces", "truncated_merges"])
+def test_block_schedule_equals_pair_schedule(name):
+    _, tm, pose, max_hits, chunk = next(s for s in pair_loop_scenes() if s[0] == name)
+    mesh = Mesh.from_trimesh(tm)
+    pairs = render_mesh(mesh, CAM, pose, max_hits=max_hits, chunk=chunk, path="pairs")
+    blocks = render_mesh(mesh, CAM, pose, max_hits=max_hits, chunk=97 * 1024, path="blocks")  # blocks of 97 faces
+    assert mesh.num_faces > 2 * 97
+    assert_same_render(blocks, pairs)
+    assert_matches_brute_force(blocks, mesh, CAM, pose, max_hits)
+
+
+def test_block_schedule_equals_pair_schedule_soft_and_gradients():
+    mesh = Mesh.from_trimesh(trimesh.creation.box(extents=(10.0, 14.0, 6.0)).subdivide())
+    cam = Camera(12, 12, 3.0, 1000.0)
+    base = look_at((40.0, -30.0, -500.0), (0.0, 0.0, 0.0), up=(0, 1, 0))
+    weight = jnp.linspace(0.5, 1.5, 144).reshape(12, 12)
+
+    def loss(x, path):
+        moved = mesh.transform(make_pose(so3_exp(x[3:6]), x[:3]))
+        pose = base @ se3_exp(x[6:])
+        out = render_mesh(moved, cam, pose, max_hits=2, chunk=40 * 144, path=path)
+        soft = render_mesh_soft(moved, cam, pose, edge_width=1.5, chunk=40 * 144, path=path)
+        return jnp.sum(weight * (out.hits[..., 0] + 0.5 * jnp.where(jnp.isfinite(out.hits[..., 1]), out.hits[..., 1], 0) + 3.0 * out.travel + 50.0 * soft))
+
+    x0 = jnp.array([0.5, -0.3, 0.2, 0.02, -0.03, 0.01, 0.3, -0.2, 0.1, 0.004, 0.002, -0.003], jnp.float32)
+    soft = [render_mesh_soft(mesh, cam, base, 1.5, path=p) for p in ("pairs", "blocks")]
+    np.testing.assert_array_equal(soft[0], soft[1])
+    assert 0 < int(np.sum((soft[0] > 0) & (soft[0] < 1)))
+    grads = [jax.jit(jax.grad(loss), static_argnums=1)(x0, p) for p in ("pairs", "blocks")]
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-4 * float(np.abs(grads[0]).max()))
+    assert float(np.abs(grads[0]).max()) > 100.0
+
+
+def _constant(value):
+    owner = value.owner
+    if getattr(owner, "name", None) != "stablehlo.constant":
+        return None
+    return int(str(owner.attributes["value"]).split("<")[1].split(">")[0])
+
+
+def _trip_count(op):
+    """Trip count of a stablehlo.while that counts a loop variable by 1 from a constant to a constant, else None."""
+    cmp = list(op.regions[0].blocks[0].operations)[-1].operands[0].owner
+    if getattr(cmp, "name", None) != "stablehlo.compare" or "LT" not in str(cmp.attributes["comparison_direction"]):
+        return None
+    counter, limit = cmp.operands
+    if not isinstance(counter.owner, ir.Block) or _constant(limit) is None or _constant(op.operands[counter.arg_number]) is None:
+        return None
+    step = list(op.regions[1].blocks[0].operations)[-1].operands[counter.arg_number].owner
+    if getattr(step, "name", None) != "stablehlo.add":
+        return None
+    a, b = step.operands
+    if not (isinstance(a.owner, ir.Block) and a.arg_number == counter.arg_number and _constant(b) == 1):
+        return None
+    return _constant(limit) - _constant(op.operands[counter.arg_number])
+
+
+def loops_of(exported):
+    """(trip counts of the counted loops, data-dependent loops and branches) of an exported program."""
+    trips, dynamic = [], []
+
+    def walk(op):
+        if op.name == "stablehlo.while":
+            n = _trip_count(op)
+            trips.append(n) if n is not None else dynamic.append(f"while at {op.location}")
+        if op.name in ("stablehlo.case", "stablehlo.if"):  # a platform index is a constant, or a case of constants
+            if getattr(op.operands[0].owner, "name", None) not in ("stablehlo.constant", "stablehlo.case"):
+                dynamic.append(f"{op.name} at {op.location}")
+        for region in op.regions:
+            for block in region.blocks:
+                for inner in block.operations:
+                    walk(inner.operation)
+
+    with jax_mlir.make_ir_context():
+        for op in ir.Module.parse(exported.mlir_module()).body.operations:
+            walk(op.operation)
+    return trips, dynamic
+
+
+def test_lowers_for_cuda_with_static_loops_only():
+    # the bench_mesh.py scene, the 20,880-triangle screw at 512 x 512, lowered (not run) for CUDA
+    faces, height = 20880, 512
+    cam = Camera(height, height, 0.15, 1000.0)
+    mesh = object.__new__(Mesh)  # a closed mesh of abstract arrays
+    for name, value in (("vertices", jax.ShapeDtypeStruct((10442, 3), jnp.float32)), ("faces", jax.ShapeDtypeStruct((faces, 3), jnp.int32)), ("open_edges", 0)):
+        object.__setattr__(mesh, name, value)
+    pose, x = jax.ShapeDtypeStruct((4, 4), jnp.float32), jax.ShapeDtypeStruct((6,), jnp.float32)
+    steps = -(-faces // block_size(faces, height * height))
+    assert steps == 21
+    moved = lambda m, x: m.transform(make_pose(so3_exp(x[3:]), x[:3]))  # noqa: E731
+    programs = [  # (name, function, arguments, loop iterations in all)
+        ("render_mesh", lambda m, p: render_mesh(m, cam, p).travel, (mesh, pose), steps),
+        ("render_mesh pose gradient", lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh(moved(m, x), cam, p).travel))(x), (mesh, pose, x), 2 * steps),
+        ("render_mesh_soft", lambda m, p: render_mesh_soft(m, cam, p), (mesh, pose), steps),
+        ("render_mesh_soft pose gradient", lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh_soft(moved(m, x), cam, p)))(x), (mesh, pose, x), steps),
+    ]
+    for name, fn, args, iterations in programs:
+        trips, dynamic = loops_of(jax.export.export(jax.jit(fn), platforms=["cuda"])(*args))
+        assert dynamic == [], name
+        assert sum(trips) == iterations, (name, trips)
+    trips, dynamic = loops_of(jax.export.export(jax.jit(programs[0][1]), platforms=["cpu"])(mesh, pose))
+    assert dynamic and not trips  # the CPU keeps its pair loop
+
+
+def test_eager_calls_compile_once():
+    mesh = tilted_annulus()
+    cam = Camera(8, 8, 4.0, 1000.0)
+    pose = np.asarray(look_at((10.0, -400.0, 30.0), (0.0, 0.0, 0.0)))
+    for call, jitted in ((lambda: render_mesh(mesh, cam, pose).travel, _render), (lambda: render_mesh_soft(mesh, cam, pose), _render_soft)):
+        first = np.asarray(call())
+        size = jitted._cache_size()
+        with jax.log_compiles():
+            with absltest.TestCase().assertNoLogs("jax", level="WARNING"):
+                second = np.asarray(call())
+        assert jitted._cache_size() == size
+        np.testing.assert_array_equal(first, second)
 
 
 class BatchAndGradTest(chex.TestCase):

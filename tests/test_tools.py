@@ -6,7 +6,7 @@ import pytest
 
 from fluorojax import tools
 from fluorojax.camera import Camera
-from fluorojax.raycast.mesh import render_mesh
+from fluorojax.raycast.mesh_render import render_mesh
 from fluorojax.transforms import make_pose, so3_exp
 
 SMALL = dict(segments=12, rings_per_pitch=4)

@@ -110,12 +110,13 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
 
 
 def check_pose(pose):
-    """A (4, 4) or (B, 4, 4) world_from_camera pose as float32, or ValueError."""
+    """A (4, 4) or (B, 4, 4) world_from_camera pose as float32, or ValueError for another shape
+    or (when concrete) NaN / inf entries."""
     pose = jnp.asarray(pose, jnp.float32)
     if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
         raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
     if is_concrete(pose) and not np.all(np.isfinite(np.asarray(pose))):
-        raise ValueError("pose must be finite, got NaN/inf entries")
+        raise ValueError(f"pose must be a finite world_from_camera matrix, got {int((~np.isfinite(np.asarray(pose))).sum())} NaN/inf entries")
     return pose
 
 

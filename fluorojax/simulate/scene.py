@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from fluorojax.camera import Camera
 from fluorojax.physics import detector_noise
 from fluorojax.raycast import line_integrals, trace_labels
-from fluorojax.raycast.mesh import render_mesh
+from fluorojax.raycast.mesh_render import render_mesh
 from fluorojax.simulate.polychromatic import polychromatic_image
 from fluorojax.volume import Volume
 

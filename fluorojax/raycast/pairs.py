@@ -1,0 +1,88 @@
+"""Which pixels may see which triangle, and the CPU's loop over those (triangle, pixel) pairs.
+
+``pixel_boxes`` bounds each projected triangle by the pixel centres that may see it. On the CPU
+a renderer tests only those pairs (a rasteriser's work): ``pair_loop`` numbers them by prefix
+sums over the box areas and hands them out ``chunk`` at a time from a ``lax.while_loop``, so
+memory is fixed, time grows with the summed box area, and no pair is ever dropped. The loop's
+trip count depends on the data, which costs a host round trip per step on a GPU; there the
+renderers use ``raycast.blocks`` instead, which tests the same pairs (the boxes mask them) with a
+static number of steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fluorojax.transforms import apply_pose, invert_pose
+
+
+def pixel_boxes(camera, pose, tri, pad=0.0):
+    """Pixels whose centres may see each triangle: (col0, row0, ncols, nrows), each (F,) int32.
+
+    A box holds every pixel centre within ``pad + margin`` px of the projected triangle's
+    bounding box, ``margin`` bounding the float32 error of the projection with a wide safety
+    factor. A triangle with a corner at or near the source plane gets the whole image, one
+    wholly behind it an empty box. tri: (F, 3, 3) world mm; pad: px, may be traced.
+    """
+    cam = apply_pose(invert_pose(pose), tri)
+    k = camera.intrinsics
+    z = cam[..., 2]
+    near = jnp.any(z <= 1e-3, axis=-1)
+    gone = jnp.all(z < -1e-3, axis=-1)
+    zs = jnp.where(near[:, None], 1.0, z)
+    u = k[0, 0] * cam[..., 0] / zs + k[0, 2]
+    v = k[1, 1] * cam[..., 1] / zs + k[1, 2]
+    reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
+    spread = jnp.maximum(k[0, 0], k[1, 1]) + jnp.max(jnp.abs(u - k[0, 2]) + jnp.abs(v - k[1, 2]), axis=-1)
+    margin = pad + 0.05 + 1e-5 * spread * reach / jnp.min(zs, axis=-1)
+
+    def span(p, n):
+        first = jnp.ceil(jnp.clip(jnp.min(p, axis=-1) - 0.5 - margin, -1.0, n))
+        last = jnp.floor(jnp.clip(jnp.max(p, axis=-1) - 0.5 + margin, -1.0, n))
+        first = jnp.where(near, 0, jnp.maximum(first, 0)).astype(jnp.int32)
+        last = jnp.where(near, n - 1, jnp.minimum(last, n - 1)).astype(jnp.int32)
+        return first, jnp.where(gone, 0, jnp.maximum(last - first + 1, 0))
+
+    col0, ncols = span(u, camera.width)
+    row0, nrows = span(v, camera.height)
+    return col0, row0, ncols, nrows
+
+
+def pair_loop(boxes, width, chunk, body, carry):
+    """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel in its box) pair.
+
+    Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out
+    ``chunk`` at a time by a ``lax.while_loop``, so memory is fixed and no pair is dropped
+    whatever the boxes. Offsets are computed over windows of triangles with areas clamped to
+    ``chunk + 1`` (which keeps every offset up to ``chunk`` exact), so they fit int32 for any
+    image. face, pixel: (chunk,) int32 (face index, flat pixel index ``row * width + col``);
+    live: (chunk,) bool, False for the padding of the last chunk.
+    """
+    col0, row0, ncols, nrows = boxes
+    n = col0.shape[0]
+    window = max(1, min(n, (2**31 - 1) // (chunk + 1) - 1))
+    area = jnp.concatenate([ncols * nrows, jnp.zeros((window,), jnp.int32)])
+    p = jnp.arange(chunk, dtype=jnp.int32)
+
+    def step(state):
+        start, done, carry = state
+        first = jnp.arange(window) == 0
+        a = jnp.minimum(jax.lax.dynamic_slice(area, (start,), (window,)) - jnp.where(first, done, 0), chunk + 1)
+        excl = jnp.cumsum(a) - a
+        total = excl[-1] + a[-1]
+        tri = jnp.cumsum(jnp.zeros((chunk,), jnp.int32).at[excl].add(1, mode="drop")) - 1
+        face = jnp.minimum(start + tri, n - 1)
+        local = p - excl[tri] + jnp.where(tri == 0, done, 0)
+        nx = jnp.maximum(ncols[face], 1)
+        pixel = (row0[face] + local // nx) * width + col0[face] + local % nx
+        live = p < total
+        carry = body(carry, face, jnp.where(live, pixel, 0), live)
+        nxt = jnp.sum(excl <= chunk) - 1  # the window triangle holding pair ``chunk`` when total > chunk
+        more = total > chunk
+        start = jnp.where(more, start + nxt, start + window)
+        done = jnp.where(more, chunk - excl[nxt] + jnp.where(nxt == 0, done, 0), 0)
+        return start, done, carry
+
+    _, _, carry = jax.lax.while_loop(lambda s: s[0] < n, step, (jnp.int32(0), jnp.int32(0), carry))
+    return carry
