@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command of the GPU benchmark on the device machine (benchmarks/README.md, "GPU"):
-# install the carried wheels offline, install fluorojax from this tree without dependencies,
-# run bench_gpu.py (it stops starting new steps after --time-limit, 420 s by default), and put
+# install the carried wheels offline, import fluorojax from this tree (pure Python: the
+# repository root goes on PYTHONPATH, nothing to build), run bench_gpu.py (it stops starting new steps after --time-limit, 420 s by default), and put
 # gpu.md, gpu.json and bench.log into $OUT, the folder that comes back from the device (or
 # benchmarks/results/ when OUT is unset).
 #
@@ -19,8 +19,7 @@ if ! ls "$here"/wheelhouse/*.whl >/dev/null 2>&1; then
     exit 2
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$here"/wheelhouse/*.whl
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target "$site" "$root"
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$root:$site${PYTHONPATH:+:$PYTHONPATH}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # the peers' torch process shares the GPU
 export PYTHONUNBUFFERED=1
 
