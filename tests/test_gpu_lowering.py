@@ -94,6 +94,24 @@ def test_parser_sees_a_while_nested_in_a_data_dependent_loop_as_unbounded():
     assert len(report.data_dependent) == 2 and report.total_iterations == 0
 
 
+def test_parser_counts_a_pallas_triton_kernel_as_one_launch_and_its_loop_as_no_xla_loop():
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pltriton
+
+    def kernel(x_ref, o_ref):
+        o_ref[...] = lax.fori_loop(0, 7, lambda i, acc: acc + x_ref[...] * i, jnp.zeros_like(x_ref[...]))
+
+    def f(x):
+        spec = pl.BlockSpec((16,), lambda i: (i,))
+        y = pl.pallas_call(kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(4,), in_specs=[spec],
+                           out_specs=spec, compiler_params=pltriton.CompilerParams(num_warps=4))(x)
+        return lax.fori_loop(0, 3, lambda i, c: c + 1.0, y)
+
+    report = lowered_loops(f, jnp.ones(64))
+    assert report.total_iterations == 3 and report.data_dependent == []
+    assert report.custom_calls == {"__gpu$xla.gpu.triton": 1}
+
+
 # ------------------------------------------------------------------------------------------
 # the renderers
 
