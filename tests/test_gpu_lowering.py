@@ -6,7 +6,8 @@ Triton kernels included: their custom call is allowed through ``disabled_checks`
 iteration of an XLA ``while`` is a host round trip plus kernel launches, and a loop whose trip
 count depends on data cannot even be planned ahead; ``tests/_lowering.py`` reads the loops off
 the StableHLO text. Inputs are tiny (one ray chunk), so the counts below are the fixed cost per
-call: the loops a GPU path keeps whatever the image size, e.g. over samples or pair blocks.
+call: the loops a GPU path keeps whatever the image size, e.g. over samples or pair blocks; the
+``_512`` cases render a 512 x 512 detector to count ray chunks as well.
 """
 
 import jax
@@ -32,6 +33,7 @@ MAX_ITERATIONS = {
     "trilinear": 24, "trilinear_grad": 48,
     "line_integrals": 24, "line_integrals_grad": 48,
     "siddon_batch": 24,
+    "siddon_512": 24, "siddon_512_grad": 48, "trilinear_512_grad": 48,
     "render_labels": 24, "render_with_labels_grad": 48,
     "polychromatic": 24, "polychromatic_grad": 48,
     "render_mesh": 24, "render_mesh_grad": 48,
@@ -125,6 +127,7 @@ def _volume():
 
 
 CAM = fj.Camera(8, 8, 4.0, 200.0)
+CAM_512 = fj.Camera(512, 512, 0.0625, 200.0)
 
 
 def _pose(volume):
@@ -172,6 +175,10 @@ def _cases():
         "line_integrals": (fj.line_integrals, (v, sources, targets)),
         "line_integrals_grad": (summed(lambda s, vol, t: fj.line_integrals(vol, s, t)), (sources, v, targets)),
         "siddon_batch": (lambda vol, p: fj.render(vol, CAM, p), (v, poses)),
+        # a full detector: ray chunks, if any, show here
+        "siddon_512": (lambda vol, p: fj.render(vol, CAM_512, p), (v, pose)),
+        "siddon_512_grad": (summed(lambda p, vol: fj.render(vol, CAM_512, p)), (pose, v)),
+        "trilinear_512_grad": (summed(lambda p, vol: fj.render(vol, CAM_512, p, "trilinear")), (pose, v)),
         "render_labels": (lambda vol, p: fj.render_labels(vol, CAM, p, (1, 2)), (v, pose)),
         "render_with_labels_grad": (summed(lambda p, vol: fj.render_with_labels(vol, CAM, p, (1, 2)).image), (pose, v)),
         "polychromatic": (lambda vol, p: fj.render_polychromatic(vol, CAM, p, spec), (_hu(v), pose)),
