@@ -48,7 +48,7 @@ class Loop:
     """
 
     function: str
-    parent: "Loop | None"
+    parent: Loop | None
     iter_args: list[tuple[str, str]]
     cond_lines: list[str] = field(default_factory=list)
     body_lines: list[str] = field(default_factory=list)
@@ -71,8 +71,8 @@ class LoopReport:
 
     def describe(self) -> str:
         """One line per loop: function, trip count, iterations per call."""
-        lines = [f"{len(self.loops)} while loops, {self.total_iterations} static iterations, "
-                 f"{len(self.data_dependent)} data-dependent; custom calls {self.custom_calls}"]
+        lines = [(f"{len(self.loops)} while loops, {self.total_iterations} static iterations, "
+                  f"{len(self.data_dependent)} data-dependent; custom calls {self.custom_calls}")]
         for loop in self.loops:
             trip = "data-dependent" if loop.trip_count is None else f"trip {loop.trip_count}"
             lines.append(f"  @{loop.function}: {trip}, iterations {loop.iterations} ({loop.condition})")

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _lowering import loops
 from jax import lax
 
 import fluorojax as fj
@@ -21,8 +22,6 @@ from fluorojax import tools
 from fluorojax.physics import material_volume
 from fluorojax.registration import correction_to_pose, ncc
 from fluorojax.scene.render import render_scene
-
-from _lowering import loops
 
 TRITON = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
 
@@ -89,7 +88,7 @@ def test_parser_counts_downward_and_strided_loops():
 
 def test_parser_sees_a_while_nested_in_a_data_dependent_loop_as_unbounded():
     def f(x):
-        body = lambda c: lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)  # noqa: E731
+        body = lambda c: lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)
         return lax.while_loop(lambda c: c < 50.0, body, x)
 
     report = lowered_loops(f, jnp.float32(0.0))

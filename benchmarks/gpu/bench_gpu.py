@@ -186,7 +186,7 @@ class Run:
         else:
             try:
                 fn()
-            except Exception as error:  # one broken step must not cost the rest of the run
+            except Exception as error:  # noqa: BLE001  one broken step must not cost the rest of the run
                 traceback.print_exc()
                 self.info.setdefault("errors", []).append(f"{type(error).__name__}: {str(error)[:300]}")
                 for row in rows:
@@ -302,13 +302,13 @@ def run_drr(run, volume, keep):
     for nominal, n in zip(FULL.drr, run.sizes.drr):
         camera = fj.Camera(n, n, PIXEL_MM.get(n, 400.0 / n), SDD_MM)
         for method in ("siddon", "trilinear"):
-            def forward(n=n, camera=camera, method=method):
+            def forward(n=n, nominal=nominal, camera=camera, method=method):
                 fn = jax.jit(lambda v, p: fj.render(v, camera, p, method))
                 record, image = timed(fn, volume, pose, budget_s=run.sizes.repeat_budget_s)
                 run.results[f"{method}-{nominal}-forward"] = {**record, "ran_at": f"{n} x {n}"}
                 keep[f"{method}-{nominal}"] = np.asarray(image)
 
-            def backward(n=n, camera=camera, method=method):
+            def backward(n=n, nominal=nominal, camera=camera, method=method):
                 fn = jax.jit(jax.value_and_grad(lambda w, v: jnp.sum(fj.render(v, camera, pose @ se3_exp(w), method))))
                 record, _ = timed(fn, jnp.zeros(6), volume, budget_s=run.sizes.repeat_budget_s)
                 run.results[f"{method}-{nominal}-forward+backward"] = {**record, "ran_at": f"{n} x {n}"}
@@ -396,7 +396,7 @@ def run_generate(run):
     )
     prepared = prepare_case(example_case(), spec)
     start = time.perf_counter()
-    render_scene_images(prepared, spec, 0, range(0, views))
+    render_scene_images(prepared, spec, 0, range(views))
     first = time.perf_counter() - start
     times, count, masks = [], 0, []
     for s in range(1, scenes + 1):
@@ -421,7 +421,7 @@ def run_register(run):
     truth = fj.carm_pose(0.0, 0.0, 800.0, volume.center)
     params = {"rotation": jax.numpy.asarray([0.05, -0.08, 0.04]), "translation": jax.numpy.asarray([6.0, -8.0, 5.0])}
     init = correction_to_pose(params, truth, volume.center)
-    options = dict(steps=run.sizes.register_steps, scales=run.sizes.register_scales)
+    options = {"steps": run.sizes.register_steps, "scales": run.sizes.register_scales}
     for nominal, n in zip(FULL.register, run.sizes.register):
         def one(n=n, nominal=nominal):
             camera = fj.Camera(n, n, 384.0 / n, SDD_MM)
@@ -478,8 +478,8 @@ def run_augment(run, example):
         run.results["render-augmented-32x448"] = {**record, "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",
                                                   "images_per_s": b / record["median_s"]}
 
-    run.step(["augment-32x448"], batch, reserve_s=40.0)
-    run.step(["render-augmented-32x448"], fused, reserve_s=40.0)
+    run.step(["augment-32x448"], batch, reserve_s=45.0)
+    run.step(["render-augmented-32x448"], fused, reserve_s=45.0)
 
 
 def run_peers(run, ct_path, keep):
@@ -490,12 +490,12 @@ def run_peers(run, ct_path, keep):
         for row in peer_rows:
             run.results[row] = {"skipped": f"not run: {', '.join(missing)} not installed"}
         return
-    budget = max(run.left() - 30.0, 10.0) if run.args.dry_run else min(150.0, run.left() - 60.0)
+    budget = max(run.left() - 30.0, 10.0) if run.args.dry_run else min(120.0, run.left() - 60.0)
     with tempfile.TemporaryDirectory() as images:
         command = [sys.executable, str(HERE / "peers_gpu.py"), "--ct", str(ct_path), "--images", images,
                    "--device", "cpu" if run.args.dry_run else "cuda", "--budget-s", f"{budget:.0f}",
                    "--repeats", "3" if run.args.dry_run else "10", "--sizes", *map(str, run.sizes.drr)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=budget + 90.0)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=budget + 90.0, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"peers_gpu.py exit {done.returncode}: {done.stderr[-600:]}")
         out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -553,20 +553,20 @@ def markdown(run):
     lines = [
         "# fluorojax on the GPU: benchmarks/gpu/bench_gpu.py",
         "",
-        "DRY RUN: tiny sizes on the CPU; the numbers only show that every step runs." if info.get("dry_run") else
-        "One run on one machine; nanodrr and DiffDRR in a child process on the same GPU, after fluorojax.",
+        ("DRY RUN: tiny sizes on the CPU; the numbers only show that every step runs." if info.get("dry_run") else
+         "One run on one machine; nanodrr and DiffDRR in a child process on the same GPU, after fluorojax."),
         "",
         f"- device: {info.get('device')}; host: {info.get('host')}; {info.get('date')}",
         f"- versions: {info.get('versions')}",
-        f"- peers: {info.get('peers', {}).get('versions')} on {info.get('peers', {}).get('device')}; "
-        f"notes: {info.get('peers', {}).get('notes')}",
-        f"- DRR rows render {info.get('ct')}; labels, polychromatic, generation, registration and augmentation"
-        " rows the bundled example CT (170 x 170 x 133, 89 labels)",
+        (f"- peers: {info.get('peers', {}).get('versions')} on {info.get('peers', {}).get('device')}; "
+         f"notes: {info.get('peers', {}).get('notes')}"),
+        (f"- DRR rows render {info.get('ct')}; labels, polychromatic, generation, registration and augmentation"
+         " rows the bundled example CT (170 x 170 x 133, 89 labels)"),
         f"- time: {info.get('elapsed_s', 0.0):.0f} s of the {run.args.time_limit:.0f} s limit",
         f"- errors: {info.get('errors', [])}",
         f"- seconds per step (wall, CPU of this process): {info.get('steps_s')}",
-        "- timing: first call (compile + run), then the median of warm calls, each ended by block_until_ready;"
-        " forward+backward = value and gradient of the image sum with respect to the pose (se(3) twist)",
+        ("- timing: first call (compile + run), then the median of warm calls, each ended by block_until_ready;"
+         " forward+backward = value and gradient of the image sum with respect to the pose (se(3) twist)"),
         "",
         "## Checks: default device vs float64 references and the CPU device (small cases)",
         "",
@@ -607,7 +607,7 @@ STEPS = {  # in run order: the issue's headline numbers first, so a run cut shor
     "mesh": lambda run, c: run_mesh(run),
     "poly": lambda run, c: run_poly(run, c["example"]),
 }
-RESERVE_S = {"peers": 60.0, "generate": 40.0, "augment": 40.0}  # seconds that must be left to start a step
+RESERVE_S = {"peers": 60.0, "register": 60.0, "generate": 60.0, "augment": 90.0}  # seconds that must be left to start a step
 PREFIXES = {"drr": tuple(f"{m}-{n}-" for m in ("siddon", "trilinear") for n in FULL.drr), "batch": ("siddon-batch",), "peers": ("nanodrr", "diffdrr"),
             "register": ("register-",), "generate": ("generate-",), "augment": ("augment-", "render-augmented-"),
             "labels": ("labels-",), "mesh": ("mesh-",), "poly": ("poly-",), "checks": ()}
@@ -645,14 +645,14 @@ def main(argv=None):
     example = fj.load_example()
     volume = fj.load_volume(ct_path) if ct_path else example.replace(labels=None)
     context = {"volume": volume, "example": example, "ct_path": ct_path or Path(fj.example_paths()[0]), "keep": {}}
-    for name in STEPS:
+    for name, step in STEPS.items():
         rows = step_rows(name)
         if name not in args.steps:
             for row in rows:
                 run.results[row] = {"skipped": "not run: not selected (--steps)"}
             continue
         wall, cpu = time.perf_counter(), time.process_time()
-        run.step(rows, lambda: STEPS[name](run, context), reserve_s=RESERVE_S.get(name, 20.0))
+        run.step(rows, lambda step=step: step(run, context), reserve_s=RESERVE_S.get(name, 20.0))
         run.info.setdefault("steps_s", {})[name] = (round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1))
     print(markdown(run))
 

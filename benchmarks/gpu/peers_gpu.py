@@ -159,7 +159,7 @@ def main(argv=None):
                         built = build_diffdrr(data, affine, size, pixel, args.device, peer.split("-")[1], args.n_samples)
                     render, rotation, translation, label = built
                     first, median, img = time_peer(render, rotation, translation, mode, args.device, args.repeats)
-                except Exception as error:  # a peer that fails is a row that says why, not a lost run
+                except Exception as error:  # noqa: BLE001  a peer that fails is a row that says why, not a lost run
                     out["errors"].append(f"{peer} {size} {mode}: {type(error).__name__}: {str(error)[:300]}")
                     continue
                 finally:
