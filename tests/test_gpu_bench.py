@@ -35,7 +35,8 @@ def _table_rows(text):
 
 def _dry_run(tmp_path, steps):
     out, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
-    bench_gpu.main(["--dry-run", "--steps", ",".join(steps), "--out", str(out), "--json", str(js)])
+    # no time limit here: on a loaded CPU a step must not be skipped for time
+    bench_gpu.main(["--dry-run", "--steps", ",".join(steps), "--time-limit", "3600", "--out", str(out), "--json", str(js)])
     return out.read_text(), json.loads(js.read_text())
 
 
