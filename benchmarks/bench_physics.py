@@ -72,7 +72,7 @@ def main():
         return jnp.exp(-fj.render(mu.replace(data=mu_data), camera, pose, method=method))
 
     def poly_prepared(pose, densities, spec=spec):
-        return physics.render_polychromatic(materials.replace(data=densities), camera, pose, spec, method=method)
+        return fj.render_polychromatic(materials.replace(data=densities), camera, pose, spec, method=method)
 
     def poly_prepared_binned(pose, densities):
         return poly_prepared(pose, densities, binned)
@@ -81,7 +81,7 @@ def main():
         return jnp.exp(-fj.render(fj.hu_to_mu(ct.replace(data=hu)), camera, pose, method=method))
 
     def poly_hu(pose, hu, spec=spec):
-        return physics.render_polychromatic(ct.replace(data=hu), camera, pose, spec, method=method)
+        return fj.render_polychromatic(ct.replace(data=hu), camera, pose, spec, method=method)
 
     def poly_hu_binned(pose, hu):
         return poly_hu(pose, hu, binned)

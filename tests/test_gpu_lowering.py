@@ -21,7 +21,7 @@ import fluorojax as fj
 from fluorojax import tools
 from fluorojax.physics import material_volume
 from fluorojax.registration import correction_to_pose, ncc
-from fluorojax.scene.render import render_scene
+from fluorojax.simulate import render_scene
 
 TRITON = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
 
