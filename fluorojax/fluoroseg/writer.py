@@ -35,8 +35,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import tifffile
 
+from fluorojax._files import write_atomic
 from fluorojax.fluoroseg import rle
 from fluorojax.fluoroseg.categories import coco_categories, get_category
+from fluorojax.fluoroseg.masks import mask_box
 from fluorojax.fluoroseg.text import describe
 
 _INDEX_DIGITS = 10
@@ -97,17 +99,6 @@ def _dumps(value) -> bytes:
     return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def _remove_temp_files(folder: Path) -> None:
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -143,10 +134,10 @@ def encode_annotation(annotation: Annotation, height: int, width: int) -> dict |
         segmentation, mask = rle.encode_travel(data), data > 0
     else:
         segmentation, mask = rle.encode_hits(data), np.isfinite(data[0, 0])
-    if not mask.any():
+    box = mask_box(mask)
+    if box is None:
         return None
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    bbox = [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+    bbox = [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
     descriptions = describe(annotation.category_id) if annotation.descriptions is None else annotation.descriptions
     if isinstance(descriptions, str) or not all(isinstance(d, str) and d for d in descriptions):
         raise ValueError(f"descriptions must be a sequence of non-empty strings, got {descriptions!r}")
@@ -312,8 +303,8 @@ class FluoroSegWriter:
 
         folder = self._case_dir(case)
         folder.mkdir(exist_ok=True)
-        _atomic_write(folder / f"{stem}.tiff", tiff.getvalue())
-        _atomic_write(folder / f"{stem}.json", annotation_bytes)
+        write_atomic(folder / f"{stem}.tiff", tiff.getvalue())
+        write_atomic(folder / f"{stem}.json", annotation_bytes)
         self._complete[case].add(int(index))
         return True
 
@@ -353,7 +344,7 @@ class FluoroSegWriter:
             "annotations": [],
         }
         path = self.root / f"{case}.json"
-        _atomic_write(path, _dumps(document))
+        write_atomic(path, _dumps(document))
         return path
 
     def write_splits(self, train: Sequence[str], val: Sequence[str]) -> tuple[Path, Path]:
@@ -370,5 +361,5 @@ class FluoroSegWriter:
                 raise FileNotFoundError(f"case file {self.root / f'{case}.json'} does not exist: call write_case({case!r}) first")
         paths = (self.root / "train.txt", self.root / "val.txt")
         for path, cases in zip(paths, (train, val)):
-            _atomic_write(path, "".join(f"{case}.json\n" for case in cases).encode("ascii"))
+            write_atomic(path, "".join(f"{case}.json\n" for case in cases).encode("ascii"))
         return paths
