@@ -16,6 +16,7 @@ what an invalid traced value produces; ``jax.experimental.checkify`` with
 from __future__ import annotations
 
 import numbers
+import os
 
 import jax
 import numpy as np
@@ -146,6 +147,29 @@ def size(name: str, value) -> tuple[int, int]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ArgumentTypeError(f"{name} must be (H, W), two positive integers of pixels, got {_describe(value)}")
     return (integer(f"{name}[0] (H)", value[0], minimum=1), integer(f"{name}[1] (W)", value[1], minimum=1))
+
+
+def memory_limit() -> int | None:
+    """Bytes this process can at most use: the host's physical memory, or the default JAX
+    device's memory when it reports less; None when neither is known."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        pass
+    stats = jax.local_devices()[0].memory_stats()
+    if stats and stats.get("bytes_limit"):
+        limits.append(int(stats["bytes_limit"]))
+    return min(limits) if limits else None
+
+
+def fits_memory(what: str, nbytes: int) -> None:
+    """ValueError when ``nbytes`` (a lower bound on what ``what`` allocates) exceeds
+    ``memory_limit()``: sizes are checked before anything is allocated."""
+    limit = memory_limit()
+    if limit is not None and nbytes > limit:
+        raise ValueError(f"{what} needs at least {nbytes / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory "
+                         f"of this machine")
 
 
 def _bounds_text(minimum, maximum) -> str:
