@@ -21,15 +21,12 @@ import os
 import jax
 import numpy as np
 
+from fluorojax._pytree import is_concrete
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind (e.g. a string where a number belongs); both a TypeError
     and a ValueError."""
-
-
-def is_concrete(*values) -> bool:
-    """True when no value is a JAX tracer, so every value can be inspected on the host."""
-    return not any(isinstance(v, jax.core.Tracer) for v in values)
 
 
 def _describe(value) -> str:

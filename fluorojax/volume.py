@@ -224,3 +224,31 @@ def load_example() -> Volume:
     """
     ct, labels = example_paths()
     return load_volume(ct, labels=labels)
+
+
+def rays_hit_volume(volume: Volume, sources, targets) -> np.ndarray:
+    """Which rays cross the volume's voxel grid (host-side NumPy, float64).
+
+    Args:
+      volume: a ``Volume`` (its affine and grid shape are used, not its values).
+      sources, targets: (..., 3) world mm, the two ends of each ray's segment (e.g. from
+        ``Camera.rays``; the renderers integrate from the source to the detector pixel).
+    Returns:
+      (...) bool: True where the segment passes through the box of voxels (each voxel +/- half
+      a voxel around its centre), so the renderers can see the volume along that ray.
+    """
+    sources, targets = np.asarray(sources, np.float64), np.asarray(targets, np.float64)
+    voxel_from_world = np.linalg.inv(np.asarray(volume.affine, np.float64))
+    low, high = -0.5, np.asarray(volume.shape, np.float64) - 0.5
+    flat_s, flat_t = sources.reshape(-1, 3), targets.reshape(-1, 3)
+    hit = np.empty(len(flat_s), bool)
+    for start in range(0, len(flat_s), 1 << 16):  # bounded host memory for any image size
+        s = flat_s[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3]
+        d = flat_t[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3] - s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0, t1 = (low - s) / d, (high - s) / d
+        inside = (s >= low) & (s <= high)
+        near = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t0, t1)).max(axis=-1)
+        far = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t0, t1)).min(axis=-1)
+        hit[start:start + len(s)] = np.maximum(near, 0.0) < np.minimum(far, 1.0)
+    return hit.reshape(sources.shape[:-1])
