@@ -24,6 +24,8 @@ def check_writable(path, what: str = "output") -> Path:
     IsADirectoryError naming ``path`` otherwise. Nothing is left behind."""
     path = Path(os.fspath(path))
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{what} {str(path)!r}: {str(folder)!r} is a file, not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} {str(path)!r}: its folder {str(folder)!r} does not exist")
     if path.is_dir():
