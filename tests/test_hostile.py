@@ -212,17 +212,16 @@ def test_image_size_beyond_memory_fails_before_creating_the_folder(tmp_path):
 def test_detector_noise_keeps_the_mean_at_any_photon_count(photons):
     """Kind: integer overflow. int32 Poisson counts gave a mean 0.215 instead of 0.5 at 1e10."""
     p = jnp.full((64, 64), 0.5)
-    noisy = np.asarray(detector_noise(jax.random.key(0), p, photons), np.float64)
+    noisy = np.asarray(jax.jit(detector_noise)(jax.random.key(0), p, photons), np.float64)
     assert abs(noisy.mean() - 0.5) < 1e-6 and np.all(np.isfinite(noisy))
-    assert abs(float(jax.jit(detector_noise)(jax.random.key(0), p, photons).mean()) - 0.5) < 1e-6
 
 
 def test_poisson_noise_below_the_limit_is_the_plain_poisson_draw():
-    p = jnp.linspace(0.0, 1.0, 100)
+    p = jnp.linspace(0.0, 1.0, 4096).reshape(64, 64)
     key = jax.random.key(5)
     expected = jax.random.poisson(key, p * 1e4, p.shape).astype(jnp.float32) / 1e4
     np.testing.assert_array_equal(poisson_noise(key, p, 1e4), expected)
-    big = np.asarray(poisson_noise(key, jnp.full((4000,), 1.0), 10 * POISSON_LIMIT), np.float64)
+    big = np.asarray(poisson_noise(key, jnp.ones((64, 64)), 10 * POISSON_LIMIT), np.float64)
     # normal approximation: variance p / N0
     assert abs(big.var() / (1.0 / (10 * POISSON_LIMIT)) - 1.0) < 0.1
 
@@ -241,20 +240,23 @@ def test_photons_as_a_string_is_a_type_error():
 
 
 def test_nan_in_a_transmission_stays_in_its_pixel():
-    p = jnp.full((8, 8), 0.5).at[3, 4].set(jnp.nan)
+    p = jnp.full((64, 64), 0.5).at[3, 4].set(jnp.nan)
     out = np.asarray(detector_noise(jax.random.key(1), p, 1e3, crosstalk_fraction=0.2, electronic_std=1.0))
     assert np.isnan(out[3, 4]) and np.isnan(out).sum() == 1
 
 
 def test_a_view_that_misses_the_volume_is_detected():
-    volume = fj.load_example()
-    camera = fj.Camera(8, 8, 2.0, 1000.0)
+    """Truth: the renderer. A pixel with a non-zero line integral has a ray that crosses the grid."""
+    volume = fj.Volume(np.ones((4, 5, 6), np.float32), np.diag([10.0, 10.0, 10.0, 1.0]))
+    camera = fj.Camera(8, 8, 40.0, 1000.0)
     centre = np.asarray(volume.center)
     away = fj.look_at(centre + np.array([0.0, 600.0, 0.0]), centre + np.array([0.0, 1200.0, 0.0]))
     toward = fj.look_at(centre + np.array([0.0, 600.0, 0.0]), centre)
     assert not fj.volume.rays_hit_volume(volume, *camera.rays(away)).any()
-    assert fj.volume.rays_hit_volume(volume, *camera.rays(toward)).all()
-    assert float(jnp.abs(fj.render(fj.hu_to_mu(volume), camera, away)).max()) == 0.0
+    hit = fj.volume.rays_hit_volume(volume, *camera.rays(toward))
+    image = np.asarray(fj.render(volume, camera, toward))
+    assert hit.any() and not hit.all()
+    np.testing.assert_array_equal(hit, image > 0)
 
 
 # ------------------------------------------------------------------------------------------

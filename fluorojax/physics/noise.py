@@ -106,6 +106,8 @@ def detector_noise(key, transmission, photons, *, crosstalk_fraction=0.0, electr
     and nowhere else.
     """
     _check_photons(photons)
+    if _validate.is_concrete(crosstalk_fraction):
+        _validate.number("crosstalk fraction", crosstalk_fraction, low=0.0, high=0.25)
     if _validate.is_concrete(electronic_std):
         _check_std(electronic_std)
     k_quantum, k_electronic = jax.random.split(key)
