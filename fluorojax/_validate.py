@@ -19,6 +19,7 @@ import numbers
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fluorojax._pytree import is_concrete
@@ -136,6 +137,24 @@ def finite_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
     array = real_array(name, value, shape=shape)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite, got {int((~np.isfinite(array)).sum())} NaN / inf entries")
+    return array
+
+
+def float_array(name: str, value, trailing: tuple[int, ...] = ()):
+    """``value`` as a float32 JAX array whose last axes are ``trailing`` (e.g. (4, 4) for poses).
+
+    Only the kind and the shape are checked (both known under ``jax.jit``); values are not
+    scanned, so this costs nothing on a hot path: NaN / inf entries pass and propagate.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(value)}")
+    try:
+        array = jnp.asarray(value, jnp.float32)
+    except (TypeError, ValueError) as err:
+        raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(value)} ({err})") from None
+    if array.shape[array.ndim - len(trailing):] != tuple(trailing) or array.ndim < len(trailing):
+        wanted = "(..., " + ", ".join(map(str, trailing)) + ")"
+        raise ValueError(f"{name} must have shape {wanted}, got shape {array.shape}")
     return array
 
 

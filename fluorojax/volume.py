@@ -13,6 +13,7 @@ from importlib import resources
 import jax.numpy as jnp
 import numpy as np
 
+from fluorojax import _validate
 from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 
 MU_WATER_PER_MM = 0.0206
@@ -123,7 +124,7 @@ def _check_data(data):
 
 
 def _check_affine(affine):
-    affine = np.asarray(affine, np.float64)
+    affine = _validate.real_array("Volume affine", affine)
     if affine.shape != (4, 4):
         raise ValueError(f"Volume affine must be (4, 4) world_from_voxel, got shape {affine.shape}")
     if not np.all(np.isfinite(affine)):
@@ -150,8 +151,7 @@ def _check_labels(labels, shape):
 
 
 def _check_materials(materials, n_materials, data_shape):
-    if not isinstance(n_materials, (int, np.integer)) or not 1 <= n_materials <= MAX_MATERIALS:
-        raise ValueError(f"n_materials must be an integer in [1, {MAX_MATERIALS}], got {n_materials!r}")
+    _validate.integer("n_materials", n_materials, minimum=1, maximum=MAX_MATERIALS)
     if len(data_shape) != 3:
         raise ValueError(f"a segmented volume (materials given) needs (I, J, K) data, got shape {tuple(data_shape)}")
     materials = np.asarray(materials)
@@ -204,8 +204,12 @@ def hu_to_mu(volume: Volume, mu_water: float = MU_WATER_PER_MM, mu_air: float = 
 
     ``mu = mu_water + HU / 1000 * (mu_water - mu_air)``, clipped at 0: the definition of the
     Hounsfield scale, inverted. The default ``mu_water`` is water at about 60 keV
-    (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept.
+    (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept. Concrete ``mu_water`` (> 0) and
+    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type.
     """
+    if is_concrete(mu_water, mu_air):
+        water = _validate.positive_number("hu_to_mu mu_water", mu_water, unit="1/mm")
+        _validate.number("hu_to_mu mu_air", mu_air, low=0.0, high=water, high_open=True, unit="1/mm")
     mu = mu_water + volume.data / 1000.0 * (mu_water - mu_air)
     return volume.replace(data=jnp.maximum(mu, 0.0))
 

@@ -304,9 +304,24 @@ def test_positive_numbers_are_checked_whatever_their_type(call, error, words, va
     (lambda: SceneSpec().replace(tools={"replace_tissue": "yes"}), "tools.replace_tissue"),
     (lambda: detector_noise(jax.random.key(0), jnp.ones((2, 2)), 1e3, crosstalk_fraction="0.1"), "crosstalk fraction"),
     (lambda: fj.scene.image_key("3", "case", 0), "seed"),
+    (lambda: fj.transforms.so3_exp("x"), "so3_exp rotvec"),
+    (lambda: fj.transforms.make_pose(np.eye(3), "origin"), "make_pose translation"),
+    (lambda: fj.Volume(np.zeros((2, 2, 2)), "eye"), "Volume affine"),
+    (lambda: fj.hu_to_mu(fj.Volume(np.zeros((2, 2, 2)), np.eye(4)), mu_water="0.02"), "hu_to_mu mu_water"),
 ])
 def test_a_string_where_a_number_belongs_names_the_argument(call, name):
     with pytest.raises(TypeError, match=f"{name}.*must be .*got .*str"):
+        call()
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: fj.transforms.so3_exp(np.zeros(4)), r"so3_exp rotvec must have shape \(..., 3\), got shape \(4,\)"),
+    (lambda: fj.transforms.se3_log(np.eye(3)), r"se3_log pose must have shape \(..., 4, 4\), got shape \(3, 3\)"),
+    (lambda: jax.jit(fj.transforms.quaternion_to_matrix)(jnp.ones((2, 3))), r"quaternion_to_matrix quaternion must have shape \(..., 4\)"),
+])
+def test_wrong_trailing_shapes_are_refused_even_under_jit(call, words):
+    """Kind: a (..., 4) rotation vector used to be read as its first three entries without a word."""
+    with pytest.raises(ValueError, match=words):
         call()
 
 

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import tifffile
 
+from fluorojax import _validate
 from fluorojax._files import write_atomic
 from fluorojax.fluoroseg import rle
 from fluorojax.fluoroseg.categories import coco_categories, get_category
@@ -195,9 +196,8 @@ def _check_case(case: str) -> str:
 
 
 def _image_stem(index: int) -> str:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < 10**_INDEX_DIGITS:
-        raise ValueError(f"image index must be an int in [0, {10**_INDEX_DIGITS}), got {index!r}")
-    return f"{int(index):0{_INDEX_DIGITS}d}"
+    index = _validate.integer("image index", index, minimum=0, maximum=10**_INDEX_DIGITS - 1)
+    return f"{index:0{_INDEX_DIGITS}d}"
 
 
 class FluoroSegWriter:
