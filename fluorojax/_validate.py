@@ -87,6 +87,11 @@ def positive_number(name: str, value, *, unit: str = "") -> float:
     return number(name, value, low=0.0, low_open=True, unit=unit)
 
 
+def positive_numbers(unit: str = "", **values) -> list[float]:
+    """``positive_number`` of each keyword argument, named by its keyword."""
+    return [positive_number(name, value, unit=unit) for name, value in values.items()]
+
+
 def probability(name: str, value) -> float:
     """A finite float in [0, 1]."""
     return number(name, value, low=0.0, high=1.0)

@@ -57,11 +57,6 @@ class Tool:
         return out
 
 
-def _positive(**values):
-    for name, value in values.items():
-        _validate.positive_number(name, value, unit="mm")
-
-
 def _tool(vertices, faces, material, density, name):
     return Tool(Mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int32)), material, density, name)
 
@@ -116,9 +111,9 @@ def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material=
     ``tip_length`` (default 1.5 x diameter) is the height of the trocar's three planar facets;
     ``segments`` (a multiple of 3) sets the angular resolution.
     """
-    _positive(diameter=diameter, length=length)
+    _validate.positive_numbers("mm", diameter=diameter, length=length)
     tip_length = 1.5 * diameter if tip_length is None else tip_length
-    _positive(tip_length=tip_length)
+    _validate.positive_numbers("mm", tip_length=tip_length)
     segments = _validate.integer("kwire segments", segments, minimum=6)
     if segments % 3:
         raise ValueError(f"kwire segments must be a multiple of 3 and >= 6, got {segments}")
@@ -140,7 +135,7 @@ def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material=
 
 def _screw(length, major, core, pitch, head_diameter, head_height, thread_length, cannula, segments, rings_per_pitch,
            material, density, name):
-    _positive(length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
+    _validate.positive_numbers("mm", length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
               head_height=head_height)
     if not core < major < head_diameter:
         raise ValueError(f"screw diameters must satisfy core {core} < major {major} < head {head_diameter}")
@@ -149,7 +144,7 @@ def _screw(length, major, core, pitch, head_diameter, head_height, thread_length
     segments = _validate.integer("screw segments", segments, minimum=8)
     rings_per_pitch = _validate.integer("screw rings_per_pitch", rings_per_pitch, minimum=4)
     if thread_length is not None:
-        _positive(thread_length=thread_length)
+        _validate.positive_numbers("mm", thread_length=thread_length)
     theta = 2.0 * np.pi * np.arange(segments) / segments
     dz = pitch / rings_per_pitch
     z_shaft = np.arange(0.0, length + 0.5 * dz, dz)
@@ -218,7 +213,7 @@ def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness
     ``thickness`` thick (z in [0, thickness]); each hole is a polygon with 4 * ``segments``
     corners.
     """
-    _positive(hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
+    _validate.positive_numbers("mm", hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
     n_holes = _validate.positive_int("plate n_holes", n_holes)
     segments = _validate.integer("plate segments", segments, minimum=2)
     if hole_diameter >= min(width, hole_spacing):
@@ -244,7 +239,7 @@ def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness
 
 def cylinder(radius, height, *, segments=32, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
     """Solid cylinder along +z from z = 0 to ``height``."""
-    _positive(radius=radius, height=height)
+    _validate.positive_numbers("mm", radius=radius, height=height)
     segments = _validate.integer("cylinder segments", segments, minimum=3)
     radius_grid = np.full((2, segments), float(radius))
     vertices, faces = _revolve(np.array([0.0, height]), radius_grid, bottom_z=0.0, top_z=height)
@@ -256,7 +251,7 @@ def box(extents, *, material="stainless_steel", density=STAINLESS_STEEL_DENSITY)
     import trimesh
 
     extents = _validate.real_array("box extents", extents, shape=(3,))
-    _positive(**{f"extents[{i}]": float(e) for i, e in enumerate(extents)})
+    _validate.positive_numbers("mm", **{f"extents[{i}]": float(e) for i, e in enumerate(extents)})
     mesh = trimesh.creation.box(extents=extents)
     return _tool(mesh.vertices, mesh.faces, material, density, "box")
 
@@ -265,7 +260,7 @@ def sphere(radius, *, subdivisions=3, material="stainless_steel", density=STAINL
     """Icosphere of ``radius`` centred on the origin (20 * 4**subdivisions triangles)."""
     import trimesh
 
-    _positive(radius=radius)
+    _validate.positive_numbers("mm", radius=radius)
     subdivisions = _validate.integer("sphere subdivisions", subdivisions, minimum=0)
     mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
     return _tool(mesh.vertices, mesh.faces, material, density, "sphere")

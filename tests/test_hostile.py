@@ -108,9 +108,9 @@ def test_symlinks_inside_the_root_are_followed(tmp_path):
 
 
 @pytest.mark.parametrize("images, words", [
-    ({"file_name": "0000000000.tiff"}, "'images' is a object"),
+    ({"file_name": "0000000000.tiff"}, "'images' is an object"),
     ("0000000000.tiff", "'images' is a string"),
-    (None, "'images' is a null"),
+    (None, "'images' is null"),
     ("missing", "no 'images' key"),
 ])
 def test_case_file_whose_images_is_not_a_list(tmp_path, images, words):
@@ -128,10 +128,10 @@ def test_case_file_whose_images_is_not_a_list(tmp_path, images, words):
 def test_case_file_that_is_not_an_object_and_annotation_file_that_is_not_a_list(tmp_path):
     root = _dataset(tmp_path / "data")
     (root / "c" / "0000000000.json").write_text('{"category_id": 5}')
-    with pytest.raises(ValueError, match="0000000000.json: an annotation file must be a JSON list"):
+    with pytest.raises(ValueError, match="0000000000.json: an annotation file must be a JSON list of annotations, got an object at the top level"):
         FluoroSegDataset(root)[0]
     (root / "c.json").write_text("[]")
-    with pytest.raises(ValueError, match="c.json: a case file must be a JSON object .* got a top-level list"):
+    with pytest.raises(ValueError, match="c.json: a case file must be a JSON object .* got a list at the top level"):
         FluoroSegDataset(root)
 
 

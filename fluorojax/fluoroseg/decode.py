@@ -15,6 +15,7 @@ import numpy as np
 import tifffile
 
 from fluorojax.fluoroseg import rle
+from fluorojax.fluoroseg._json import KINDS, note_kinds
 from fluorojax.fluoroseg.categories import NUM_REDUCED_CLASSES, is_known_category, reduced_index
 from fluorojax.fluoroseg.masks import mask_box, resize_bilinear, resize_nearest
 from fluorojax.fluoroseg.text import describe, describe_reduced
@@ -41,13 +42,6 @@ def read_image(path: Path, height: int, width: int) -> np.ndarray:
     return image
 
 
-def _top_level(events, seen: dict):
-    for prefix, event, value in events:
-        if prefix == "":
-            seen.setdefault("top", event)
-        yield prefix, event, value
-
-
 def read_annotations(path: Path, height: int, width: int, categories: str, min_area, max_area) -> list[dict]:
     """Decoded, filtered annotations of an image's annotation file (a JSON list): dicts with
     category_id, mask, travel and descriptions."""
@@ -61,7 +55,7 @@ def read_annotations(path: Path, height: int, width: int, categories: str, min_a
         raise FileNotFoundError(f"annotation file {path} does not exist") from None
     with f:
         try:
-            for i, annotation in enumerate(ijson.items(_top_level(ijson.parse(f, use_float=True), seen), "item")):
+            for i, annotation in enumerate(ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("",)), "item")):
                 if not isinstance(annotation, dict) or not {"category_id", "segmentation"} <= set(annotation):
                     raise ValueError(f"annotation {i} lacks category_id or segmentation")
                 category_id = annotation["category_id"]
@@ -84,8 +78,8 @@ def read_annotations(path: Path, height: int, width: int, categories: str, min_a
             raise ValueError(f"{path}: corrupt annotation file ({err})") from err
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
-    if seen.get("top") != "start_array":
-        raise ValueError(f"{path}: an annotation file must be a JSON list of annotations, got {'an empty file' if 'top' not in seen else 'another JSON value'}")
+    if seen.get("") != "start_array":
+        raise ValueError(f"{path}: an annotation file must be a JSON list of annotations, got {KINDS[seen.get('')]} at the top level")
     return objects
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import ijson
 import numpy as np
 
+from fluorojax.fluoroseg._json import KINDS, note_kinds
+
 SPLITS = ("train", "val")
 
 
@@ -68,16 +70,6 @@ def case_files(root: Path, split: str, train_fraction: float) -> list[Path]:
     return [inside_root(root, root / safe_relative(name, str(split_file)), str(split_file)) for name in names]
 
 
-def _watch_images(events, seen: dict):
-    """Pass ijson events through, noting the top-level event and the first event of ``images``."""
-    for prefix, event, value in events:
-        if prefix == "":
-            seen.setdefault("top", event)
-        elif prefix == "images":
-            seen.setdefault("images", event)
-        yield prefix, event, value
-
-
 def read_case(root: Path, case_path: Path, split: str, min_grad_ncc: float | None) -> list[tuple[Path, dict]]:
     """(image path, image entry) of every image a case file lists (none without an image folder),
     dropping those whose ``grad_ncc`` is below ``min_grad_ncc``."""
@@ -91,7 +83,7 @@ def read_case(root: Path, case_path: Path, split: str, min_grad_ncc: float | Non
     seen: dict = {}
     with open(case_path, "rb") as f:
         try:
-            for i, image in enumerate(ijson.items(_watch_images(ijson.parse(f, use_float=True), seen), "images.item")):
+            for i, image in enumerate(ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("", "images")), "images.item")):
                 if not isinstance(image, dict) or not {"file_name", "height", "width"} <= set(image):
                     raise ValueError(f"{case_path}: image entry {i} lacks file_name, height or width")
                 if not all(isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0 for k in ("height", "width")):
@@ -106,15 +98,10 @@ def read_case(root: Path, case_path: Path, split: str, min_grad_ncc: float | Non
                 entries.append((path, image))
         except ijson.JSONError as err:
             raise ValueError(f"{case_path}: corrupt case file ({err})") from err
-    if seen.get("top") != "start_map":
-        raise ValueError(f"{case_path}: a case file must be a JSON object with an 'images' list, got a top-level {_kind(seen.get('top'))}")
+    if seen.get("") != "start_map":
+        raise ValueError(f"{case_path}: a case file must be a JSON object with an 'images' list, got {KINDS[seen.get('')]} at the top level")
     if seen.get("images") != "start_array":
-        found = "no 'images' key" if "images" not in seen else f"'images' is a {_kind(seen['images'])}"
+        found = "no 'images' key" if "images" not in seen else f"'images' is {KINDS[seen['images']]}"
         raise ValueError(f"{case_path}: expected 'images' to be a list of image entries, found {found}")
     return entries
 
-
-def _kind(event) -> str:
-    """The JSON type an ijson start event begins."""
-    return {"start_map": "object", "start_array": "list", "string": "string", "number": "number", "boolean": "boolean",
-            "null": "null", None: "nothing (empty file)"}.get(event, str(event))

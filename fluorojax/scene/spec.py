@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fluorojax import _validate
+from fluorojax._files import write_atomic
 from fluorojax.physics import material_names
 
 ANNOTATION_KINDS = ("travel", "binary", "hits")
@@ -329,5 +330,4 @@ def save_spec(spec: SceneSpec, path) -> Path:
         text = yaml.safe_dump(spec.to_dict(), sort_keys=True)
     else:
         raise ValueError(f"scene spec must be written as .json, .yaml or .yml, got {str(path)!r}")
-    path.write_text(text, "utf-8")
-    return path
+    return write_atomic(path, text.encode("utf-8"))
