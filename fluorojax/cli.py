@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ from fluorojax._cli_args import finite_float, non_negative_int, positive_float, 
 from fluorojax._display import to_uint8, window
 from fluorojax._files import check_writable, write_atomic
 from fluorojax.cli_generate import add_generate_parser, add_preview_parser
+from fluorojax.volume import rays_hit_volume
 
 DEFAULT_SDD = 1020.0
 DEFAULT_SOURCE_TO_ISOCENTER = 510.0
@@ -110,7 +112,7 @@ def _load_image(path):
         raise ValueError(f"target image must be .png, .tif/.tiff or .npy, got {path!r}")
     try:
         image = _read_image_file(path, ext)
-    except Exception as err:  # each image library raises its own kinds for a file it cannot decode
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:  # what PIL, tifffile and np.load raise for undecodable files
         raise ValueError(f"target image {path}: cannot read it as {ext[1:].upper()} ({type(err).__name__}: {err})") from None
     try:
         image = np.asarray(image, np.float32)
@@ -129,8 +131,6 @@ def _check_fits(height, width, batch=1):
 
 def _check_view(volume, camera, pose, what):
     """ValueError when no ray of ``camera`` at ``pose`` crosses the volume's voxel grid."""
-    from fluorojax.volume import rays_hit_volume
-
     sources, targets = camera.rays(pose)
     if not rays_hit_volume(volume, sources, targets).any():
         raise ValueError(f"{what}: no ray of the {camera.height} x {camera.width} camera crosses the CT; the view "

@@ -325,6 +325,17 @@ def test_wrong_trailing_shapes_are_refused_even_under_jit(call, words):
         call()
 
 
+def test_writer_camera_entries_are_checked_whatever_their_type(tmp_path):
+    writer = FluoroSegWriter(tmp_path)
+    image = np.ones((4, 4), np.float32)
+    with pytest.raises(TypeError, match=r"camera focal_length must be a positive, finite number \(mm\), got '1000' \(str\)"):
+        writer.write_image("c", 0, image, [], {"focal_length": "1000", "pixel_size": 1.0})
+    with pytest.raises(ValueError, match=r"camera pixel_size \(mm\) must be a positive, finite number"):
+        writer.write_image("c", 0, image, [], {"focal_length": 1000.0, "pixel_size": np.array([1.0, np.nan])})
+    assert writer.write_image("c", 0, image, [], {"focal_length": jnp.float32(1000.0), "pixel_size": np.float16(0.5)})
+    assert writer.image_entry("c", 0)["camera"] == {"focal_length": 1000.0, "pixel_size": [0.5, 0.5]}
+
+
 def test_reader_arguments_accept_numpy_and_refuse_strings(tmp_path):
     root = _dataset(tmp_path / "data")
     ds = FluoroSegDataset(root, image_size=(np.int64(4), np.int32(4)), min_area=np.float32(0.001))
@@ -373,6 +384,8 @@ def _error(capsys) -> str:
     ("fake.png", b"this is text\n", "target image fake.png: cannot read it as PNG"),
     ("fake.npy", b"this is text\n", "target image fake.npy: cannot read it as NPY"),
     ("fake.tiff", b"this is text\n", "target image fake.tiff: cannot read it as TIFF"),
+    ("empty.png", b"", "target image empty.png: cannot read it as PNG"),
+    ("empty.npy", b"", "target image empty.npy: cannot read it as NPY (EOFError"),
 ])
 def test_register_target_that_is_not_an_image(tmp_path, monkeypatch, capsys, name, content, words):
     monkeypatch.chdir(tmp_path)

@@ -175,14 +175,15 @@ def _camera_entries(camera: Mapping[str, Any]) -> tuple[dict, dict]:
     unknown = sorted(set(camera) - _CAMERA_KEYS)
     if unknown or "focal_length" not in camera or "pixel_size" not in camera:
         raise ValueError(f"camera must have focal_length (mm) and pixel_size (mm), optionally intrinsics, pose, projection_matrix; got keys {sorted(camera)}")
-    focal_length = float(camera["focal_length"])
-    pixel_size = np.broadcast_to(np.asarray(camera["pixel_size"], np.float64), (2,)) if np.ndim(camera["pixel_size"]) <= 1 else None
-    if not np.isfinite(focal_length) or focal_length <= 0 or pixel_size is None or not np.all(pixel_size > 0):
-        raise ValueError(f"camera focal_length must be a positive number of mm and pixel_size a positive scalar or (px, py) in mm, got {camera['focal_length']!r}, {camera['pixel_size']!r}")
+    focal_length = _validate.positive_number("camera focal_length", camera["focal_length"], unit="mm")
+    pixel_size = _validate.positive_array("camera pixel_size (mm)", camera["pixel_size"])
+    if pixel_size.shape not in ((), (1,), (2,)):
+        raise ValueError(f"camera pixel_size must be a positive scalar or (px, py) in mm, got shape {pixel_size.shape}")
+    pixel_size = np.broadcast_to(pixel_size, (2,))
     extras = {}
     for key, shape in (("intrinsics", (3, 3)), ("pose", (4, 4)), ("projection_matrix", (3, 4))):
         if key in camera:
-            matrix = np.asarray(camera[key], np.float64)
+            matrix = _validate.real_array(f"camera {key}", camera[key])
             if matrix.shape != shape:
                 raise ValueError(f"camera {key} must have shape {shape}, got {matrix.shape}")
             extras[key] = _jsonable(matrix, f"camera {key}")
