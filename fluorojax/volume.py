@@ -43,6 +43,10 @@ class Volume:
         lowest mantissa bits of each value while rendering, which changes values by at most
         1e-6 relative.
       n_materials: number of material classes (static), given with ``materials``.
+
+    Concrete arrays are checked on construction (shapes, dtypes, finite data and affine, label
+    and class ranges; ValueError / TypeError naming the field). A Volume built inside
+    ``jax.jit`` from traced arrays is not scanned: NaN data there give NaN images.
     """
 
     data: jnp.ndarray

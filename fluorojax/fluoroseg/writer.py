@@ -221,9 +221,9 @@ class FluoroSegWriter:
     """
 
     def __init__(self, root, *, remove_temp_files: bool = True):
+        self.remove_temp_files = _validate.boolean("remove_temp_files", remove_temp_files)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.remove_temp_files = remove_temp_files
         self._complete: dict[str, set[int]] = {}
         if remove_temp_files:
             _remove_temp_files(self.root)

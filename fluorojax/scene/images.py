@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fluorojax import _validate
 from fluorojax.fluoroseg import Annotation, camera_dict, describe_tool
 from fluorojax.physics import DEFAULT_MATERIALS, monochromatic, spectrum
 from fluorojax.scene.cases import CaseSource, PreparedCase, prepare_case
@@ -158,8 +159,7 @@ def render_scene_images(prepared: PreparedCase, spec: SceneSpec, seed: int, indi
 
 def regenerate_image(source: CaseSource, spec: SceneSpec, seed: int, index: int) -> ImageRecord:
     """Image ``index`` of ``source`` exactly as the generator renders it with ``spec`` and ``seed``."""
-    if not 0 <= index < spec.images_per_ct:
-        raise ValueError(f"image index must be in [0, {spec.images_per_ct}), got {index}")
+    index = _validate.integer("image index", index, minimum=0, maximum=spec.images_per_ct - 1)
     scene = scene_chunks(spec)[index // spec.render.views_per_scene]
     records = render_scene_images(prepare_case(source, spec), spec, seed, scene)
     return records[index - scene.start]
