@@ -95,6 +95,16 @@ def test_symlinked_image_annotation_split_and_case_files_are_refused(tmp_path):
         FluoroSegDataset(root, split="val", on_error="skip")
 
 
+def test_a_link_swapped_in_after_indexing_is_refused_at_read_time(tmp_path):
+    root = _dataset(tmp_path / "data")
+    dataset = FluoroSegDataset(root)
+    secret = tmp_path / "secret.tiff"
+    os.replace(root / "c" / "0000000000.tiff", secret)
+    os.symlink(secret, root / "c" / "0000000000.tiff")
+    with pytest.raises(UnsafePathError, match="image file: refusing .*0000000000.tiff.*secret.tiff.*outside the dataset root"):
+        dataset[0]
+
+
 def test_symlinks_inside_the_root_are_followed(tmp_path):
     """A link that stays inside the root is fine: only leaving the root is refused."""
     root = _dataset(tmp_path / "data")

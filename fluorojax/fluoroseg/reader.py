@@ -129,9 +129,9 @@ class FluoroSegDataset:
             raise IndexError(f"dataset index {index} out of range for {len(self)} images")
         path, info = self._entries[index]
         height, width = info["height"], info["width"]
-        image = read_image(path, height, width)
-        annotations = path.with_suffix(".json")
-        inside_root(self.root, annotations, f"annotation file of {path}")
+        # checked again here: a link may have changed since the index was built
+        image = read_image(inside_root(self.root, path, "image file"), height, width)
+        annotations = inside_root(self.root, path.with_suffix(".json"), f"annotation file of {path}")
         objects = read_annotations(annotations, height, width, self.categories, self.min_area, self.max_area)
         size = (height, width) if self.image_size is None else self.image_size
         sample = assemble(image, objects, size, self.categories)
