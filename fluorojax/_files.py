@@ -9,8 +9,9 @@ destination the caller asked for, never the temporary file.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 
 def temp_path(path: Path) -> Path:

@@ -24,6 +24,12 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 
+__all__ = [
+    "ArgumentTypeError", "boolean", "choice", "finite_array", "fits_memory", "float_array", "integer", "is_concrete",
+    "memory_limit", "number", "positive_array", "positive_int", "positive_number", "positive_numbers", "probability",
+    "real_array", "size",
+]
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind (e.g. a string where a number belongs); both a TypeError
@@ -40,7 +46,7 @@ def _describe(value) -> str:
 def _scalar(name: str, value, expected: str):
     """The Python scalar inside a number, a NumPy / JAX scalar or a 0-d real array;
     ArgumentTypeError for anything else (strings, bools, None, sequences, n-d arrays)."""
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         raise ArgumentTypeError(f"{name} must be {expected}, got {_describe(value)}")
     if isinstance(value, numbers.Number):
         return value

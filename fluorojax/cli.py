@@ -11,7 +11,12 @@ import sys
 import numpy as np
 
 from fluorojax import _validate
-from fluorojax._cli_args import finite_float, non_negative_int, positive_float, positive_int
+from fluorojax._cli_args import (
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from fluorojax._display import to_uint8, window
 from fluorojax._files import check_writable, write_atomic
 from fluorojax.cli_generate import add_generate_parser, add_preview_parser

@@ -48,7 +48,7 @@ class Tool:
         object.__setattr__(self, "material", material)
         object.__setattr__(self, "name", str(name))
 
-    def place(self, world_from_mesh) -> "Tool":
+    def place(self, world_from_mesh) -> Tool:
         """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
         out = object.__new__(Tool)
         for field, value in (("mesh", self.mesh.transform(world_from_mesh)), ("density", self.density),

@@ -95,7 +95,7 @@ class Volume:
         half = (jnp.asarray(self.shape, jnp.float32) - 1.0) / 2.0
         return self.affine[:3, :3] @ half + self.affine[:3, 3]
 
-    def dense(self) -> "Volume":
+    def dense(self) -> Volume:
         """The same volume with (I, J, K, n_materials) data: a segmented volume's value in its
         class's channel, 0 in the others; any other volume unchanged."""
         if self.materials is None:
@@ -103,7 +103,7 @@ class Volume:
         one_hot = self.materials[..., None] == jnp.arange(self.n_materials)
         return Volume(jnp.where(one_hot, self.data[..., None], 0.0), self.affine, self.labels)
 
-    def replace(self, **changes) -> "Volume":
+    def replace(self, **changes) -> Volume:
         """A copy with some fields replaced (validated like the constructor)."""
         fields = {"data": self.data, "affine": self.affine, "labels": self.labels, "materials": self.materials,
                   "n_materials": self.n_materials}

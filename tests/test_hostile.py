@@ -17,7 +17,12 @@ import pytest
 import fluorojax as fj
 from fluorojax import _validate
 from fluorojax.cli import main
-from fluorojax.fluoroseg import Annotation, FluoroSegDataset, FluoroSegWriter, UnsafePathError
+from fluorojax.fluoroseg import (
+    Annotation,
+    FluoroSegDataset,
+    FluoroSegWriter,
+    UnsafePathError,
+)
 from fluorojax.physics import detector_noise, poisson_noise
 from fluorojax.physics.noise import POISSON_LIMIT
 from fluorojax.scene import CaseSource, SceneSpec, example_case, generate

@@ -16,7 +16,11 @@ import tifffile
 
 from fluorojax.fluoroseg import rle
 from fluorojax.fluoroseg._json import KINDS, note_kinds
-from fluorojax.fluoroseg.categories import NUM_REDUCED_CLASSES, is_known_category, reduced_index
+from fluorojax.fluoroseg.categories import (
+    NUM_REDUCED_CLASSES,
+    is_known_category,
+    reduced_index,
+)
 from fluorojax.fluoroseg.masks import mask_box, resize_bilinear, resize_nearest
 from fluorojax.fluoroseg.text import describe, describe_reduced
 

@@ -36,15 +36,22 @@ The work is split by idea: ``index`` (which case files and images a split holds,
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from fluorojax import _validate
 from fluorojax.fluoroseg import batching
 from fluorojax.fluoroseg.decode import assemble, read_annotations, read_image
-from fluorojax.fluoroseg.index import SPLITS, UnsafePathError, case_files, inside_root, read_case
+from fluorojax.fluoroseg.index import (
+    SPLITS,
+    UnsafePathError,
+    case_files,
+    inside_root,
+    read_case,
+)
 
 __all__ = ["FluoroSegDataset", "UnsafePathError"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator, Sequence
 
 import jax
 

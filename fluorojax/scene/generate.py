@@ -19,13 +19,33 @@ re-exported here.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from fluorojax import _validate
 from fluorojax.fluoroseg import FluoroSegWriter
-from fluorojax.scene.backends import finish, render_scenes, run_local, run_ray, run_scenes
-from fluorojax.scene.cases import CaseSource, PreparedCase, example_case, find_cases, prepare_case, read_structures
-from fluorojax.scene.images import TOOL_CATEGORY_ID, ImagePlan, ImageRecord, regenerate_image, render_scene_images, scene_chunks
+from fluorojax.scene.backends import (
+    finish,
+    render_scenes,
+    run_local,
+    run_ray,
+    run_scenes,
+)
+from fluorojax.scene.cases import (
+    CaseSource,
+    PreparedCase,
+    example_case,
+    find_cases,
+    prepare_case,
+    read_structures,
+)
+from fluorojax.scene.images import (
+    TOOL_CATEGORY_ID,
+    ImagePlan,
+    ImageRecord,
+    regenerate_image,
+    render_scene_images,
+    scene_chunks,
+)
 from fluorojax.scene.keys import case_id, image_key
 from fluorojax.scene.progress import Progress, Summary
 from fluorojax.scene.run_record import RUN_FILE, claim_output, run_record

@@ -58,7 +58,7 @@ class Summary:
     def images_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
-    def add(self, other: "Summary") -> None:
+    def add(self, other: Summary) -> None:
         self.written += other.written
         self.skipped += other.skipped
         for k, v in other.stages.items():

@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fluorojax import _validate
 from fluorojax._files import write_atomic
@@ -244,7 +245,7 @@ class SceneSpec:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SceneSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> SceneSpec:
         """A spec from plain data; missing keys take their defaults, unknown keys raise ValueError."""
         _check_keys("scene spec", data, cls)
         kwargs = {}
@@ -256,7 +257,7 @@ class SceneSpec:
                 kwargs[key] = value
         return cls(**kwargs)
 
-    def replace(self, **changes) -> "SceneSpec":
+    def replace(self, **changes) -> SceneSpec:
         """A copy with top-level fields replaced; a section may be given as a dict of its changes."""
         for name, cls in _SECTIONS.items():
             if isinstance(changes.get(name), Mapping):
