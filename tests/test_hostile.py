@@ -317,7 +317,7 @@ def test_positive_numbers_are_checked_whatever_their_type(call, error, words, va
     (lambda: SceneSpec().replace(views={"near_deg": "2"}), "views.near_deg"),
     (lambda: SceneSpec().replace(device={"sdd_mm": ["900", 1200]}), "device.sdd_mm min"),
     (lambda: SceneSpec().replace(tools={"replace_tissue": "yes"}), "tools.replace_tissue"),
-    (lambda: detector_noise(jax.random.key(0), jnp.ones((2, 2)), 1e3, crosstalk_fraction="0.1"), "crosstalk fraction"),
+    (lambda: detector_noise(jax.random.key(0), jnp.ones((2, 2)), 1e3, crosstalk_fraction="0.1"), "cross-talk fraction"),
     (lambda: fj.scene.image_key("3", "case", 0), "seed"),
     (lambda: fj.transforms.so3_exp("x"), "so3_exp rotvec"),
     (lambda: fj.transforms.make_pose(np.eye(3), "origin"), "make_pose translation"),

@@ -75,7 +75,7 @@ def crosstalk(image, fraction):
     image is unchanged. image: (..., H, W); fraction in [0, 0.25]. Returns (..., H, W) float32.
     """
     if _validate.is_concrete(fraction):
-        _validate.number("crosstalk fraction", fraction, low=0.0, high=0.25)
+        _validate.number("cross-talk fraction", fraction, low=0.0, high=0.25)
     image = jnp.asarray(image, jnp.float32)
     pad = [(0, 0)] * (image.ndim - 2) + [(1, 1), (1, 1)]
     x = jnp.pad(image, pad, mode="edge")
@@ -107,7 +107,7 @@ def detector_noise(key, transmission, photons, *, crosstalk_fraction=0.0, electr
     """
     _check_photons(photons)
     if _validate.is_concrete(crosstalk_fraction):
-        _validate.number("crosstalk fraction", crosstalk_fraction, low=0.0, high=0.25)
+        _validate.number("cross-talk fraction", crosstalk_fraction, low=0.0, high=0.25)
     if _validate.is_concrete(electronic_std):
         _check_std(electronic_std)
     k_quantum, k_electronic = jax.random.split(key)
