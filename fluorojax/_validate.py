@@ -25,7 +25,7 @@ import numpy as np
 from fluorojax._pytree import is_concrete
 
 __all__ = [
-    "ArgumentTypeError", "boolean", "choice", "finite_array", "fits_memory", "float_array", "integer", "is_concrete",
+    "BYTES_PER_PIXEL", "ArgumentTypeError", "boolean", "choice", "finite_array", "fits_memory", "float_array", "integer", "is_concrete",
     "memory_limit", "number", "positive_array", "positive_int", "positive_number", "positive_numbers", "probability",
     "real_array", "size",
 ]
@@ -190,9 +190,16 @@ def memory_limit() -> int | None:
     return min(limits) if limits else None
 
 
-def fits_memory(what: str, nbytes: int) -> None:
-    """ValueError when ``nbytes`` (a lower bound on what ``what`` allocates) exceeds
-    ``memory_limit()``: sizes are checked before anything is allocated."""
+BYTES_PER_PIXEL = 64
+"""A lower bound on the memory one rendered pixel takes (its ray's ends, the image, the
+intermediates of a render), used to refuse image sizes that cannot fit before anything is
+allocated or written."""
+
+
+def fits_memory(what: str, n_images: int, height: int, width: int) -> None:
+    """ValueError when rendering ``n_images`` images of ``height`` x ``width`` at once needs more
+    than ``memory_limit()`` (at ``BYTES_PER_PIXEL``): sizes are checked before allocating."""
+    nbytes = n_images * height * width * BYTES_PER_PIXEL
     limit = memory_limit()
     if limit is not None and nbytes > limit:
         raise ValueError(f"{what} needs at least {nbytes / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory "

@@ -25,9 +25,6 @@ from fluorojax.volume import rays_hit_volume
 DEFAULT_SDD = 1020.0
 DEFAULT_SOURCE_TO_ISOCENTER = 510.0
 DEFAULT_DETECTOR_MM = 400.0
-BYTES_PER_PIXEL = 64
-"""A lower bound on the memory one pixel of a render takes (rays, image, intermediates): sizes
-whose render cannot fit in memory are refused before anything is allocated."""
 _IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
 
 
@@ -131,7 +128,7 @@ def _load_image(path):
 
 
 def _check_fits(height, width, batch=1):
-    _validate.fits_memory(f"a {height} x {width} image", batch * height * width * BYTES_PER_PIXEL)
+    _validate.fits_memory(f"a {height} x {width} image", batch, height, width)
 
 
 def _check_view(volume, camera, pose, what):

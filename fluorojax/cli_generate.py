@@ -19,9 +19,6 @@ from fluorojax._cli_args import finite_float, non_negative_int, positive_int
 from fluorojax._display import to_uint8, window
 from fluorojax._files import check_writable, write_atomic
 
-PREVIEW_BYTES_PER_PIXEL = 64
-"""A lower bound on the memory of one pixel of a preview frame (rays, image, label travel)."""
-
 
 def _case_arguments(p, *, positional_ct: bool):
     if positional_ct:
@@ -139,7 +136,7 @@ def _preview(args):
     if not args.out.lower().endswith(".gif"):
         raise ValueError(f"--out must be a .gif file, got {args.out!r}")
     out = check_writable(args.out, "--out")
-    _validate.fits_memory(f"a preview of 4 frames of {args.size} x {args.size}", 4 * args.size**2 * PREVIEW_BYTES_PER_PIXEL)
+    _validate.fits_memory(f"a preview of 4 frames of {args.size} x {args.size}", 4, args.size, args.size)
     source = _single_case(args, "preview")
     prepared = prepare_case(source, SceneSpec())
     volume, _ = source.load()

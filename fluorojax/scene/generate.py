@@ -57,16 +57,11 @@ __all__ = [
     "regenerate_image", "render_scene_images", "render_scenes", "run_scenes", "scene_chunks",
 ]
 
-BYTES_PER_PIXEL = 64
-"""A lower bound on the memory one image pixel of a batched scene render takes (rays, image,
-per-structure travel), used to refuse image sizes that cannot fit before anything is written."""
-
-
 def check_spec_memory(spec: SceneSpec) -> None:
     """ValueError when one scene of the largest image size cannot fit in memory."""
     for height, width in spec.device.image_sizes:
         _validate.fits_memory(f"a scene of {spec.render.views_per_scene} images of {height} x {width} pixels",
-                              spec.render.views_per_scene * height * width * BYTES_PER_PIXEL)
+                              spec.render.views_per_scene, height, width)
 
 
 def generate(out_dir, cases: Sequence[CaseSource] | None = None, spec: SceneSpec | None = None, *, seed: int | None = None,
