@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from fluorojax import _validate
 from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 from fluorojax.transforms import apply_pose, invert_pose, make_pose
 
@@ -29,6 +30,10 @@ class Camera:
       sdd: source-to-detector distance in mm (the focal length).
       principal_point: (2,) pixels, (u, v) = (column, row) where the principal ray meets the
         detector; default the detector centre (width / 2, height / 2).
+
+    Concrete values are checked whatever their type (Python, NumPy or JAX; ValueError naming
+    the argument). Traced values (a Camera built inside ``jax.jit``) are not: a non-positive
+    pixel size or sdd there gives inf / NaN rays.
     """
 
     pixel_size: jnp.ndarray
@@ -38,18 +43,15 @@ class Camera:
     width: int = static_field()
 
     def __init__(self, height, width, pixel_size, sdd, principal_point=None):
-        for name, value in (("height", height), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"Camera {name} must be a positive integer number of pixels, got {value!r}")
+        height = _validate.positive_int("Camera height (pixels)", height)
+        width = _validate.positive_int("Camera width (pixels)", width)
         if is_concrete(pixel_size, sdd, principal_point):
-            ps = np.asarray(pixel_size, np.float64) if np.shape(pixel_size) in ((), (1,), (2,)) else None
-            ps = None if ps is None else np.broadcast_to(ps, (2,))
-            if ps is None or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+            ps = _validate.real_array("Camera pixel_size (mm)", pixel_size)
+            if ps.shape not in ((), (1,), (2,)) or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
                 raise ValueError(f"Camera pixel_size must be a positive scalar or (2,) in mm, got {pixel_size!r}")
-            if np.ndim(sdd) != 0 or not np.isfinite(sdd) or float(sdd) <= 0:
-                raise ValueError(f"Camera sdd (source-to-detector distance) must be a positive scalar in mm, got {sdd!r}")
-            if principal_point is not None and (np.shape(principal_point) != (2,) or not np.all(np.isfinite(principal_point))):
-                raise ValueError(f"Camera principal_point must be (2,) finite pixels (u, v), got {principal_point!r}")
+            _validate.positive_number("Camera sdd (source-to-detector distance)", sdd, unit="mm")
+            if principal_point is not None:
+                _validate.finite_array("Camera principal_point (u, v) pixels", principal_point, shape=(2,))
         if principal_point is None:
             principal_point = (width / 2.0, height / 2.0)
         object.__setattr__(self, "height", int(height))
@@ -128,6 +130,9 @@ def look_at(source, target, up=(0.0, 0.0, 1.0)):
     ``up`` (3,) is the world direction that appears at the top of the image (row 0); it must
     not be parallel to the viewing direction.
     """
+    if is_concrete(source, target, up):
+        for name, value in (("source", source), ("target", target), ("up", up)):
+            _validate.finite_array(f"look_at {name} (world mm)", value, shape=(3,))
     source = jnp.asarray(source, jnp.float32)
     target = jnp.asarray(target, jnp.float32)
     up = jnp.asarray(up, jnp.float32)
@@ -165,13 +170,19 @@ def carm_pose(lao_deg, cra_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
       (caudal, negative), applied before the LAO/RAO rotation.
 
     The source sits at ``isocenter + source_to_isocenter * Rz(lao) Rx(cra) A``, A = (0, 1, 0).
-    Angles may be batched arrays of equal shape.
+    Angles may be batched arrays of equal shape. Concrete arguments are checked (finite
+    numbers, positive distance) whatever their type; traced ones are not, and a NaN there gives
+    a NaN pose, which the renderers refuse when it is concrete.
     """
+    if is_concrete(lao_deg, cra_deg, source_to_isocenter, isocenter):
+        _validate.finite_array("carm_pose lao_deg", lao_deg)
+        _validate.finite_array("carm_pose cra_deg", cra_deg)
+        _validate.positive_array("carm_pose source_to_isocenter", source_to_isocenter, unit="mm")
+        if _validate.finite_array("carm_pose isocenter", isocenter).shape[-1:] != (3,):
+            raise ValueError(f"carm_pose isocenter must be (..., 3) world mm, got shape {np.shape(isocenter)}")
     lao = jnp.deg2rad(jnp.asarray(lao_deg, jnp.float32))
     cra = jnp.deg2rad(jnp.asarray(cra_deg, jnp.float32))
     sid = jnp.asarray(source_to_isocenter, jnp.float32)
-    if is_concrete(sid) and np.any(np.asarray(sid) <= 0):
-        raise ValueError(f"carm_pose: source_to_isocenter must be positive mm, got {np.asarray(sid).tolist()}")
     cl, sl, cc, sc = jnp.cos(lao), jnp.sin(lao), jnp.cos(cra), jnp.sin(cra)
     o, i = jnp.zeros_like(lao), jnp.ones_like(lao)
     rz = jnp.stack([jnp.stack([cl, -sl, o], -1), jnp.stack([sl, cl, o], -1), jnp.stack([o, o, i], -1)], -2)

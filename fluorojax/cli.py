@@ -5,25 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 
 import numpy as np
 
+from fluorojax import _validate
+from fluorojax._cli_args import (
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from fluorojax._display import to_uint8, window
+from fluorojax._files import check_writable, write_atomic
 from fluorojax.cli_generate import add_generate_parser, add_preview_parser
+from fluorojax.volume import rays_hit_volume
 
 DEFAULT_SDD = 1020.0
 DEFAULT_SOURCE_TO_ISOCENTER = 510.0
 DEFAULT_DETECTOR_MM = 400.0
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
+_IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
 
 
 def _render_parser(sub):
@@ -44,21 +46,21 @@ def _render_parser(sub):
     view.add_argument(
         "--carm",
         nargs=2,
-        type=float,
+        type=finite_float,
         metavar=("LAO", "CRA"),
         default=(0.0, 0.0),
         help="C-arm angles in degrees: LAO (+) / RAO (-) about the patient's long axis, CRA (+) / CAU (-) tilt; 0 0 is AP",
     )
     view.add_argument("--pose", help="world_from_camera 4x4 pose (mm) as a .npy file or a JSON nested list")
-    p.add_argument("--isocenter", nargs=3, type=float, metavar=("X", "Y", "Z"), help="isocentre in world mm; default: the CT's centre")
-    p.add_argument("--sid", type=_positive(float), default=DEFAULT_SOURCE_TO_ISOCENTER, help="source-to-isocentre distance, mm (with --carm)")
-    p.add_argument("--sdd", type=_positive(float), default=DEFAULT_SDD, help="source-to-detector distance, mm")
-    p.add_argument("--size", nargs=2, type=_positive(int), metavar=("H", "W"), default=(256, 256), help="image size in pixels")
-    p.add_argument("--pixel-size", type=_positive(float), help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
+    p.add_argument("--isocenter", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), help="isocentre in world mm; default: the CT's centre")
+    p.add_argument("--sid", type=positive_float, default=DEFAULT_SOURCE_TO_ISOCENTER, help="source-to-isocentre distance, mm (with --carm)")
+    p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
+    p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"), default=(256, 256), help="image size in pixels")
+    p.add_argument("--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
     p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="exact voxel traversal or trilinear ray marching")
-    p.add_argument("--kvp", type=int, help="tube voltage for a polychromatic image (one of the shipped spectra, e.g. 60, 80, 90, 100, 120)")
-    p.add_argument("--photons", type=_positive(float), help="photons per pixel for Poisson noise (needs --kvp)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the noise")
+    p.add_argument("--kvp", type=positive_int, help="tube voltage for a polychromatic image (one of the shipped spectra, e.g. 60, 80, 90, 100, 120)")
+    p.add_argument("--photons", type=positive_float, help="photons per pixel for Poisson noise (needs --kvp)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed for the noise")
     p.add_argument("--out", default="drr.png", help="output file: .png (8-bit, windowed), .tiff (float32) or .npy (float32)")
     p.set_defaults(func=_render)
 
@@ -78,60 +80,88 @@ def _register_parser(sub):
     )
     p.add_argument("target", help="target X-ray image (.png, .tif/.tiff or .npy)")
     p.add_argument("ct", nargs="?", help="CT volume (.nii/.nii.gz) in HU; default: the bundled example chest CT")
-    p.add_argument("--carm", nargs=2, type=float, metavar=("LAO", "CRA"), default=(0.0, 0.0), help="initial C-arm angles in degrees")
-    p.add_argument("--isocenter", nargs=3, type=float, metavar=("X", "Y", "Z"), help="initial isocentre in world mm; default: the CT's centre")
-    p.add_argument("--sid", type=_positive(float), default=DEFAULT_SOURCE_TO_ISOCENTER, help="initial source-to-isocentre distance, mm")
-    p.add_argument("--sdd", type=_positive(float), default=DEFAULT_SDD, help="source-to-detector distance, mm")
-    p.add_argument("--pixel-size", type=_positive(float), help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
+    p.add_argument("--carm", nargs=2, type=finite_float, metavar=("LAO", "CRA"), default=(0.0, 0.0), help="initial C-arm angles in degrees")
+    p.add_argument("--isocenter", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), help="initial isocentre in world mm; default: the CT's centre")
+    p.add_argument("--sid", type=positive_float, default=DEFAULT_SOURCE_TO_ISOCENTER, help="initial source-to-isocentre distance, mm")
+    p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
+    p.add_argument("--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
     p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="renderer")
-    p.add_argument("--steps", type=_positive(int), default=100, help="optimiser steps per pyramid level")
-    p.add_argument("--scales", nargs="+", type=_positive(int), default=(4, 2, 1), help="pyramid downsampling factors, coarsest first")
+    p.add_argument("--steps", type=positive_int, default=100, help="optimiser steps per pyramid level")
+    p.add_argument("--scales", nargs="+", type=positive_int, default=(4, 2, 1), help="pyramid downsampling factors, coarsest first")
     p.add_argument("--out", default="pose.json", help="output JSON: the registered 4x4 world_from_camera pose and the loss history")
     p.add_argument("--overlay", default="overlay.png", help="output PNG: target in grey, DRR edges before (red) and after (green)")
     p.set_defaults(func=_register)
+
+
+def _read_image_file(path, ext):
+    if ext == ".npy":
+        return np.load(path)
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("F"))
 
 
 def _load_image(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such image: {path}")
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
-        image = np.load(path)
-    elif ext in (".tif", ".tiff"):
-        import tifffile
-
-        image = tifffile.imread(path)
-    elif ext == ".png":
-        from PIL import Image
-
-        image = np.asarray(Image.open(path).convert("F"))
-    else:
+    if ext not in _IMAGE_EXTENSIONS:
         raise ValueError(f"target image must be .png, .tif/.tiff or .npy, got {path!r}")
-    image = np.asarray(image, np.float32)
+    try:
+        image = _read_image_file(path, ext)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:  # what PIL, tifffile and np.load raise for undecodable files
+        raise ValueError(f"target image {path}: cannot read it as {ext[1:].upper()} ({type(err).__name__}: {err})") from None
+    try:
+        image = np.asarray(image, np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"target image {path}: not an array of numbers ({err})") from None
     if image.ndim != 2 or not np.all(np.isfinite(image)):
         raise ValueError(f"target image {path} must be a finite 2-D (H, W) array, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"target image {path} is empty ({image.shape[0]} x {image.shape[1]} pixels)")
     return image
+
+
+def _check_fits(height, width, batch=1):
+    _validate.fits_memory(f"a {height} x {width} image", batch, height, width)
+
+
+def _check_view(volume, camera, pose, what):
+    """ValueError when no ray of ``camera`` at ``pose`` crosses the volume's voxel grid."""
+    sources, targets = camera.rays(pose)
+    if not rays_hit_volume(volume, sources, targets).any():
+        raise ValueError(f"{what}: no ray of the {camera.height} x {camera.width} camera crosses the CT; the view "
+                         f"looks away from the volume (check the angles, the isocentre or the pose)")
 
 
 def _register(args):
     import fluorojax as fj
 
+    out = check_writable(args.out, "--out")
+    overlay = check_writable(args.overlay, "--overlay")
     target = _load_image(args.target)
     height, width = target.shape
     for scale in args.scales:
         if height % scale or width % scale:
             raise ValueError(f"--scales {scale} must divide the target's size {height} x {width}")
+    _check_fits(height, width, 3)
     volume = fj.hu_to_mu(fj.load_volume(args.ct) if args.ct else fj.load_example())
     camera = fj.Camera(height, width, args.pixel_size or DEFAULT_DETECTOR_MM / width, args.sdd)
     isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
     init = fj.carm_pose(args.carm[0], args.carm[1], args.sid, isocenter)
+    _check_view(volume, camera, init, "the initial pose")
     result = fj.register(volume, camera, target, init, method=args.method, steps=args.steps, scales=tuple(args.scales))
     before = np.asarray(fj.render(volume, camera, init, args.method))
     after = np.asarray(fj.render(volume, camera, result.pose, args.method))
     record = {"pose": np.asarray(result.pose).tolist(), "initial_pose": np.asarray(init).tolist(),
               "loss": float(result.loss), "losses": np.asarray(result.losses).tolist(), "target": os.path.abspath(args.target)}
-    _write_atomic(args.out, lambda tmp: open(tmp, "w").write(json.dumps(record, indent=1)))
-    _write_atomic(args.overlay, lambda tmp: _overlay(target, before, after).save(tmp, format="PNG"))
+    write_atomic(out, json.dumps(record, indent=1).encode("utf-8"))
+    write_atomic(overlay, lambda f: _overlay(target, before, after).save(f, format="PNG"))
     print(f"wrote {args.out} (final loss {float(result.loss):.4f}, from {float(result.losses[0]):.4f}) and {args.overlay}")
 
 
@@ -144,34 +174,34 @@ def _edges(image):
 def _overlay(target, before, after):
     from PIL import Image
 
-    lo, hi = np.percentile(target, [0.5, 99.5])
-    grey = np.clip((target - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1) * 0.8
+    rgb = np.repeat(window(target)[..., None], 3, axis=-1) * 0.8
     rgb[_edges(before)] = (1.0, 0.2, 0.2)
     rgb[_edges(after)] = (0.2, 1.0, 0.2)
-    return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
-
-
-def _write_atomic(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
-    tmp = path + ".partial" + os.path.splitext(path)[1]
-    write(tmp)
-    os.replace(tmp, path)
+    return Image.fromarray(to_uint8(rgb))
 
 
 def _load_pose(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such pose file: {path}")
-    if path.endswith(".npy"):
-        pose = np.load(path)
-    else:
-        with open(path) as f:
-            pose = np.asarray(json.load(f), np.float64)
-    if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
-        raise ValueError(f"pose in {path} must be a finite 4x4 world_from_camera matrix, got shape {pose.shape}")
+    try:
+        if path.endswith(".npy"):
+            pose = np.load(path)
+        else:
+            with open(path, encoding="utf-8") as f:
+                pose = json.load(f)
+    except (ValueError, OSError) as err:  # JSONDecodeError, UnicodeDecodeError and np.load's errors are ValueErrors
+        kind = "a .npy array" if path.endswith(".npy") else "JSON"
+        raise ValueError(f"pose file {path}: not valid {kind} ({err})") from None
+    pose = _validate.finite_array(f"pose in {path} (a 4x4 world_from_camera matrix)", _nested(pose, path), shape=(4, 4))
     return pose
+
+
+def _nested(value, path):
+    """A JSON nested list as an array, ValueError naming the file for ragged lists."""
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"pose in {path} must be a 4x4 nested list of numbers ({err})") from None
 
 
 def _render(args):
@@ -182,14 +212,20 @@ def _render(args):
 
     if args.photons is not None and args.kvp is None:
         raise ValueError("--photons needs --kvp: noise is simulated on the polychromatic intensity")
-    volume = fj.load_volume(args.ct, labels=args.labels) if args.ct else fj.load_example()
+    if os.path.splitext(args.out)[1].lower() not in _IMAGE_EXTENSIONS:
+        raise ValueError(f"output must end in .png, .tif/.tiff or .npy, got {args.out!r}")
+    out = check_writable(args.out, "--out")
     height, width = args.size
+    _check_fits(height, width)
+    if args.kvp is not None:
+        physics.spectrum(args.kvp)
+    pose = _load_pose(args.pose) if args.pose else None
+    volume = fj.load_volume(args.ct, labels=args.labels) if args.ct else fj.load_example()
     camera = fj.Camera(height, width, args.pixel_size or DEFAULT_DETECTOR_MM / width, args.sdd)
-    if args.pose:
-        pose = _load_pose(args.pose)
-    else:
+    if pose is None:
         isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
         pose = fj.carm_pose(args.carm[0], args.carm[1], args.sid, isocenter)
+    _check_view(volume, camera, pose, "--pose" if args.pose else "the C-arm view")
     if args.kvp is None:
         image = fj.render(fj.hu_to_mu(volume), camera, pose, args.method)
     else:
@@ -198,26 +234,22 @@ def _render(args):
         if args.photons is not None:
             image = physics.detector_noise(jax.random.key(args.seed), image, args.photons)
         image = physics.neglog(image)
-    _save(np.asarray(image, np.float32), args.out)
+    _save(np.asarray(image, np.float32), out)
     print(f"wrote {args.out}: {height} x {width} DRR, values {image.min():.3f} to {image.max():.3f}")
 
 
 def _save(image, path):
-    ext = os.path.splitext(path)[1].lower()
+    ext = path.suffix.lower()
     if ext == ".npy":
-        _write_atomic(path, lambda tmp: np.save(open(tmp, "wb"), image))
+        write_atomic(path, lambda f: np.save(f, image))
     elif ext in (".tif", ".tiff"):
         import tifffile
 
-        _write_atomic(path, lambda tmp: tifffile.imwrite(tmp, image))
-    elif ext == ".png":
+        write_atomic(path, lambda f: tifffile.imwrite(f, image))
+    else:
         from PIL import Image
 
-        lo, hi = np.percentile(image, [0.5, 99.5])
-        scaled = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
-        _write_atomic(path, lambda tmp: Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(tmp, format="PNG"))
-    else:
-        raise ValueError(f"output must end in .png, .tif/.tiff or .npy, got {path!r}")
+        write_atomic(path, lambda f: Image.fromarray(to_uint8(window(image))).save(f, format="PNG"))
 
 
 def main(argv=None):
@@ -230,8 +262,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"fluorojax {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable or unreadable files
+        print(f"fluorojax {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import os
 import zlib
 
 import numpy as np
 
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from fluorojax import _validate
+from fluorojax._cli_args import finite_float, non_negative_int, positive_int
+from fluorojax._display import to_uint8, window
+from fluorojax._files import check_writable, write_atomic
 
 
 def _case_arguments(p, *, positional_ct: bool):
@@ -60,9 +57,9 @@ def add_generate_parser(subparsers):
     p.add_argument("--cts", help="folder of case folders (ct.nii.gz, labels.nii.gz, structures.csv)")
     _case_arguments(p, positional_ct=False)
     p.add_argument("--case-name", default="case", help="case name for --ct")
-    p.add_argument("--images-per-ct", type=_positive_int, help="images per CT (default: the config's, 100)")
+    p.add_argument("--images-per-ct", type=positive_int, help="images per CT (default: the config's, 100)")
     p.add_argument("--config", help="scene spec (.yaml/.yml/.json, data only)")
-    p.add_argument("--seed", type=int, help="random seed (default: the config's, 0)")
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default: the config's, 0)")
     p.add_argument("--resume", action="store_true", help="continue a partial dataset, skipping complete images")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="render here or on a Ray cluster")
     p.add_argument("--ray-address", help="Ray cluster address (e.g. auto); default: start a local one")
@@ -96,10 +93,10 @@ def add_preview_parser(subparsers):
     )
     _case_arguments(p, positional_ct=True)
     p.add_argument("--out", default="sweep.gif", help="output GIF")
-    p.add_argument("--frames", type=_positive_int, default=24, help="frames of the sweep")
-    p.add_argument("--sweep", type=float, nargs=2, default=(-90.0, 90.0), metavar=("FROM", "TO"), help="LAO range, degrees")
-    p.add_argument("--size", type=_positive_int, default=192, help="image side, pixels")
-    p.add_argument("--labels-shown", type=int, default=8, help="names written on each frame (largest masks)")
+    p.add_argument("--frames", type=positive_int, default=24, help="frames of the sweep")
+    p.add_argument("--sweep", type=finite_float, nargs=2, default=(-90.0, 90.0), metavar=("FROM", "TO"), help="LAO range, degrees")
+    p.add_argument("--size", type=positive_int, default=192, help="image side, pixels")
+    p.add_argument("--labels-shown", type=non_negative_int, default=8, help="names written on each frame (largest masks)")
     p.set_defaults(func=_preview)
     return p
 
@@ -115,13 +112,11 @@ def overlay(image, travel, category_ids, names, n_names: int):
     with its category's colour, the ``n_names`` largest masks named at their centroids."""
     from PIL import Image, ImageDraw
 
-    lo, hi = np.percentile(image, [1, 99])
-    grey = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, -1) * 0.75
+    rgb = np.repeat(window(image, (1, 99))[..., None], 3, -1) * 0.75
     masks = travel > 0
     for mask, cid in zip(masks, category_ids):
         rgb[mask] = 0.65 * rgb[mask] + 0.35 * np.asarray(category_colour(cid)) / 255.0
-    picture = Image.fromarray(np.round(rgb * 255).astype(np.uint8))
+    picture = Image.fromarray(to_uint8(rgb))
     draw = ImageDraw.Draw(picture)
     for k in np.argsort([-m.sum() for m in masks])[:n_names]:
         if masks[k].any():
@@ -140,9 +135,8 @@ def _preview(args):
 
     if not args.out.lower().endswith(".gif"):
         raise ValueError(f"--out must be a .gif file, got {args.out!r}")
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
+    out = check_writable(args.out, "--out")
+    _validate.fits_memory(f"a preview of 4 frames of {args.size} x {args.size}", 4, args.size, args.size)
     source = _single_case(args, "preview")
     prepared = prepare_case(source, SceneSpec())
     volume, _ = source.load()
@@ -157,7 +151,5 @@ def _preview(args):
         trace = fj.render_with_labels(mu, camera, poses, prepared.label_ids)
         for image, travel in zip(np.asarray(trace.image), np.asarray(trace.travel)):
             frames.append(overlay(image, travel, prepared.category_ids, names, args.labels_shown))
-    tmp = args.out + ".partial.gif"
-    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=120, loop=0)
-    os.replace(tmp, args.out)
+    write_atomic(out, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0))
     print(f"wrote {args.out}: {len(frames)} frames of {args.size} x {args.size}, LAO {args.sweep[0]:g} to {args.sweep[1]:g} degrees")

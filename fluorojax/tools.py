@@ -19,7 +19,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax._pytree import pytree_dataclass, static_field
+from fluorojax import _validate
+from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 from fluorojax.mesh import Mesh
 
 STAINLESS_STEEL_DENSITY = 8.0
@@ -40,26 +41,20 @@ class Tool:
             raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(mesh).__name__}")
         if not isinstance(material, str) or not material:
             raise ValueError(f"Tool material must be a non-empty material name, got {material!r}")
-        if np.ndim(density) != 0 or not float(density) > 0:
-            raise ValueError(f"Tool density must be a positive scalar in g/cm^3, got {density!r}")
+        if is_concrete(density):
+            _validate.positive_number("Tool density", density, unit="g/cm^3")
         object.__setattr__(self, "mesh", mesh)
         object.__setattr__(self, "density", jnp.asarray(density, jnp.float32))
         object.__setattr__(self, "material", material)
         object.__setattr__(self, "name", str(name))
 
-    def place(self, world_from_mesh) -> "Tool":
+    def place(self, world_from_mesh) -> Tool:
         """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
         out = object.__new__(Tool)
         for field, value in (("mesh", self.mesh.transform(world_from_mesh)), ("density", self.density),
                              ("material", self.material), ("name", self.name)):
             object.__setattr__(out, field, value)
         return out
-
-
-def _positive(**values):
-    for name, value in values.items():
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of mm, got {value!r}")
 
 
 def _tool(vertices, faces, material, density, name):
@@ -116,9 +111,11 @@ def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material=
     ``tip_length`` (default 1.5 x diameter) is the height of the trocar's three planar facets;
     ``segments`` (a multiple of 3) sets the angular resolution.
     """
+    _validate.positive_numbers("mm", diameter=diameter, length=length)
     tip_length = 1.5 * diameter if tip_length is None else tip_length
-    _positive(diameter=diameter, length=length, tip_length=tip_length)
-    if segments % 3 or segments < 6:
+    _validate.positive_numbers("mm", tip_length=tip_length)
+    segments = _validate.integer("kwire segments", segments, minimum=6)
+    if segments % 3:
         raise ValueError(f"kwire segments must be a multiple of 3 and >= 6, got {segments}")
     if tip_length >= length:
         raise ValueError(f"kwire tip_length {tip_length} must be shorter than length {length}")
@@ -138,14 +135,16 @@ def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material=
 
 def _screw(length, major, core, pitch, head_diameter, head_height, thread_length, cannula, segments, rings_per_pitch,
            material, density, name):
-    _positive(length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
+    _validate.positive_numbers("mm", length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
               head_height=head_height)
     if not core < major < head_diameter:
         raise ValueError(f"screw diameters must satisfy core {core} < major {major} < head {head_diameter}")
-    if cannula is not None and not 0 < cannula < 0.8 * core:
+    if cannula is not None and not 0 < _validate.number("cannula_diameter", cannula) < 0.8 * core:
         raise ValueError(f"cannula diameter {cannula} must be positive and below 0.8 x core diameter {core}")
-    if segments < 8 or rings_per_pitch < 4:
-        raise ValueError(f"segments >= 8 and rings_per_pitch >= 4 required, got {segments}, {rings_per_pitch}")
+    segments = _validate.integer("screw segments", segments, minimum=8)
+    rings_per_pitch = _validate.integer("screw rings_per_pitch", rings_per_pitch, minimum=4)
+    if thread_length is not None:
+        _validate.positive_numbers("mm", thread_length=thread_length)
     theta = 2.0 * np.pi * np.arange(segments) / segments
     dz = pitch / rings_per_pitch
     z_shaft = np.arange(0.0, length + 0.5 * dz, dz)
@@ -214,9 +213,9 @@ def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness
     ``thickness`` thick (z in [0, thickness]); each hole is a polygon with 4 * ``segments``
     corners.
     """
-    _positive(hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
-    if n_holes < 1 or segments < 2:
-        raise ValueError(f"plate needs n_holes >= 1 and segments >= 2, got {n_holes}, {segments}")
+    _validate.positive_numbers("mm", hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
+    n_holes = _validate.positive_int("plate n_holes", n_holes)
+    segments = _validate.integer("plate segments", segments, minimum=2)
     if hole_diameter >= min(width, hole_spacing):
         raise ValueError(f"hole_diameter {hole_diameter} must be smaller than width {width} and hole_spacing {hole_spacing}")
     hx, hy = 0.5 * hole_spacing, 0.5 * width
@@ -240,7 +239,8 @@ def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness
 
 def cylinder(radius, height, *, segments=32, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
     """Solid cylinder along +z from z = 0 to ``height``."""
-    _positive(radius=radius, height=height)
+    _validate.positive_numbers("mm", radius=radius, height=height)
+    segments = _validate.integer("cylinder segments", segments, minimum=3)
     radius_grid = np.full((2, segments), float(radius))
     vertices, faces = _revolve(np.array([0.0, height]), radius_grid, bottom_z=0.0, top_z=height)
     return _tool(vertices, faces, material, density, "cylinder")
@@ -250,10 +250,8 @@ def box(extents, *, material="stainless_steel", density=STAINLESS_STEEL_DENSITY)
     """Axis-aligned box of ``extents`` (3,) mm centred on the origin."""
     import trimesh
 
-    extents = np.asarray(extents, np.float64)
-    if extents.shape != (3,):
-        raise ValueError(f"box extents must be (3,) mm, got shape {extents.shape}")
-    _positive(**{f"extents[{i}]": float(e) for i, e in enumerate(extents)})
+    extents = _validate.real_array("box extents", extents, shape=(3,))
+    _validate.positive_numbers("mm", **{f"extents[{i}]": float(e) for i, e in enumerate(extents)})
     mesh = trimesh.creation.box(extents=extents)
     return _tool(mesh.vertices, mesh.faces, material, density, "box")
 
@@ -262,6 +260,7 @@ def sphere(radius, *, subdivisions=3, material="stainless_steel", density=STAINL
     """Icosphere of ``radius`` centred on the origin (20 * 4**subdivisions triangles)."""
     import trimesh
 
-    _positive(radius=radius)
+    _validate.positive_numbers("mm", radius=radius)
+    subdivisions = _validate.integer("sphere subdivisions", subdivisions, minimum=0)
     mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
     return _tool(mesh.vertices, mesh.faces, material, density, "sphere")

@@ -6,6 +6,9 @@ Rotations are (..., 3, 3) matrices. Every function takes any leading batch shape
 jittable and has finite gradients everywhere, including at the identity and at a
 rotation angle of pi (Taylor branches below a small threshold; safe values inside
 ``jnp.where`` because NaNs in an unused branch still poison reverse-mode autodiff).
+Arguments that are not arrays of numbers, or whose last axes have the wrong sizes, raise
+TypeError / ValueError naming the argument (also under ``jax.jit``: shapes are static); values
+are not scanned, so NaN entries give NaN results.
 
 Parameterisations:
   * axis-angle (rotation vector) ``(..., 3)`` radians: ``so3_exp`` / ``so3_log``;
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from fluorojax._validate import float_array
+
 _SMALL = 1e-4  # angle (rad) below which Taylor expansions are used in float32
 
 
@@ -36,8 +41,8 @@ def _skew(v):
 
 def make_pose(rotation, translation):
     """Build poses: rotation (..., 3, 3), translation (..., 3) mm -> (..., 4, 4)."""
-    rotation = jnp.asarray(rotation, jnp.float32)
-    translation = jnp.asarray(translation, jnp.float32)
+    rotation = float_array("make_pose rotation", rotation, (3, 3))
+    translation = float_array("make_pose translation", translation, (3,))
     batch = jnp.broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
     top = jnp.concatenate(
         [jnp.broadcast_to(rotation, batch + (3, 3)), jnp.broadcast_to(translation, batch + (3,))[..., None]],
@@ -49,6 +54,7 @@ def make_pose(rotation, translation):
 
 def invert_pose(pose):
     """Inverse of rigid transforms (..., 4, 4), using R^T rather than a general inverse."""
+    pose = float_array("invert_pose pose", pose, (4, 4))
     r = pose[..., :3, :3]
     t = pose[..., :3, 3]
     rt = jnp.swapaxes(r, -1, -2)
@@ -61,6 +67,8 @@ def apply_pose(pose, points):
     Written as three multiply-adds rather than an einsum: XLA:CPU runs a broadcast batch of
     3 x 3 products about 5x slower than the elementwise form.
     """
+    pose = float_array("apply_pose pose", pose, (4, 4))
+    points = float_array("apply_pose points", points, (3,))
     rotation = pose[..., :3, :3]
     return sum(rotation[..., :, j] * points[..., j, None] for j in range(3)) + pose[..., :3, 3]
 
@@ -79,7 +87,7 @@ def _one_minus_cos_over_t2(t2):
 
 def so3_exp(rotvec):
     """Rodrigues' formula: axis-angle (..., 3) radians -> rotation (..., 3, 3)."""
-    rotvec = jnp.asarray(rotvec, jnp.float32)
+    rotvec = float_array("so3_exp rotvec", rotvec, (3,))
     theta2 = jnp.sum(rotvec * rotvec, axis=-1)
     a = _sinc(theta2)
     b = _one_minus_cos_over_t2(theta2)
@@ -107,7 +115,7 @@ def so3_log(rotation):
 
 def quaternion_to_matrix(quaternion):
     """Quaternion (..., 4) in (w, x, y, z) order (normalised here) -> rotation (..., 3, 3)."""
-    q = jnp.asarray(quaternion, jnp.float32)
+    q = float_array("quaternion_to_matrix quaternion", quaternion, (4,))
     q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return jnp.stack(
@@ -126,7 +134,7 @@ def matrix_to_quaternion(rotation):
     Shepperd's method: of the four candidate formulas, the one with the largest
     denominator is selected, so no branch divides by a small number.
     """
-    r = jnp.asarray(rotation, jnp.float32)
+    r = float_array("matrix_to_quaternion rotation", rotation, (3, 3))
     m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
     trace = m00 + m11 + m22
     cands = jnp.stack(
@@ -178,7 +186,7 @@ def euler_to_matrix(angles, convention: str = "ZYX"):
     yaw-pitch-roll.
     """
     convention = _check_convention(convention)
-    angles = jnp.asarray(angles, jnp.float32)
+    angles = float_array("euler_to_matrix angles", angles, (3,))
     return (
         _axis_rotation(convention[0], angles[..., 0])
         @ _axis_rotation(convention[1], angles[..., 1])
@@ -194,7 +202,7 @@ def matrix_to_euler(rotation, convention: str = "ZYX"):
     angle is set to zero.
     """
     convention = _check_convention(convention)
-    r = jnp.asarray(rotation, jnp.float32)
+    r = float_array("matrix_to_euler rotation", rotation, (3, 3))
     idx = {"X": 0, "Y": 1, "Z": 2}
     i, j, k = (idx[a] for a in convention)
     proper = i == k
@@ -228,7 +236,7 @@ def rotation_6d_to_matrix(r6):
 
     Gram-Schmidt on the two columns; the third is their cross product.
     """
-    r6 = jnp.asarray(r6, jnp.float32)
+    r6 = float_array("rotation_6d_to_matrix r6", r6, (6,))
     a, b = r6[..., :3], r6[..., 3:]
     c0 = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
     b = b - jnp.sum(c0 * b, axis=-1, keepdims=True) * c0
@@ -239,7 +247,7 @@ def rotation_6d_to_matrix(r6):
 
 def matrix_to_rotation_6d(rotation):
     """Rotation (..., 3, 3) -> 6D (..., 6): its first column, then its second."""
-    r = jnp.asarray(rotation, jnp.float32)
+    r = float_array("matrix_to_rotation_6d rotation", rotation, (3, 3))
     return jnp.concatenate([r[..., :, 0], r[..., :, 1]], -1)
 
 
@@ -263,7 +271,7 @@ def se3_exp(twist):
 
     ``T = [[exp(omega^), V rho], [0, 1]]`` with V the left Jacobian of SO(3).
     """
-    twist = jnp.asarray(twist, jnp.float32)
+    twist = float_array("se3_exp twist", twist, (6,))
     rho, omega = twist[..., :3], twist[..., 3:]
     k = _skew(omega)
     b, c = _so3_left_jacobian_terms(jnp.sum(omega * omega, axis=-1))
@@ -273,7 +281,7 @@ def se3_exp(twist):
 
 def se3_log(pose):
     """Pose (..., 4, 4) -> se(3) twist (..., 6) = (rho mm, omega rad), inverse of ``se3_exp``."""
-    pose = jnp.asarray(pose, jnp.float32)
+    pose = float_array("se3_log pose", pose, (4, 4))
     omega = so3_log(pose[..., :3, :3])
     theta2 = jnp.sum(omega * omega, axis=-1)
     # V^-1 = I - K/2 + d K^2, d = (1 - (t/2) cot(t/2)) / t^2, a Taylor series below t = 0.5.
@@ -290,6 +298,8 @@ def se3_log(pose):
 
 def rotation_angle(rotation_a, rotation_b):
     """Geodesic angle (...,) radians between rotations (..., 3, 3), in [0, pi]."""
+    rotation_a = float_array("rotation_angle rotation_a", rotation_a, (3, 3))
+    rotation_b = float_array("rotation_angle rotation_b", rotation_b, (3, 3))
     q = matrix_to_quaternion(jnp.swapaxes(rotation_a, -1, -2) @ rotation_b)
     n2 = jnp.sum(q[..., 1:] ** 2, axis=-1)
     n = jnp.where(n2 > 0, jnp.sqrt(jnp.where(n2 > 0, n2, 1.0)), 0.0)  # finite gradient at 0

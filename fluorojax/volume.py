@@ -13,6 +13,7 @@ from importlib import resources
 import jax.numpy as jnp
 import numpy as np
 
+from fluorojax import _validate
 from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 
 MU_WATER_PER_MM = 0.0206
@@ -42,6 +43,10 @@ class Volume:
         lowest mantissa bits of each value while rendering, which changes values by at most
         1e-6 relative.
       n_materials: number of material classes (static), given with ``materials``.
+
+    Concrete arrays are checked on construction (shapes, dtypes, finite data and affine, label
+    and class ranges; ValueError / TypeError naming the field). A Volume built inside
+    ``jax.jit`` from traced arrays is not scanned: NaN data there give NaN images.
     """
 
     data: jnp.ndarray
@@ -90,7 +95,7 @@ class Volume:
         half = (jnp.asarray(self.shape, jnp.float32) - 1.0) / 2.0
         return self.affine[:3, :3] @ half + self.affine[:3, 3]
 
-    def dense(self) -> "Volume":
+    def dense(self) -> Volume:
         """The same volume with (I, J, K, n_materials) data: a segmented volume's value in its
         class's channel, 0 in the others; any other volume unchanged."""
         if self.materials is None:
@@ -98,7 +103,7 @@ class Volume:
         one_hot = self.materials[..., None] == jnp.arange(self.n_materials)
         return Volume(jnp.where(one_hot, self.data[..., None], 0.0), self.affine, self.labels)
 
-    def replace(self, **changes) -> "Volume":
+    def replace(self, **changes) -> Volume:
         """A copy with some fields replaced (validated like the constructor)."""
         fields = {"data": self.data, "affine": self.affine, "labels": self.labels, "materials": self.materials,
                   "n_materials": self.n_materials}
@@ -123,7 +128,7 @@ def _check_data(data):
 
 
 def _check_affine(affine):
-    affine = np.asarray(affine, np.float64)
+    affine = _validate.real_array("Volume affine", affine)
     if affine.shape != (4, 4):
         raise ValueError(f"Volume affine must be (4, 4) world_from_voxel, got shape {affine.shape}")
     if not np.all(np.isfinite(affine)):
@@ -150,8 +155,7 @@ def _check_labels(labels, shape):
 
 
 def _check_materials(materials, n_materials, data_shape):
-    if not isinstance(n_materials, (int, np.integer)) or not 1 <= n_materials <= MAX_MATERIALS:
-        raise ValueError(f"n_materials must be an integer in [1, {MAX_MATERIALS}], got {n_materials!r}")
+    _validate.integer("n_materials", n_materials, minimum=1, maximum=MAX_MATERIALS)
     if len(data_shape) != 3:
         raise ValueError(f"a segmented volume (materials given) needs (I, J, K) data, got shape {tuple(data_shape)}")
     materials = np.asarray(materials)
@@ -215,8 +219,12 @@ def hu_to_mu(volume: Volume, mu_water: float = MU_WATER_PER_MM, mu_air: float = 
 
     ``mu = mu_water + HU / 1000 * (mu_water - mu_air)``, clipped at 0: the definition of the
     Hounsfield scale, inverted. The default ``mu_water`` is water at about 60 keV
-    (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept.
+    (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept. Concrete ``mu_water`` (> 0) and
+    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type.
     """
+    if is_concrete(mu_water, mu_air):
+        water = _validate.positive_number("hu_to_mu mu_water", mu_water, unit="1/mm")
+        _validate.number("hu_to_mu mu_air", mu_air, low=0.0, high=water, high_open=True, unit="1/mm")
     mu = mu_water + volume.data / 1000.0 * (mu_water - mu_air)
     return volume.replace(data=jnp.maximum(mu, 0.0))
 
@@ -235,3 +243,31 @@ def load_example() -> Volume:
     """
     ct, labels = example_paths()
     return load_volume(ct, labels=labels)
+
+
+def rays_hit_volume(volume: Volume, sources, targets) -> np.ndarray:
+    """Which rays cross the volume's voxel grid (host-side NumPy, float64).
+
+    Args:
+      volume: a ``Volume`` (its affine and grid shape are used, not its values).
+      sources, targets: (..., 3) world mm, the two ends of each ray's segment (e.g. from
+        ``Camera.rays``; the renderers integrate from the source to the detector pixel).
+    Returns:
+      (...) bool: True where the segment passes through the box of voxels (each voxel +/- half
+      a voxel around its centre), so the renderers can see the volume along that ray.
+    """
+    sources, targets = np.asarray(sources, np.float64), np.asarray(targets, np.float64)
+    voxel_from_world = np.linalg.inv(np.asarray(volume.affine, np.float64))
+    low, high = -0.5, np.asarray(volume.shape, np.float64) - 0.5
+    flat_s, flat_t = sources.reshape(-1, 3), targets.reshape(-1, 3)
+    hit = np.empty(len(flat_s), bool)
+    for start in range(0, len(flat_s), 1 << 16):  # bounded host memory for any image size
+        s = flat_s[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3]
+        d = flat_t[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3] - s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0, t1 = (low - s) / d, (high - s) / d
+        inside = (s >= low) & (s <= high)
+        near = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t0, t1)).max(axis=-1)
+        far = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t0, t1)).min(axis=-1)
+        hit[start:start + len(s)] = np.maximum(near, 0.0) < np.minimum(far, 1.0)
+    return hit.reshape(sources.shape[:-1])

@@ -29,14 +29,18 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tifffile
 
+from fluorojax import _validate
+from fluorojax._files import write_atomic
 from fluorojax.fluoroseg import rle
 from fluorojax.fluoroseg.categories import coco_categories, get_category
+from fluorojax.fluoroseg.masks import mask_box
 from fluorojax.fluoroseg.text import describe
 
 _INDEX_DIGITS = 10
@@ -97,17 +101,6 @@ def _dumps(value) -> bytes:
     return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def _remove_temp_files(folder: Path) -> None:
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -143,10 +136,10 @@ def encode_annotation(annotation: Annotation, height: int, width: int) -> dict |
         segmentation, mask = rle.encode_travel(data), data > 0
     else:
         segmentation, mask = rle.encode_hits(data), np.isfinite(data[0, 0])
-    if not mask.any():
+    box = mask_box(mask)
+    if box is None:
         return None
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    bbox = [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+    bbox = [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
     descriptions = describe(annotation.category_id) if annotation.descriptions is None else annotation.descriptions
     if isinstance(descriptions, str) or not all(isinstance(d, str) and d for d in descriptions):
         raise ValueError(f"descriptions must be a sequence of non-empty strings, got {descriptions!r}")
@@ -183,14 +176,15 @@ def _camera_entries(camera: Mapping[str, Any]) -> tuple[dict, dict]:
     unknown = sorted(set(camera) - _CAMERA_KEYS)
     if unknown or "focal_length" not in camera or "pixel_size" not in camera:
         raise ValueError(f"camera must have focal_length (mm) and pixel_size (mm), optionally intrinsics, pose, projection_matrix; got keys {sorted(camera)}")
-    focal_length = float(camera["focal_length"])
-    pixel_size = np.broadcast_to(np.asarray(camera["pixel_size"], np.float64), (2,)) if np.ndim(camera["pixel_size"]) <= 1 else None
-    if not np.isfinite(focal_length) or focal_length <= 0 or pixel_size is None or not np.all(pixel_size > 0):
-        raise ValueError(f"camera focal_length must be a positive number of mm and pixel_size a positive scalar or (px, py) in mm, got {camera['focal_length']!r}, {camera['pixel_size']!r}")
+    focal_length = _validate.positive_number("camera focal_length", camera["focal_length"], unit="mm")
+    pixel_size = _validate.positive_array("camera pixel_size (mm)", camera["pixel_size"])
+    if pixel_size.shape not in ((), (1,), (2,)):
+        raise ValueError(f"camera pixel_size must be a positive scalar or (px, py) in mm, got shape {pixel_size.shape}")
+    pixel_size = np.broadcast_to(pixel_size, (2,))
     extras = {}
     for key, shape in (("intrinsics", (3, 3)), ("pose", (4, 4)), ("projection_matrix", (3, 4))):
         if key in camera:
-            matrix = np.asarray(camera[key], np.float64)
+            matrix = _validate.real_array(f"camera {key}", camera[key])
             if matrix.shape != shape:
                 raise ValueError(f"camera {key} must have shape {shape}, got {matrix.shape}")
             extras[key] = _jsonable(matrix, f"camera {key}")
@@ -204,9 +198,8 @@ def _check_case(case: str) -> str:
 
 
 def _image_stem(index: int) -> str:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < 10**_INDEX_DIGITS:
-        raise ValueError(f"image index must be an int in [0, {10**_INDEX_DIGITS}), got {index!r}")
-    return f"{int(index):0{_INDEX_DIGITS}d}"
+    index = _validate.integer("image index", index, minimum=0, maximum=10**_INDEX_DIGITS - 1)
+    return f"{index:0{_INDEX_DIGITS}d}"
 
 
 class FluoroSegWriter:
@@ -229,9 +222,9 @@ class FluoroSegWriter:
     """
 
     def __init__(self, root, *, remove_temp_files: bool = True):
+        self.remove_temp_files = _validate.boolean("remove_temp_files", remove_temp_files)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.remove_temp_files = remove_temp_files
         self._complete: dict[str, set[int]] = {}
         if remove_temp_files:
             _remove_temp_files(self.root)
@@ -312,8 +305,8 @@ class FluoroSegWriter:
 
         folder = self._case_dir(case)
         folder.mkdir(exist_ok=True)
-        _atomic_write(folder / f"{stem}.tiff", tiff.getvalue())
-        _atomic_write(folder / f"{stem}.json", annotation_bytes)
+        write_atomic(folder / f"{stem}.tiff", tiff.getvalue())
+        write_atomic(folder / f"{stem}.json", annotation_bytes)
         self._complete[case].add(int(index))
         return True
 
@@ -353,7 +346,7 @@ class FluoroSegWriter:
             "annotations": [],
         }
         path = self.root / f"{case}.json"
-        _atomic_write(path, _dumps(document))
+        write_atomic(path, _dumps(document))
         return path
 
     def write_splits(self, train: Sequence[str], val: Sequence[str]) -> tuple[Path, Path]:
@@ -370,5 +363,5 @@ class FluoroSegWriter:
                 raise FileNotFoundError(f"case file {self.root / f'{case}.json'} does not exist: call write_case({case!r}) first")
         paths = (self.root / "train.txt", self.root / "val.txt")
         for path, cases in zip(paths, (train, val)):
-            _atomic_write(path, "".join(f"{case}.json\n" for case in cases).encode("ascii"))
+            write_atomic(path, "".join(f"{case}.json\n" for case in cases).encode("ascii"))
         return paths

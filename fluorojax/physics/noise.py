@@ -10,17 +10,31 @@ key gives the same noise bit for bit.
 Differentiable path: ``poisson_noise`` samples are not differentiable in ``p``; use
 ``gaussian_noise``, the reparameterised approximation ``p + sqrt(p / N0) z`` with z ~ N(0, 1)
 (good for N0 p >~ 20), when gradients must flow through a noisy image, or render without noise.
+
+Invalid values: ``photons`` (scalar or array, any type) must be finite and > 0, and is checked
+whenever it is concrete (ValueError naming it). Under ``jax.jit`` a traced ``photons`` is not
+checked: a non-positive or NaN value gives NaN or inf pixels. A NaN transmission pixel stays
+NaN in the output and never reaches its neighbours (its noise is set to 0 before the
+cross-talk blur).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from fluorojax import _validate
+
+POISSON_LIMIT = 1e7
+"""Mean counts above which ``poisson_noise`` draws from the normal approximation N(lam, lam)
+instead of Poisson(lam): the int32 counts of ``jax.random.poisson`` overflow past about 2e9,
+and float32 cannot hold counts above 2**24 exactly anyway (the skewness there is 3e-4)."""
 
 
 def _check_photons(photons):
-    if isinstance(photons, (int, float)) and not photons > 0:
-        raise ValueError(f"photons (mean open-beam count per pixel) must be > 0, got {photons}")
+    if _validate.is_concrete(photons):
+        _validate.positive_array("photons (mean open-beam count per pixel)", photons)
 
 
 def poisson_noise(key, transmission, photons):
@@ -28,14 +42,17 @@ def poisson_noise(key, transmission, photons):
 
     Args:
       key: jax.random key.
-      transmission: (...) float transmitted fraction p >= 0.
-      photons: N0 photons per pixel of the open beam (scalar or broadcastable).
+      transmission: (...) float transmitted fraction p >= 0 (negative values count as 0).
+      photons: N0 photons per pixel of the open beam (scalar or broadcastable), finite and > 0.
     Returns (...) float32 noisy transmission, mean p and variance p / N0. Not differentiable in p.
+    Pixels with more than ``POISSON_LIMIT`` mean counts use the normal approximation (drawn
+    with ``fold_in(key, 1)``), so any photon count, up to float32's range, keeps the mean p.
     """
     _check_photons(photons)
     lam = jnp.maximum(jnp.asarray(transmission, jnp.float32), 0.0) * photons
-    counts = jax.random.poisson(key, lam, lam.shape)
-    return counts.astype(jnp.float32) / photons
+    counts = jax.random.poisson(key, jnp.minimum(lam, POISSON_LIMIT), lam.shape).astype(jnp.float32)
+    normal = lam + jnp.sqrt(lam) * jax.random.normal(jax.random.fold_in(key, 1), lam.shape, jnp.float32)
+    return jnp.where(lam > POISSON_LIMIT, normal, counts) / photons
 
 
 def gaussian_noise(key, transmission, photons):
@@ -57,8 +74,8 @@ def crosstalk(image, fraction):
     The kernel is [[0, f, 0], [f, 1 - 4f, f], [0, f, 0]] with edge pixels replicated, so a flat
     image is unchanged. image: (..., H, W); fraction in [0, 0.25]. Returns (..., H, W) float32.
     """
-    if isinstance(fraction, (int, float)) and not 0.0 <= fraction <= 0.25:
-        raise ValueError(f"cross-talk fraction must lie in [0, 0.25], got {fraction}")
+    if _validate.is_concrete(fraction):
+        _validate.number("cross-talk fraction", fraction, low=0.0, high=0.25)
     image = jnp.asarray(image, jnp.float32)
     pad = [(0, 0)] * (image.ndim - 2) + [(1, 1), (1, 1)]
     x = jnp.pad(image, pad, mode="edge")
@@ -68,7 +85,9 @@ def crosstalk(image, fraction):
 
 def electronic_noise(key, image, std):
     """Additive Gaussian electronic noise of standard deviation ``std`` (units of ``image``).
-    image: (...); returns (...) float32."""
+    image: (...); std >= 0 (scalar or broadcastable); returns (...) float32."""
+    if _validate.is_concrete(std):
+        _check_std(std)
     image = jnp.asarray(image, jnp.float32)
     return image + std * jax.random.normal(key, image.shape, jnp.float32)
 
@@ -83,10 +102,22 @@ def detector_noise(key, transmission, photons, *, crosstalk_fraction=0.0, electr
       crosstalk_fraction: leak to each 4-neighbour, applied to the quantum noise only (the mean
         image keeps its sharpness, as the source's blur is modelled by the renderer).
       electronic_std: standard deviation of the electronic noise in photon counts.
-    Returns (..., H, W) float32 noisy transmission.
+    Returns (..., H, W) float32 noisy transmission; a NaN pixel of ``transmission`` is NaN there
+    and nowhere else.
     """
+    _check_photons(photons)
+    if _validate.is_concrete(crosstalk_fraction):
+        _validate.number("cross-talk fraction", crosstalk_fraction, low=0.0, high=0.25)
+    if _validate.is_concrete(electronic_std):
+        _check_std(electronic_std)
     k_quantum, k_electronic = jax.random.split(key)
     p = jnp.asarray(transmission, jnp.float32)
     quantum = poisson_noise(k_quantum, p, photons) - p
-    noisy = p + crosstalk(quantum, crosstalk_fraction)
+    noisy = p + crosstalk(jnp.where(jnp.isnan(quantum), 0.0, quantum), crosstalk_fraction)
     return electronic_noise(k_electronic, noisy, jnp.asarray(electronic_std, jnp.float32) / photons)
+
+
+def _check_std(std):
+    array = _validate.real_array("electronic noise std", std)
+    if not np.all(np.isfinite(array) & (array >= 0)):
+        raise ValueError(f"electronic noise std must be finite and >= 0, got {array.tolist()}")

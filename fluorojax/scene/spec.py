@@ -18,8 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from fluorojax import _validate
+from fluorojax._files import write_atomic
+from fluorojax.physics import material_names
 
 ANNOTATION_KINDS = ("travel", "binary", "hits")
 RENDER_MODES = ("poly", "mono")
@@ -27,12 +32,9 @@ TOOL_KINDS = ("k_wire", "cortical_screw", "cannulated_screw")
 
 
 def _range(name, value, *, low=0.0):
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a [min, max] pair, got {value!r}")
-    a, b = value
-    for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"{name} must hold two numbers, got {value!r}")
+    a, b = (_validate.number(f"{name} {end}", v) for end, v in zip(("min", "max"), value))
     if not low <= a <= b:
         raise ValueError(f"{name} must satisfy {low} <= min <= max, got {value!r}")
     return (a, b)
@@ -41,39 +43,14 @@ def _range(name, value, *, low=0.0):
 def _choices(name, value, check):
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
         raise ValueError(f"{name} must be a non-empty list, got {value!r}")
-    for v in value:
-        check(v)
-    return tuple(value)
-
-
-def _probability(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return value
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _size(name, value):
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
-        raise ValueError(f"{name} must be [H, W], two positive integers of pixels, got {value!r}")
+    return tuple(check(v) for v in value)
 
 
 def _name_check(where):
     def check(name):
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where} entries must be non-empty names, got {name!r}")
+        return name
 
     return check
 
@@ -114,16 +91,15 @@ class DeviceRanges:
         _set(self, "sdd_mm", _range("device.sdd_mm", self.sdd_mm, low=1e-6))
         _set(self, "detector_mm", _range("device.detector_mm", self.detector_mm, low=1e-6))
         _set(self, "image_sizes", _choices("device.image_sizes", self.image_sizes,
-                                           lambda s: _size("device.image_sizes entry", s)))
-        _set(self, "image_sizes", tuple(tuple(s) for s in self.image_sizes))
+                                           lambda s: _validate.size("device.image_sizes entry [H, W]", s)))
         fraction = _range("device.isocenter_fraction", self.isocenter_fraction, low=1e-6)
         if fraction[1] >= 1.0:
             raise ValueError(f"device.isocenter_fraction must stay below 1 (the isocentre lies before the detector), got {fraction!r}")
         _set(self, "isocenter_fraction", fraction)
-        _set(self, "kvps", _choices("device.kvps", self.kvps, lambda k: _positive_int("device.kvps entry", k)))
+        _set(self, "kvps", _choices("device.kvps", self.kvps, lambda k: _validate.positive_int("device.kvps entry", k)))
         if self.photons is not None:
             _set(self, "photons", _range("device.photons", self.photons, low=1e-6))
-        _positive_int("device.spectrum_bins", self.spectrum_bins)
+        _set(self, "spectrum_bins", _validate.positive_int("device.spectrum_bins", self.spectrum_bins))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,15 +131,13 @@ class ViewConfig:
     min_target_voxels: int = 50
 
     def __post_init__(self):
-        _set(self, "near_standard_fraction", _probability("views.near_standard_fraction", self.near_standard_fraction))
+        _set(self, "near_standard_fraction", _validate.probability("views.near_standard_fraction", self.near_standard_fraction))
         for name in ("near_deg", "random_deg", "roll_deg"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 180.0:
-                raise ValueError(f"views.{name} must be an angle in [0, 180] degrees, got {value!r}")
+            _set(self, name, _validate.number(f"views.{name}", getattr(self, name), low=0.0, high=180.0, unit="an angle in degrees"))
         for name in ("random_around", "standard_views", "targets"):
             if name == "random_around" or getattr(self, name) is not None:
                 _set(self, name, _choices(f"views.{name}", getattr(self, name), _name_check(f"views.{name}")))
-        _positive_int("views.min_target_voxels", self.min_target_voxels)
+        _set(self, "min_target_voxels", _validate.positive_int("views.min_target_voxels", self.min_target_voxels))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,27 +167,17 @@ class ToolConfig:
     max_hits: int = 4
 
     def __post_init__(self):
-        _set(self, "probability", _probability("tools.probability", self.probability))
-        _positive_int("tools.max_count", self.max_count)
-
-        def kind(k):
-            if k not in TOOL_KINDS:
-                raise ValueError(f"tools.kinds entries must be among {TOOL_KINDS}, got {k!r}")
-
-        _set(self, "kinds", _choices("tools.kinds", self.kinds, kind))
-
-        def material(m):
-            from fluorojax.physics import material_names
-
-            if m not in material_names():
-                raise ValueError(f"tools.materials entries must be among {material_names()}, got {m!r}")
-
-        _set(self, "materials", _choices("tools.materials", self.materials, material))
+        _set(self, "probability", _validate.probability("tools.probability", self.probability))
+        _set(self, "max_count", _validate.positive_int("tools.max_count", self.max_count))
+        _set(self, "kinds", _choices("tools.kinds", self.kinds, lambda k: _validate.choice("tools.kinds entry", k, TOOL_KINDS)))
+        _set(self, "materials", _choices("tools.materials", self.materials,
+                                         lambda m: _validate.choice("tools.materials entry", m, material_names())))
         for name in ("kwire_lengths_mm", "screw_lengths_mm"):
-            _set(self, name, _choices(f"tools.{name}", getattr(self, name), lambda v, n=name: _positive_number(f"tools.{n} entry", v)))
-        if not isinstance(self.replace_tissue, bool):
-            raise ValueError(f"tools.replace_tissue must be true or false, got {self.replace_tissue!r}")
-        if _positive_int("tools.max_hits", self.max_hits) % 2:
+            _set(self, name, _choices(f"tools.{name}", getattr(self, name),
+                                      lambda v, n=name: _validate.positive_number(f"tools.{n} entry", v, unit="mm")))
+        _set(self, "replace_tissue", _validate.boolean("tools.replace_tissue", self.replace_tissue))
+        _set(self, "max_hits", _validate.positive_int("tools.max_hits", self.max_hits))
+        if self.max_hits % 2:
             raise ValueError(f"tools.max_hits must be even (entry / exit pairs), got {self.max_hits}")
 
 
@@ -240,17 +204,13 @@ class RenderConfig:
     val_fraction: float = 0.1
 
     def __post_init__(self):
-        if self.mode not in RENDER_MODES:
-            raise ValueError(f"render.mode must be one of {RENDER_MODES}, got {self.mode!r}")
-        _positive_number("render.mono_energy_kev", self.mono_energy_kev)
-        if self.annotation not in ANNOTATION_KINDS:
-            raise ValueError(f"render.annotation must be one of {ANNOTATION_KINDS}, got {self.annotation!r}")
+        _validate.choice("render.mode", self.mode, RENDER_MODES)
+        _set(self, "mono_energy_kev", _validate.positive_number("render.mono_energy_kev", self.mono_energy_kev, unit="keV"))
+        _validate.choice("render.annotation", self.annotation, ANNOTATION_KINDS)
         if self.structures is not None:
             _set(self, "structures", _choices("render.structures", self.structures, _name_check("render.structures")))
-        _positive_int("render.views_per_scene", self.views_per_scene)
-        value = self.val_fraction
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-            raise ValueError(f"render.val_fraction must be a number in [0, 1), got {value!r}")
+        _set(self, "views_per_scene", _validate.positive_int("render.views_per_scene", self.views_per_scene))
+        _set(self, "val_fraction", _validate.number("render.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True))
 
 
 _SECTIONS = {"device": DeviceRanges, "views": ViewConfig, "tools": ToolConfig, "render": RenderConfig}
@@ -274,9 +234,8 @@ class SceneSpec:
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
 
     def __post_init__(self):
-        _positive_int("images_per_ct", self.images_per_ct)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        _set(self, "images_per_ct", _validate.positive_int("images_per_ct", self.images_per_ct))
+        _set(self, "seed", _validate.integer("seed", self.seed, minimum=0))
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"SceneSpec.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
@@ -286,7 +245,7 @@ class SceneSpec:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SceneSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> SceneSpec:
         """A spec from plain data; missing keys take their defaults, unknown keys raise ValueError."""
         _check_keys("scene spec", data, cls)
         kwargs = {}
@@ -298,7 +257,7 @@ class SceneSpec:
                 kwargs[key] = value
         return cls(**kwargs)
 
-    def replace(self, **changes) -> "SceneSpec":
+    def replace(self, **changes) -> SceneSpec:
         """A copy with top-level fields replaced; a section may be given as a dict of its changes."""
         for name, cls in _SECTIONS.items():
             if isinstance(changes.get(name), Mapping):
@@ -353,8 +312,10 @@ def load_spec(path) -> SceneSpec:
 
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
+        except yaml.constructor.ConstructorError as err:
             raise ValueError(f"{path}: not plain YAML data (only safe YAML is read; tags such as !!python are refused): {err}") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: YAML syntax error: {err}") from None
     return SceneSpec.from_dict({} if data is None else data)
 
 
@@ -370,5 +331,4 @@ def save_spec(spec: SceneSpec, path) -> Path:
         text = yaml.safe_dump(spec.to_dict(), sort_keys=True)
     else:
         raise ValueError(f"scene spec must be written as .json, .yaml or .yml, got {str(path)!r}")
-    path.write_text(text, "utf-8")
-    return path
+    return write_atomic(path, text.encode("utf-8"))
