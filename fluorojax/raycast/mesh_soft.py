@@ -20,7 +20,12 @@ from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
 from fluorojax.mesh import Mesh
 from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
-from fluorojax.raycast.mesh_render import PAIR_CHUNK, by_platform, check_mesh_args, map_poses
+from fluorojax.raycast.mesh_render import (
+    PAIR_CHUNK,
+    by_platform,
+    check_mesh_args,
+    map_poses,
+)
 from fluorojax.raycast.pairs import pair_loop, pixel_boxes
 
 
