@@ -163,3 +163,10 @@ def test_wrong_types_and_settings():
         render_mesh(mesh, CAM, POSE, path="gpu")
     with pytest.raises(ValueError, match="edge_width must be > 0 pixels, got nan"):
         render_mesh_soft(mesh, CAM, POSE, edge_width=float("nan"))
+    with pytest.raises(TypeError, match="edge_width must be a number of pixels, got '1'"):
+        render_mesh_soft(mesh, CAM, POSE, edge_width="1")
+    with pytest.raises(ValueError, match=r"edge_width must be > 0 pixels, got Array\(-1"):
+        render_mesh_soft(mesh, CAM, POSE, edge_width=jnp.float32(-1.0))
+    np.testing.assert_array_equal(  # NumPy integer settings work like Python ones
+        render_mesh(mesh, CAM, POSE, max_hits=np.int64(2)).hits, render_mesh(mesh, CAM, POSE, max_hits=2).hits
+    )

@@ -315,9 +315,9 @@ def loops_of(exported):
         if op.name == "stablehlo.while":
             n = _trip_count(op)
             trips.append(n) if n is not None else dynamic.append(f"while at {op.location}")
-        if op.name in ("stablehlo.case", "stablehlo.if"):  # a platform index is a constant, or a case of constants
-            if getattr(op.operands[0].owner, "name", None) not in ("stablehlo.constant", "stablehlo.case"):
-                dynamic.append(f"{op.name} at {op.location}")
+        branch_index = getattr(op.operands[0].owner, "name", None) if op.name in ("stablehlo.case", "stablehlo.if") else None
+        if branch_index not in (None, "stablehlo.constant", "stablehlo.case"):  # a platform index: a constant, or a case of constants
+            dynamic.append(f"{op.name} at {op.location}")
         for region in op.regions:
             for block in region.blocks:
                 for inner in block.operations:
@@ -361,9 +361,8 @@ def test_eager_calls_compile_once():
     for call, jitted in ((lambda: render_mesh(mesh, cam, pose).travel, _render), (lambda: render_mesh_soft(mesh, cam, pose), _render_soft)):
         first = np.asarray(call())
         size = jitted._cache_size()
-        with jax.log_compiles():
-            with absltest.TestCase().assertNoLogs("jax", level="WARNING"):
-                second = np.asarray(call())
+        with jax.log_compiles(), absltest.TestCase().assertNoLogs("jax", level="WARNING"):
+            second = np.asarray(call())
         assert jitted._cache_size() == size
         np.testing.assert_array_equal(first, second)
 

@@ -20,7 +20,12 @@ from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
 from fluorojax.mesh import Mesh
 from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
-from fluorojax.raycast.mesh_render import PAIR_CHUNK, by_platform, check_mesh_args, map_poses
+from fluorojax.raycast.mesh_render import (
+    PAIR_CHUNK,
+    by_platform,
+    check_mesh_args,
+    map_poses,
+)
 from fluorojax.raycast.pairs import pair_loop, pixel_boxes
 
 
@@ -124,7 +129,10 @@ def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk:
       path: ``"auto"``, ``"pairs"`` or ``"blocks"``, as in ``render_mesh``.
     """
     pose = check_mesh_args(mesh, pose, path, chunk=chunk)
-    if is_concrete(edge_width) and not np.all(np.asarray(edge_width) > 0):
-        raise ValueError(f"edge_width must be > 0 pixels, got {edge_width!r}")
+    if is_concrete(edge_width):
+        if np.asarray(edge_width).dtype.kind not in "biuf":
+            raise TypeError(f"edge_width must be a number of pixels, got {edge_width!r}")
+        if not np.all(np.asarray(edge_width) > 0):
+            raise ValueError(f"edge_width must be > 0 pixels, got {edge_width!r}")
     edge_width = jnp.asarray(edge_width, jnp.float32)
     return _render_soft(mesh, camera, pose, edge_width, SoftConfig(camera.width, None if chunk is None else int(chunk), path))
