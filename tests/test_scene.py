@@ -14,7 +14,7 @@ from fluorojax.scene.devices import sample_device
 from fluorojax.scene.generate import read_structures
 from fluorojax.simulate.scene import interval_union, render_scene, stack_cameras, tissue_along, tool_pass, tool_union
 from fluorojax.scene.spec import DeviceRanges, SceneSpec, ToolConfig, ViewConfig, load_spec, save_spec
-from fluorojax.scene.tools import ToolPlacement, build_tool, sample_tools
+from fluorojax.scene.placement import ToolPlacement, build_tool, sample_tools
 from fluorojax.scene.views import anatomy_from_labels, angle_deg, carm_angles, direction, sample_view
 from fluorojax.tools import box
 

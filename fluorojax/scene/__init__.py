@@ -22,9 +22,9 @@ from fluorojax.scene.spec import ToolConfig
 from fluorojax.scene.spec import ViewConfig
 from fluorojax.scene.spec import load_spec
 from fluorojax.scene.spec import save_spec
-from fluorojax.scene.tools import ToolPlacement
-from fluorojax.scene.tools import build_tool
-from fluorojax.scene.tools import sample_tools
+from fluorojax.scene.placement import ToolPlacement
+from fluorojax.scene.placement import build_tool
+from fluorojax.scene.placement import sample_tools
 from fluorojax.scene.views import Anatomy
 from fluorojax.scene.views import StandardView
 from fluorojax.scene.views import View

@@ -25,7 +25,7 @@ from fluorojax.scene.devices import Device, sample_device
 from fluorojax.scene.keys import DEVICE, NOISE, SCENE, VIEW, image_key
 from fluorojax.simulate.scene import SceneRender, render_scene
 from fluorojax.scene.spec import SceneSpec
-from fluorojax.scene.tools import ToolPlacement, build_tool, sample_tools
+from fluorojax.scene.placement import ToolPlacement, build_tool, sample_tools
 from fluorojax.scene.views import View, sample_view
 
 TOOL_CATEGORY_ID = 1000

@@ -142,7 +142,7 @@ class ViewConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ToolConfig:
-    """How tools are placed (``fluorojax.scene.tools``); tools are drawn once per scene.
+    """How tools are placed (``fluorojax.scene.placement``); tools are drawn once per scene.
 
     Attributes:
       probability: chance that a scene has tools at all.
