@@ -63,9 +63,10 @@ def _set(obj, name, value):
 class DeviceRanges:
     """Ranges of the imaging device, drawn per image (``fluorojax.scene.devices``).
 
-    Defaults follow ../docs/xray-physics-facts.md: detector width uniform 300-400 mm,
-    source-to-detector distance uniform 900-1200 mm, point of interest (isocentre) at 0.65-0.75
-    of that distance from the source, the shipped tube spectra, 1e3-1e5 photons per pixel.
+    Defaults are the device ranges of the FluoroSeg generator (Killeen et al., FluoroSAM, 2024):
+    detector width uniform 300-400 mm, source-to-detector distance uniform 900-1200 mm, point of
+    interest (isocentre) at 0.65-0.75 of that distance from the source; the shipped tube spectra;
+    1e3-1e5 photons per pixel, the range typical of fluoroscopy.
 
     Attributes:
       sdd_mm: [min, max] source-to-detector distance, mm (uniform).
