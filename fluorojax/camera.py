@@ -17,7 +17,7 @@ import numpy as np
 
 from fluorojax import _validate
 from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
-from fluorojax.transforms import apply_pose, invert_pose, make_pose
+from fluorojax.transforms import apply_pose, axis_rotation, invert_pose, make_pose
 
 
 @pytree_dataclass
@@ -183,11 +183,7 @@ def carm_pose(lao_deg, cra_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
     lao = jnp.deg2rad(jnp.asarray(lao_deg, jnp.float32))
     cra = jnp.deg2rad(jnp.asarray(cra_deg, jnp.float32))
     sid = jnp.asarray(source_to_isocenter, jnp.float32)
-    cl, sl, cc, sc = jnp.cos(lao), jnp.sin(lao), jnp.cos(cra), jnp.sin(cra)
-    o, i = jnp.zeros_like(lao), jnp.ones_like(lao)
-    rz = jnp.stack([jnp.stack([cl, -sl, o], -1), jnp.stack([sl, cl, o], -1), jnp.stack([o, o, i], -1)], -2)
-    rx = jnp.stack([jnp.stack([i, o, o], -1), jnp.stack([o, cc, -sc], -1), jnp.stack([o, sc, cc], -1)], -2)
-    r_carm = rz @ rx
+    r_carm = axis_rotation("Z", lao) @ axis_rotation("X", cra)
     rotation = r_carm @ _AP_ROTATION
     source = jnp.asarray(isocenter, jnp.float32) + sid[..., None] * r_carm[..., :, 1]
     return make_pose(rotation, source)

@@ -153,7 +153,9 @@ def matrix_to_quaternion(rotation):
     return q * jnp.where(q[..., :1] < 0, -1.0, 1.0)
 
 
-def _axis_rotation(axis: str, angle):
+def axis_rotation(axis: str, angle):
+    """Rotation (..., 3, 3) by ``angle`` (...) radians about the coordinate axis "X", "Y" or "Z"
+    (right-handed: positive turns y toward z, z toward x, x toward y respectively)."""
     c, s = jnp.cos(angle), jnp.sin(angle)
     o, i = jnp.zeros_like(angle), jnp.ones_like(angle)
     rows = {
@@ -188,9 +190,9 @@ def euler_to_matrix(angles, convention: str = "ZYX"):
     convention = _check_convention(convention)
     angles = float_array("euler_to_matrix angles", angles, (3,))
     return (
-        _axis_rotation(convention[0], angles[..., 0])
-        @ _axis_rotation(convention[1], angles[..., 1])
-        @ _axis_rotation(convention[2], angles[..., 2])
+        axis_rotation(convention[0], angles[..., 0])
+        @ axis_rotation(convention[1], angles[..., 1])
+        @ axis_rotation(convention[2], angles[..., 2])
     )
 
 
