@@ -61,7 +61,8 @@ def _render_parser(sub):
     p.add_argument("--kvp", type=positive_int, help="tube voltage for a polychromatic image (one of the shipped spectra, e.g. 60, 80, 90, 100, 120)")
     p.add_argument("--photons", type=positive_float, help="photons per pixel for Poisson noise (needs --kvp)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed for the noise")
-    p.add_argument("--out", default="drr.png", help="output file: .png (8-bit, windowed), .tiff (float32) or .npy (float32)")
+    p.add_argument("--out", default="drr.png", help="output file: .png (8-bit, windowed), .tiff (float32), .npy (float32) or .dcm "
+                   "(DICOM X-ray with its geometry: SID, pixel spacing, positioner angles about the isocentre)")
     p.set_defaults(func=_render)
 
 
@@ -74,13 +75,15 @@ def _register_parser(sub):
             "target image by normalised cross-correlation, starting from a C-arm pose, with a coarse-to-fine "
             "pyramid. The target is a (H, W) image in .png, .tif/.tiff or .npy whose pixels follow the "
             "camera given by --sdd and --pixel-size (the DRR convention: row 0 at the top as seen from the "
-            "source); its intensity scale does not matter. Writes the pose as JSON and an overlay image."
+            "source), or a DICOM X-ray (.dcm) whose tags give the camera and, without --carm, the initial "
+            "pose about --isocenter; its intensity scale does not matter. Writes the pose as JSON and an overlay image."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("target", help="target X-ray image (.png, .tif/.tiff or .npy)")
+    p.add_argument("target", help="target X-ray image (.png, .tif/.tiff, .npy or DICOM .dcm)")
     p.add_argument("ct", nargs="?", help="CT volume (.nii/.nii.gz) in HU; default: the bundled example chest CT")
-    p.add_argument("--carm", nargs=2, type=finite_float, metavar=("LAO", "CRA"), default=(0.0, 0.0), help="initial C-arm angles in degrees")
+    p.add_argument("--carm", nargs=2, type=finite_float, metavar=("LAO", "CRA"), help="initial C-arm angles in degrees (default 0 0, "
+                   "or a DICOM target's positioner angles)")
     p.add_argument("--isocenter", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), help="initial isocentre in world mm; default: the CT's centre")
     p.add_argument("--sid", type=positive_float, default=DEFAULT_SOURCE_TO_ISOCENTER, help="initial source-to-isocentre distance, mm")
     p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
@@ -144,16 +147,26 @@ def _register(args):
 
     out = check_writable(args.out, "--out")
     overlay = check_writable(args.overlay, "--overlay")
-    target = _load_image(args.target)
+    dicom = args.target.lower().endswith(".dcm")
+    target = None if dicom else _load_image(args.target)
+    volume = fj.hu_to_mu(fj.load_volume(args.ct) if args.ct else fj.load_example())
+    isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
+    xray = fj.io.load_xray(args.target, isocenter=isocenter) if dicom else None
+    if xray is not None:
+        target = xray.image
     height, width = target.shape
     for scale in args.scales:
         if height % scale or width % scale:
             raise ValueError(f"--scales {scale} must divide the target's size {height} x {width}")
     _check_fits(height, width, 3)
-    volume = fj.hu_to_mu(fj.load_volume(args.ct) if args.ct else fj.load_example())
     camera = fj.Camera(height, width, args.pixel_size or DEFAULT_DETECTOR_MM / width, args.sdd)
-    isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
-    init = fj.carm_pose(args.carm[0], args.carm[1], args.sid, isocenter)
+    if xray is not None and xray.camera is not None:
+        camera = xray.camera
+    if args.carm is None and xray is not None and xray.pose is not None:
+        init = xray.pose
+    else:
+        lao, cra = args.carm if args.carm is not None else (0.0, 0.0)
+        init = fj.carm_pose(lao, cra, args.sid, isocenter)
     _check_view(volume, camera, init, "the initial pose")
     result = fj.register(volume, camera, target, init, method=args.method, steps=args.steps, scales=tuple(args.scales))
     before = np.asarray(fj.render(volume, camera, init, args.method))
@@ -212,8 +225,8 @@ def _render(args):
 
     if args.photons is not None and args.kvp is None:
         raise ValueError("--photons needs --kvp: noise is simulated on the polychromatic intensity")
-    if os.path.splitext(args.out)[1].lower() not in _IMAGE_EXTENSIONS:
-        raise ValueError(f"output must end in .png, .tif/.tiff or .npy, got {args.out!r}")
+    if os.path.splitext(args.out)[1].lower() not in _IMAGE_EXTENSIONS + (".dcm",):
+        raise ValueError(f"output must end in .png, .tif/.tiff, .npy or .dcm, got {args.out!r}")
     out = check_writable(args.out, "--out")
     height, width = args.size
     _check_fits(height, width)
@@ -222,8 +235,8 @@ def _render(args):
     pose = _load_pose(args.pose) if args.pose else None
     volume = fj.load_volume(args.ct, labels=args.labels) if args.ct else fj.load_example()
     camera = fj.Camera(height, width, args.pixel_size or DEFAULT_DETECTOR_MM / width, args.sdd)
+    isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
     if pose is None:
-        isocenter = np.asarray(args.isocenter if args.isocenter else volume.center, np.float32)
         pose = fj.carm_pose(args.carm[0], args.carm[1], args.sid, isocenter)
     _check_view(volume, camera, pose, "--pose" if args.pose else "the C-arm view")
     if args.kvp is None:
@@ -234,13 +247,20 @@ def _render(args):
         if args.photons is not None:
             image = physics.detector_noise(jax.random.key(args.seed), image, args.photons)
         image = physics.neglog(image)
-    _save(np.asarray(image, np.float32), out)
+    _save(np.asarray(image, np.float32), out, camera, pose, isocenter=None if args.pose and not args.isocenter else isocenter)
     print(f"wrote {args.out}: {height} x {width} DRR, values {image.min():.3f} to {image.max():.3f}")
 
 
-def _save(image, path):
+def _save(image, path, camera=None, pose=None, isocenter=None):
+    """Write ``image`` atomically; a .dcm also gets the camera and, about ``isocenter`` (None:
+    without a pose), the pose."""
     ext = path.suffix.lower()
-    if ext == ".npy":
+    if ext == ".dcm":
+        from fluorojax.io import save_xray
+
+        write_atomic(path, lambda f: save_xray(f, image, camera, None if isocenter is None else pose,
+                                               isocenter=(0.0, 0.0, 0.0) if isocenter is None else isocenter))
+    elif ext == ".npy":
         write_atomic(path, lambda f: np.save(f, image))
     elif ext in (".tif", ".tiff"):
         import tifffile

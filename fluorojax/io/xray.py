@@ -215,7 +215,7 @@ def save_xray(path, image, camera: Camera, pose=None, isocenter=(0.0, 0.0, 0.0),
     a pose the positioner angles and DistanceSourceToPatient (``positioner_angles``).
 
     Args:
-      path: output file (.dcm).
+      path: output file (.dcm), or an open binary file.
       image: (H, W) float, as seen from the source (the fluorojax convention); stored as 16-bit
         with RescaleSlope / RescaleIntercept (quantisation error at most slope / 2).
       camera: its ``Camera``; pose: optional (4, 4) world_from_camera whose principal ray passes
@@ -272,6 +272,7 @@ def save_xray(path, image, camera: Camera, pose=None, isocenter=(0.0, 0.0, 0.0),
         ds.PixelSpacing = [f"{row_spacing * distance / float(camera.sdd):.10g}", f"{col_spacing * distance / float(camera.sdd):.10g}"]
         axes = np.asarray(pose, np.float64)[:3, :2]
         ds.PatientOrientation = [_orientation_letters(-axes[:, 0]), _orientation_letters(axes[:, 1])]
-    path = os.fspath(path)
+    if not hasattr(path, "write"):  # a path; an open binary file is written as it is
+        path = os.fspath(path)
     ds.save_as(path, enforce_file_format=True)
     return path

@@ -3,7 +3,10 @@
 CT folders (``find_cases``): one sub-folder per case, named after the case, holding
 ``ct.nii.gz`` (Hounsfield units), ``labels.nii.gz`` (integer label map on the CT's grid) and
 ``structures.csv`` (``id,structure``: the TotalSegmentator name of each label id, as in
-``fluorojax/data/example_structures.csv``); ``.nii`` works as well as ``.nii.gz``.
+``fluorojax/data/example_structures.csv``); ``.nii`` works as well as ``.nii.gz``. A folder in
+one of TotalSegmentator's layouts (``ct.nii.gz`` or a DICOM ``ct/`` with
+``segmentations/<structure>.nii.gz`` masks, or with its multi-label ``segmentations.nii.gz``) is
+read by ``fluorojax.io.totalsegmentator``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from fluorojax.fluoroseg import cutoff_category_id, get_category
+from fluorojax.io import totalsegmentator
 from fluorojax.physics import material_volume
 from fluorojax.scene.spec import SceneSpec
 from fluorojax.scene.views import Anatomy, anatomy_from_labels
 from fluorojax.volume import Volume, example_paths, load_volume
 
+TOTALSEGMENTATOR = "totalsegmentator"
+"""``CaseSource.structures`` of a TotalSegmentator case folder (``fluorojax.io.totalsegmentator``:
+its dataset layout or multi-label output; ``ct`` and ``labels`` are then the folder)."""
 
 @dataclasses.dataclass(frozen=True)
 class CaseSource:
@@ -40,6 +47,8 @@ class CaseSource:
 
     def load(self) -> tuple[Volume, dict[int, str]]:
         """The CT ``Volume`` (HU, with labels) and {label id: structure name}."""
+        if self.structures == TOTALSEGMENTATOR:
+            return totalsegmentator.load_case(self.ct)
         if self.ct is None:
             ct, labels = example_paths()
             return load_volume(ct, labels=labels), read_structures(Path(ct).with_name("example_structures.csv"))
@@ -79,6 +88,9 @@ def find_cases(directory) -> list[CaseSource]:
         raise FileNotFoundError(f"CT directory {str(directory)!r} does not exist")
     cases = []
     for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+        if totalsegmentator.is_case(folder):
+            cases.append(CaseSource(folder.name, str(folder), str(folder), TOTALSEGMENTATOR))
+            continue
         found = {}
         for stem in ("ct", "labels"):
             hits = [folder / f"{stem}{ext}" for ext in (".nii.gz", ".nii") if (folder / f"{stem}{ext}").is_file()]
