@@ -273,8 +273,12 @@ def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, 
     """
     n = s.shape[0]
     fn = functools.partial(_forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels)
-    out = jax.lax.map(lambda st: fn(*st), (split(s, chunk), split(t, chunk)))
-    return jax.tree_util.tree_map(lambda x: merge(x, n), out)
+    out = jax.lax.map(functools.partial(_apply, fn), (split(s, chunk), split(t, chunk)))
+    return jax.tree_util.tree_map(functools.partial(merge, n=n), out)
+
+
+def _apply(fn, args):
+    return fn(*args)
 
 
 def _integrate_fwd(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
