@@ -136,4 +136,11 @@ def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, *, chunk
     ``labels`` is a ``Volume`` whose ``labels`` (or, when None, whose data) hold integer ids;
     ``label_ids`` defaults to every non-zero id present, ascending. Masks are ``travel > 0``.
     """
-    return render_with_labels(labels, camera, pose, label_ids, chunk_size=chunk_size).travel
+    ids = resolve_label_ids(labels, label_ids)
+    return _render_labels(labels, camera, check_pose(pose), ids, check_chunk(chunk_size), "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("ids", "chunk", "impl"))
+def _render_labels(labels: Volume, camera: Camera, pose, ids, chunk, impl):
+    # Only travel leaves the program, so XLA drops the DRR and the depths.
+    return _render_with_labels(labels, camera, pose, ids, chunk, impl).travel
