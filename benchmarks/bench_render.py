@@ -191,7 +191,6 @@ def main():
         child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.save, args.ct, args.siddon_ref)
         return
 
-    import numpy as np
 
     import siddon_numba
 

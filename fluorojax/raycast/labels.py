@@ -18,9 +18,16 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast.drr import check_chunk, check_pose, check_rays, exact_integrals, flat_values, grid_rays, unflatten_values
+from fluorojax.raycast.drr import (
+    check_chunk,
+    check_pose,
+    check_rays,
+    exact_integrals,
+    flat_values,
+    grid_rays,
+    unflatten_values,
+)
 from fluorojax.volume import Volume
-
 
 MAX_LABEL_ID = (1 << 20) - 1
 """Largest label id a trace can report (ids index a lookup table of this many entries)."""
