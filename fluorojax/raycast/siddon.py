@@ -8,7 +8,9 @@ Each step takes the nearest of the three next voxel faces, computing its paramet
 from the integer face position (``(face - s) / d``), never by accumulating increments, so
 float32 stays exact to about 1e-6 of the ray length however many voxels a ray crosses. The
 loop runs as many steps as the longest ray of a chunk needs (counted from its entry and exit
-voxels), not the grid's full diagonal.
+voxels), not the grid's full diagonal. That loop's trip count depends on the data, which is
+cheap on the CPU and costly on a GPU (a host round trip per step), so this is the CPU
+implementation; ``drr.exact_integrals`` runs ``siddon_slab`` everywhere else.
 
 The gradient (``integrate``'s custom VJP) re-traverses the rays instead of storing steps:
 with respect to the volume it scatters each segment's length; with respect to the ray end
