@@ -1,6 +1,6 @@
-"""Core renderer benchmark: fluorojax against DiffDRR, nanodrr and a compiled Siddon, one run.
+"""Core renderer benchmark: fluorojax against DiffDRR, nanodrr and compiled Siddons, one run.
 
-    python benchmarks/bench_render.py [--sizes 200 512] [--peers] [--md benchmarks/results/render.md]
+    python benchmarks/bench_render.py [--sizes 200 512] [--peers] [--gpu-path] [--json benchmarks/results/render.json]
 
 Geometry (issue 2): the full chest CT of ../shared/data (512 x 512 x 133), AP view, source
 510 mm anterior of the grid centre, source-to-detector 1020 mm, 200 x 200 pixels of 2 mm and
@@ -11,6 +11,12 @@ Geometry (issue 2): the full chest CT of ../shared/data (512 x 512 x 133), AP vi
 renders (VmHWM after a reset once the CT is loaded) and over the whole process (ru_maxrss).
 fluorojax renders the raw HU values, as the peers do, so all images are comparable; each
 image is checked against the numba Siddon reference (max relative error over pixels).
+
+The compiled C Siddon of ../shared/tools/siddon-ref (OpenMP, two threads, built with its
+build.sh into a temporary folder) runs inside the fluorojax Siddon children, alternating with
+fluorojax run by run (A, B, A, B, ...) so that load from other processes hits both alike; its
+rows report the medians of those runs. ``--gpu-path`` also times, for information, the loop-free
+Siddon that fluorojax uses on GPUs (``siddon_slab``), forced onto this CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from siddon_numba import CT_PATH, SDD_MM, SIZES, SOURCE_TO_ISOCENTER_MM, machine
 
 METHODS = ("siddon", "trilinear")
 MODES = ("forward", "forward+backward")
+SIDDON_REF = os.path.join(HERE, "..", "..", "shared", "tools", "siddon-ref")
+REF_THREADS = 2
 
 
 def _vmhwm_mb():
@@ -49,8 +57,43 @@ def _reset_hwm():
         return False
 
 
-def child(method, size, mode, repeats, save):
-    """One configuration in this process; prints a JSON line."""
+def c_siddon(build_dir, volume, sources, targets):
+    """A function running the C reference Siddon on rays (..., 3) world mm; returns (...,)."""
+    import ctypes
+
+    import numpy as np
+
+    os.environ["OMP_NUM_THREADS"] = str(REF_THREADS)  # read when the library loads
+    script = os.path.join(build_dir, "build.sh")
+    lib_path = subprocess.run(["bash", script, os.path.join(os.environ.get("TMPDIR", "/tmp"), "siddon-ref")], check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    lib = ctypes.CDLL(lib_path)
+    affine = np.asarray(volume.affine, np.float64)
+    if np.count_nonzero(affine[:3, :3] - np.diag(np.diag(affine[:3, :3]))):
+        raise ValueError("the C reference Siddon needs a diagonal affine")
+    index_from_world = np.linalg.inv(affine)
+    spacing = np.abs(np.diag(affine)[:3])
+
+    def frame(points):  # world mm -> the reference's frame: (voxel index + 0.5) * spacing
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        return np.ascontiguousarray((points @ index_from_world[:3, :3].T + index_from_world[:3, 3] + 0.5) * spacing)
+
+    data = np.ascontiguousarray(np.asarray(volume.data, np.float32))
+    src, dst = frame(sources), frame(np.broadcast_to(targets, np.shape(targets)))
+    out = np.zeros(src.shape[0])
+    double_p = ctypes.POINTER(ctypes.c_double)
+
+    def run():
+        lib.siddon(data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), *data.shape, spacing.ctypes.data_as(double_p),
+                   src.ctypes.data_as(double_p), dst.ctypes.data_as(double_p), src.shape[0], out.ctypes.data_as(double_p))
+        return out.reshape(np.shape(targets)[:-1])
+
+    return run
+
+
+def child(method, size, mode, repeats, save, ct, siddon_ref):
+    """One configuration in this process; prints JSON lines (fluorojax's, then the C reference's
+    when ``siddon_ref`` is a folder)."""
     import resource
 
     import jax
@@ -58,27 +101,37 @@ def child(method, size, mode, repeats, save):
     import numpy as np
 
     import fluorojax as fj
+    from fluorojax.raycast import drr
     from fluorojax.transforms import se3_exp
 
-    volume = fj.load_volume(CT_PATH)
+    volume = fj.load_volume(ct)
     pixels, pixel_size = SIZES[size]
     camera = fj.Camera(pixels, pixels, pixel_size, SDD_MM)
     pose = fj.carm_pose(0.0, 0.0, SOURCE_TO_ISOCENTER_MM, volume.center)
+    if method == "siddon-gpu-path":  # the GPU implementation, forced onto the CPU
+        render = lambda v, p: drr._render(v, camera, p, "siddon", 500, 8192, "slab")  # noqa: E731
+    else:
+        render = lambda v, p: fj.render(v, camera, p, method)  # noqa: E731
     if mode == "forward":
-        fn = jax.jit(lambda v, p: fj.render(v, camera, p, method))
+        fn = jax.jit(render)
         run = lambda: fn(volume, pose)  # noqa: E731
     else:
-        grad = jax.jit(jax.value_and_grad(lambda w, v: jnp.sum(fj.render(v, camera, pose @ se3_exp(w), method))))
+        grad = jax.jit(jax.value_and_grad(lambda w, v: jnp.sum(render(v, pose @ se3_exp(w)))))
         run = lambda: grad(jnp.zeros(6), volume)  # noqa: E731
+    reference = c_siddon(siddon_ref, volume, *camera.rays(pose)) if siddon_ref else None
     reset = _reset_hwm()
     t0 = time.perf_counter()
     jax.block_until_ready(run())
     first = time.perf_counter() - t0
-    times = []
+    times, ref_times = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
+        if reference is not None:
+            t0 = time.perf_counter()
+            reference()
+            ref_times.append(time.perf_counter() - t0)
     if save and mode == "forward":
         np.save(save, np.asarray(out))
     print(
@@ -97,13 +150,18 @@ def child(method, size, mode, repeats, save):
             }
         )
     )
+    if reference is not None:
+        if save:
+            np.save(save.replace(".npy", "-c.npy"), reference().astype(np.float32))
+        print(json.dumps({"impl": f"siddon-ref C ({REF_THREADS} threads, alternating with fluorojax {mode})", "size": size,
+                          "mode": "forward", "median_s": statistics.median(ref_times), "times_s": ref_times}))
 
 
 def _run_child(args_list, timeout=1800):
     out = subprocess.run(args_list, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args_list)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in out.stdout.strip().splitlines() if line.startswith("{")]
 
 
 def _max_rel_error(image_path, reference):
@@ -118,6 +176,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=int, default=[200, 512], choices=sorted(SIZES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--gpu-path", action="store_true", help="also time the GPU Siddon (siddon_slab) on this CPU")
+    parser.add_argument("--ct", default=str(CT_PATH), help="the CT (default: the shared cxr.nii.gz)")
+    parser.add_argument("--siddon-ref", default=SIDDON_REF, help="folder of the C reference Siddon ('' to skip it)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peers", action="store_true", help="also run DiffDRR and nanodrr from .venv-peers")
     parser.add_argument("--peer-python", default=os.path.join(HERE, "..", ".venv-peers", "bin", "python"))
@@ -127,32 +188,36 @@ def main():
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.save)
+        child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.save, args.ct, args.siddon_ref)
         return
 
-    import numpy as np
 
     import siddon_numba
 
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    load_start = os.getloadavg()[0]
     rows = []
     images = os.path.join(os.path.dirname(args.json), "images")
     os.makedirs(images, exist_ok=True)
     for size in args.sizes:
         for order in ("rows", "columns"):
-            reference = siddon_numba.benchmark(size, repeats=args.repeats, ray_order=order)
+            reference = siddon_numba.benchmark(size, repeats=args.repeats, ct=args.ct, ray_order=order)
             rows.append({k: v for k, v in reference.items() if k != "image"})
             rows[-1]["impl"] = f"siddon-numba ({order} order)"
             print(json.dumps(rows[-1]), flush=True)
-        for method in args.methods:
+        for method in args.methods + ["siddon-gpu-path"] * args.gpu_path:
             for mode in MODES:
                 save = os.path.join(images, f"fluorojax-{method}-{size}.npy")
-                cmd = [sys.executable, __file__, "--child", method, str(size), mode, "--repeats", str(args.repeats), "--save", save]
-                row = _run_child(cmd)
-                if mode == "forward":
-                    row["max_rel_error_vs_reference"] = _max_rel_error(save, reference["image"])
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                with_c = args.siddon_ref if method == "siddon" else ""
+                cmd = [sys.executable, __file__, "--child", method, str(size), mode, "--repeats", str(args.repeats), "--save", save,
+                       "--ct", args.ct, "--siddon-ref", with_c]
+                for row in _run_child(cmd):
+                    if mode == "forward" and row["impl"].startswith("fluorojax"):
+                        row["max_rel_error_vs_reference"] = _max_rel_error(save, reference["image"])
+                    elif row["impl"].startswith("siddon-ref") and mode == "forward":
+                        row["max_rel_error_vs_reference"] = _max_rel_error(save.replace(".npy", "-c.npy"), reference["image"])
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
         if args.peers:
             out = os.path.join(images, f"peers-{size}.json")
             cmd = [args.peer_python, os.path.join(HERE, "peers_drr.py"), "--size", str(size), "--which", args.peer_list,
@@ -167,6 +232,7 @@ def main():
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     machine = machine_info()
+    machine["load_average_1min"] = [round(load_start, 1), round(os.getloadavg()[0], 1)]  # start, end: other processes
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "results": rows}, f, indent=1)
     with open(args.json.replace(".json", ".md"), "w") as f:

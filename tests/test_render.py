@@ -1,5 +1,7 @@
 """Renderer tests: closed forms, a brute-force reference, jit/vmap parity, gradients, projection."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -376,5 +378,5 @@ def test_repeated_eager_calls_compile_once():
     }
     for name, call in calls.items():
         call(poses[0])  # compiles
-        counts = [_count_compilations(lambda p=p: call(p)) for p in poses[1:]]
+        counts = [_count_compilations(functools.partial(call, p)) for p in poses[1:]]
         assert counts == [0, 0], (name, counts)

@@ -18,9 +18,16 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast.drr import check_chunk, check_pose, check_rays, exact_integrals, flat_values, grid_rays, unflatten_values
+from fluorojax.raycast.drr import (
+    check_chunk,
+    check_pose,
+    check_rays,
+    exact_integrals,
+    flat_values,
+    grid_rays,
+    unflatten_values,
+)
 from fluorojax.volume import Volume
-
 
 MAX_LABEL_ID = (1 << 20) - 1
 """Largest label id a trace can report (ids index a lookup table of this many entries)."""
@@ -136,4 +143,11 @@ def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, *, chunk
     ``labels`` is a ``Volume`` whose ``labels`` (or, when None, whose data) hold integer ids;
     ``label_ids`` defaults to every non-zero id present, ascending. Masks are ``travel > 0``.
     """
-    return render_with_labels(labels, camera, pose, label_ids, chunk_size=chunk_size).travel
+    ids = resolve_label_ids(labels, label_ids)
+    return _render_labels(labels, camera, check_pose(pose), ids, check_chunk(chunk_size), "auto")
+
+
+@functools.partial(jax.jit, static_argnames=("ids", "chunk", "impl"))
+def _render_labels(labels: Volume, camera: Camera, pose, ids, chunk, impl):
+    # Only travel leaves the program, so XLA drops the DRR and the depths.
+    return _render_with_labels(labels, camera, pose, ids, chunk, impl).travel

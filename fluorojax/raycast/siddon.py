@@ -8,7 +8,9 @@ Each step takes the nearest of the three next voxel faces, computing its paramet
 from the integer face position (``(face - s) / d``), never by accumulating increments, so
 float32 stays exact to about 1e-6 of the ray length however many voxels a ray crosses. The
 loop runs as many steps as the longest ray of a chunk needs (counted from its entry and exit
-voxels), not the grid's full diagonal.
+voxels), not the grid's full diagonal. That loop's trip count depends on the data, which is
+cheap on the CPU and costly on a GPU (a host round trip per step), so this is the CPU
+implementation; ``drr.exact_integrals`` runs ``siddon_slab`` everywhere else.
 
 The gradient (``integrate``'s custom VJP) re-traverses the rays instead of storing steps:
 with respect to the volume it scatters each segment's length; with respect to the ray end
@@ -25,7 +27,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fluorojax.raycast._rays import clip_to_box, merge, split
 
@@ -273,8 +274,12 @@ def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, 
     """
     n = s.shape[0]
     fn = functools.partial(_forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels)
-    out = jax.lax.map(lambda st: fn(*st), (split(s, chunk), split(t, chunk)))
-    return jax.tree_util.tree_map(lambda x: merge(x, n), out)
+    out = jax.lax.map(functools.partial(_apply, fn), (split(s, chunk), split(t, chunk)))
+    return jax.tree_util.tree_map(functools.partial(merge, n=n), out)
+
+
+def _apply(fn, args):
+    return fn(*args)
 
 
 def _integrate_fwd(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
