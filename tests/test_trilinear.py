@@ -22,7 +22,7 @@ AFFINE = np.array([[2.0, 0.0, 0.0, -20.0], [0.0, 2.5, 0.0, -22.0], [0.0, 0.0, 3.
 def smooth_volume(shape=(20, 18, 12)):
     """Two Gaussian blobs (1/mm) on an anisotropic grid: smooth, off-centre, asymmetric."""
     i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
-    blob = lambda c, r: np.exp(-((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2) / (2 * r * r))  # noqa: E731
+    blob = lambda c, r: np.exp(-((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2) / (2 * r * r))
     data = 0.02 * blob((8.0, 10.0, 5.0), 4.0) + 0.015 * blob((13.0, 6.0, 7.0), 3.0)
     return fj.Volume(data.astype(np.float32), AFFINE)
 
@@ -124,7 +124,7 @@ def test_volume_gradient_is_the_exact_linear_map():
     weights = jnp.asarray(np.random.default_rng(5).uniform(size=(10, 10)), jnp.float32)
     dv = jnp.asarray(np.random.default_rng(6).normal(size=volume.data.shape), jnp.float32)
     for path in ("cpu", "gpu"):
-        f = lambda data: jnp.sum(weights * rendered(fj.Volume(data, AFFINE), camera, pose, 40, path))  # noqa: B023, E731
+        f = lambda data: jnp.sum(weights * rendered(fj.Volume(data, AFFINE), camera, pose, 40, path))  # noqa: B023
         grad = jax.grad(f)(volume.data)
         np.testing.assert_allclose(float(jnp.vdot(grad, dv)), float(f(volume.data + dv) - f(volume.data)), rtol=1e-4)
 
@@ -134,7 +134,7 @@ def _while_trip_counts(text):
     compares the counter with a constant (the nearest definition of that name before the
     loop), None where it compares with anything else (a data-dependent loop)."""
     counts = []
-    for match in re.finditer(r"stablehlo\.while\(.*?\n(.*?)\} do \{", text, re.S):
+    for match in re.finditer(r"stablehlo\.while\(.*?\n(.*?)\} do \{", text, re.DOTALL):
         compare = re.search(r"stablehlo\.compare\s+LT,\s*%[\w#]+,\s*(%[\w#]+)", match.group(1))
         limits = [] if compare is None else re.findall(rf"{re.escape(compare.group(1))} = stablehlo\.constant dense<(\d+)> : tensor<i32>", text[: match.start()])
         counts.append(int(limits[-1]) if limits else None)
@@ -190,4 +190,10 @@ def test_repeated_eager_calls_do_not_recompile():
     counts = _count_compilations(lambda: trilinear.integrate(volume.shape, 30, values, s, t), 3)
     assert counts[1:] == [0, 0], counts
     counts = _count_compilations(lambda: fj.render(volume, camera, pose, "trilinear", n_samples=30), 3)
+    assert counts[1:] == [0, 0], counts
+
+    def loss(twist):
+        return jnp.sum(fj.render(volume, camera, pose @ se3_exp(twist), "trilinear", n_samples=30))
+
+    counts = _count_compilations(lambda: jax.grad(loss)(jnp.zeros(6)), 3)
     assert counts[1:] == [0, 0], counts

@@ -27,15 +27,16 @@ scatter pass of each sample's eight interpolation weights.
 
 Platforms. The work is a fixed-shape gather-and-sum over (rays, samples), cut into chunks of
 rays by a static sample budget and run one chunk after another (``lax.map``/``lax.scan``);
-no loop depends on data. On the CPU small chunks (2^16 samples) keep each chunk's
-gathered neighbours in cache. On a GPU chunks of 2^24 samples (about 0.5 GB of gathered neighbours; 2 chunks at 200 x 200 x 500 samples, 8 at
-512 x 512) keep the XLA-level loop to a few iterations: each iteration is one launch of a
-fused gather-reduce over millions of samples, which is how a GPU wants it. This route (loop
-free XLA) was chosen over a Pallas kernel because sampled marching has no data-dependent
-trip count to hide inside a kernel, so fused XLA already gives one pass over the samples,
-and it needs no deprecated Triton lowering. ``jax.lax.platform_dependent`` picks the
-configuration at lowering time; ``integrate(..., _path="gpu")`` forces the GPU one anywhere
-(tests compare the two on the CPU).
+no loop depends on data. On the CPU small chunks (2^16 samples) keep each chunk's gathered
+neighbours in cache (306 chunks at 200 x 200 x 500 samples). On a GPU chunks of 2^24 samples
+(about 1.5 GB of indices, neighbours and fractions) keep the XLA-level loop to a few
+iterations (2 at 200 x 200 x 500 samples, 8 at 512 x 512, forward and pose gradient alike;
+the volume gradient adds as many scatter steps), each one fused gather-reduce over millions
+of samples. This route (loop-free XLA) was chosen over a Pallas kernel because sampled
+marching has no data-dependent trip count to hide inside a kernel: fixed-shape XLA already
+makes one pass over the samples, and needs no Triton lowering (deprecated from jax 0.11).
+Not yet measured on a GPU. ``jax.lax.platform_dependent`` picks the budget at lowering time;
+``integrate(..., _path="gpu")`` forces the GPU one anywhere (tests compare the two on the CPU).
 """
 
 from __future__ import annotations
