@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src import monitoring
+from jax import monitoring
 
 import fluorojax as fj
 from fluorojax.raycast import trilinear
