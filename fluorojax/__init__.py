@@ -7,7 +7,7 @@ is jittable, vmappable and differentiable. See the README for the conventions.
 import importlib
 
 from fluorojax import augment, interop, io, physics, registration, simulate, transforms, viz
-from fluorojax.camera import Camera, carm_pose, look_at
+from fluorojax.camera import Camera, OrthographicCamera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
 from fluorojax.registration import register
@@ -36,6 +36,7 @@ __all__ = [
     "LabelTrace",
     "Mesh",
     "MeshRender",
+    "OrthographicCamera",
     "Tool",
     "augment",
     "fluoroseg",

@@ -1,16 +1,26 @@
-"""Pinhole X-ray camera: intrinsics, rays, projection matrices and standard poses.
+"""X-ray cameras with a flat detector: intrinsics, rays, projection matrices and standard poses.
 
-Conventions (see the README):
-  * camera frame: origin at the X-ray source, +z along the principal ray toward the detector,
-    +x along increasing image column, +y along increasing image row; the detector plane is
-    z = sdd (mm);
+Two imagers share one set of conventions (see the README):
+  * camera frame: +z along the beam toward the detector, +x along increasing image column, +y
+    along increasing image row; every ray starts on the plane z = 0 and ends on the detector;
   * pixel (row r, col c) covers [c, c + 1) x [r, r + 1) in continuous pixel coordinates and its
     ray passes through the centre (c + 0.5, r + 0.5);
   * a pose is ``world_from_camera`` (4, 4), world in mm (NIfTI RAS+);
-  * ``P = K @ inv(pose)[:3]`` maps homogeneous world points to homogeneous pixel coordinates.
+  * ``projection_matrix(pose)`` (3, 4) maps homogeneous world points to homogeneous pixel
+    coordinates and ``project`` divides by the last one.
+
+``Camera`` is a pinhole (cone-beam) imager: every ray starts at the X-ray source, the camera
+origin, and ends on the detector plane z = sdd; ``P = K @ inv(pose)[:3]``. ``OrthographicCamera``
+is a parallel-beam imager: pixel (r, c)'s ray runs along +z from its point on the plane z = 0 to
+the detector plane z = depth, and the projection drops z (an affine camera). Both live here
+because they share the detector, its validation and every convention; the renderers use only
+their common methods (``rays``, ``ray_directions``, ``projection_matrix``, ``project``,
+``pixel_centres``, ``shape``, ``binned``), so they render either.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,9 +29,79 @@ from fluorojax import _validate
 from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
 from fluorojax.transforms import apply_pose, axis_rotation, invert_pose, make_pose
 
+DEFAULT_DEPTH = 2000.0
+"""mm, the default beam length of an ``OrthographicCamera``: rays from 0 to 2 m along the beam."""
+
+
+class _FlatDetector:
+    """What both cameras share: height x width pixels of ``pixel_size`` (2,) mm, centred on the
+    camera's z axis at ``principal_point`` (2,) px."""
+
+    def _init_detector(self, height, width, pixel_size, principal_point, extent_name, extent, extent_text):
+        """Validate (when concrete) and set the detector fields and the beam extent ``extent_name``."""
+        kind = type(self).__name__
+        height = _validate.positive_int(f"{kind} height (pixels)", height)
+        width = _validate.positive_int(f"{kind} width (pixels)", width)
+        if is_concrete(pixel_size, extent, principal_point):
+            ps = _validate.real_array(f"{kind} pixel_size (mm)", pixel_size)
+            if ps.shape not in ((), (1,), (2,)) or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+                raise ValueError(f"{kind} pixel_size must be a positive scalar or (2,) in mm, got {pixel_size!r}")
+            _validate.positive_number(f"{kind} {extent_name} ({extent_text})", extent, unit="mm")
+            if principal_point is not None:
+                _validate.finite_array(f"{kind} principal_point (u, v) pixels", principal_point, shape=(2,))
+        if principal_point is None:
+            principal_point = (width / 2.0, height / 2.0)
+        object.__setattr__(self, "height", int(height))
+        object.__setattr__(self, "width", int(width))
+        object.__setattr__(self, "pixel_size", jnp.broadcast_to(jnp.asarray(pixel_size, jnp.float32), (2,)))
+        object.__setattr__(self, extent_name, jnp.asarray(extent, jnp.float32))
+        object.__setattr__(self, "principal_point", jnp.asarray(principal_point, jnp.float32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height, self.width)
+
+    def pixel_centres(self):
+        """(H, W, 2) continuous pixel coordinates (u, v) = (c + 0.5, r + 0.5) of the pixel centres."""
+        cols = jnp.arange(self.width, dtype=jnp.float32) + 0.5
+        rows = jnp.arange(self.height, dtype=jnp.float32) + 0.5
+        return jnp.stack(jnp.meshgrid(cols, rows), axis=-1)  # (H, W), row-major
+
+    def _intrinsic_matrix(self, focal):
+        """K (3, 3) = ``[[focal/px, 0, u0], [0, focal/py, v0], [0, 0, 1]]``, focal in mm."""
+        fx = focal / self.pixel_size[0]
+        fy = focal / self.pixel_size[1]
+        u0, v0 = self.principal_point[0], self.principal_point[1]
+        zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
+        return jnp.stack([jnp.stack([fx, zero, u0]), jnp.stack([zero, fy, v0]), jnp.stack([zero, zero, one])])
+
+    def _plane_points(self, z):
+        """Pixel centres placed on the camera-frame plane ``z`` (mm): (H, W, 3) mm."""
+        uv = self.pixel_centres()
+        xx = (uv[..., 0] - self.principal_point[0]) * self.pixel_size[0]
+        yy = (uv[..., 1] - self.principal_point[1]) * self.pixel_size[1]
+        return jnp.stack([xx, yy, jnp.broadcast_to(z, xx.shape)], axis=-1)
+
+    def project(self, pose, points):
+        """World points (..., 3) mm -> continuous pixel coordinates (..., 2) as (u, v) = (col, row)."""
+        p = self.projection_matrix(pose)
+        homog = jnp.einsum("...ij,...j->...i", p[..., :3], points) + p[..., 3]
+        return homog[..., :2] / homog[..., 2:3]
+
+    def binned(self, factor: int):
+        """The same detector read out in ``factor`` x ``factor`` bins: ``factor`` times fewer and
+        larger pixels (``factor`` must divide the height and the width), same beam geometry."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+            raise ValueError(f"binning factor must be a positive integer, got {factor!r}")
+        if self.height % factor or self.width % factor:
+            raise ValueError(f"binning factor {factor} must divide the image shape {self.shape}")
+        return dataclasses.replace(self, height=self.height // factor, width=self.width // factor,
+                                   pixel_size=self.pixel_size * factor, principal_point=self.principal_point / factor)
+
 
 @pytree_dataclass
-class Camera:
+class Camera(_FlatDetector):
     """Intrinsics of a cone-beam X-ray imager with a flat detector.
 
     Attributes:
@@ -43,49 +123,16 @@ class Camera:
     width: int = static_field()
 
     def __init__(self, height, width, pixel_size, sdd, principal_point=None):
-        height = _validate.positive_int("Camera height (pixels)", height)
-        width = _validate.positive_int("Camera width (pixels)", width)
-        if is_concrete(pixel_size, sdd, principal_point):
-            ps = _validate.real_array("Camera pixel_size (mm)", pixel_size)
-            if ps.shape not in ((), (1,), (2,)) or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
-                raise ValueError(f"Camera pixel_size must be a positive scalar or (2,) in mm, got {pixel_size!r}")
-            _validate.positive_number("Camera sdd (source-to-detector distance)", sdd, unit="mm")
-            if principal_point is not None:
-                _validate.finite_array("Camera principal_point (u, v) pixels", principal_point, shape=(2,))
-        if principal_point is None:
-            principal_point = (width / 2.0, height / 2.0)
-        object.__setattr__(self, "height", int(height))
-        object.__setattr__(self, "width", int(width))
-        object.__setattr__(self, "pixel_size", jnp.broadcast_to(jnp.asarray(pixel_size, jnp.float32), (2,)))
-        object.__setattr__(self, "sdd", jnp.asarray(sdd, jnp.float32))
-        object.__setattr__(self, "principal_point", jnp.asarray(principal_point, jnp.float32))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) in pixels."""
-        return (self.height, self.width)
+        self._init_detector(height, width, pixel_size, principal_point, "sdd", sdd, "source-to-detector distance")
 
     @property
     def intrinsics(self):
         """K (3, 3): ``[[sdd/px, 0, u0], [0, sdd/py, v0], [0, 0, 1]]``."""
-        fx = self.sdd / self.pixel_size[0]
-        fy = self.sdd / self.pixel_size[1]
-        u0, v0 = self.principal_point[0], self.principal_point[1]
-        zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
-        return jnp.stack([jnp.stack([fx, zero, u0]), jnp.stack([zero, fy, v0]), jnp.stack([zero, zero, one])])
-
-    def pixel_centres(self):
-        """(H, W, 2) continuous pixel coordinates (u, v) = (c + 0.5, r + 0.5) of the pixel centres."""
-        cols = jnp.arange(self.width, dtype=jnp.float32) + 0.5
-        rows = jnp.arange(self.height, dtype=jnp.float32) + 0.5
-        return jnp.stack(jnp.meshgrid(cols, rows), axis=-1)  # (H, W), row-major
+        return self._intrinsic_matrix(self.sdd)
 
     def detector_points(self):
         """Pixel centres on the detector plane in the camera frame: (H, W, 3) mm."""
-        uv = self.pixel_centres()
-        xx = (uv[..., 0] - self.principal_point[0]) * self.pixel_size[0]
-        yy = (uv[..., 1] - self.principal_point[1]) * self.pixel_size[1]
-        return jnp.stack([xx, yy, jnp.broadcast_to(self.sdd, xx.shape)], axis=-1)
+        return self._plane_points(self.sdd)
 
     def rays(self, pose):
         """Rays of every pixel for ``pose`` (..., 4, 4) world_from_camera.
@@ -117,11 +164,79 @@ class Camera:
         """P (..., 3, 4) = K @ inv(pose)[:3] for pose (..., 4, 4) world_from_camera."""
         return self.intrinsics @ invert_pose(jnp.asarray(pose, jnp.float32))[..., :3, :]
 
-    def project(self, pose, points):
-        """World points (..., 3) mm -> continuous pixel coordinates (..., 2) as (u, v) = (col, row)."""
-        p = self.projection_matrix(pose)
-        homog = jnp.einsum("...ij,...j->...i", p[..., :3], points) + p[..., 3]
-        return homog[..., :2] / homog[..., 2:3]
+
+_DROP_Z = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]], np.float32)
+"""Camera-frame (x, y, z, 1) -> (x, y, 1): the parallel projection along z."""
+
+
+@pytree_dataclass
+class OrthographicCamera(_FlatDetector):
+    """Intrinsics of a parallel-beam X-ray imager with a flat detector.
+
+    Every pixel's ray runs along the camera's +z: pixel (r, c)'s ray starts at its centre's
+    (x, y) on the plane z = 0 of the camera frame (the beam's entrance plane, where the pose's
+    origin lies) and ends on the detector plane z = ``depth``. Only what lies between the two
+    planes is imaged, so place the pose (e.g. ``carm_pose(lao, cra, d, isocenter)``) with the
+    anatomy within ``[0, depth]`` along the beam: with the default 2000 mm and d = 1000 mm,
+    everything within 1 m of the isocentre along the beam. Moving the pose along the beam does
+    not change the image as long as the anatomy stays between the planes (no magnification);
+    depths along rays (label entry / exit, mesh hits) are measured from the plane z = 0.
+
+    Attributes:
+      height, width: image size in pixels (static).
+      pixel_size: (2,) mm, (column spacing, row spacing); a scalar is broadcast. With no
+        magnification this is also the pixel's size at the anatomy.
+      principal_point: (2,) pixels, (u, v) = (column, row) of the camera's z axis; default the
+        detector centre (width / 2, height / 2).
+      depth: mm, the beam's length from the plane z = 0 to the detector (default
+        ``DEFAULT_DEPTH``, 2000 mm).
+
+    Concrete values are checked as in ``Camera``; traced ones are not.
+    """
+
+    pixel_size: jnp.ndarray
+    depth: jnp.ndarray
+    principal_point: jnp.ndarray
+    height: int = static_field()
+    width: int = static_field()
+
+    def __init__(self, height, width, pixel_size, principal_point=None, depth=DEFAULT_DEPTH):
+        self._init_detector(height, width, pixel_size, principal_point, "depth", depth, "beam length")
+
+    @property
+    def intrinsics(self):
+        """K (3, 3): ``[[1/px, 0, u0], [0, 1/py, v0], [0, 0, 1]]``, camera-frame (x, y, 1) mm to
+        homogeneous pixels."""
+        return self._intrinsic_matrix(jnp.ones_like(self.depth))
+
+    def detector_points(self):
+        """Pixel centres on the detector plane z = depth in the camera frame: (H, W, 3) mm."""
+        return self._plane_points(self.depth)
+
+    def rays(self, pose):
+        """Rays of every pixel for ``pose`` (..., 4, 4) world_from_camera.
+
+        Returns (sources, targets), each (..., H, W, 3) world mm: the pixel centre on the plane
+        z = 0 and on the detector plane z = depth.
+        """
+        pose_b = jnp.asarray(pose, jnp.float32)[..., None, None, :, :]
+        return apply_pose(pose_b, self._plane_points(0.0)), apply_pose(pose_b, self.detector_points())
+
+    def ray_directions(self, pose):
+        """Unit directions (..., H, W, 3) in world axes of every pixel's ray (the pose's z axis),
+        for ``pose`` (..., 4, 4) world_from_camera."""
+        z = jnp.asarray(pose, jnp.float32)[..., :3, 2]
+        z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+        return jnp.broadcast_to(z[..., None, None, :], z.shape[:-1] + self.shape + (3,))
+
+    def projection_matrix(self, pose):
+        """P (..., 3, 4) = K @ D @ inv(pose), D dropping z: an affine camera, last row (0, 0, 0, 1),
+        for pose (..., 4, 4) world_from_camera."""
+        return self.intrinsics @ _DROP_Z @ invert_pose(jnp.asarray(pose, jnp.float32))
+
+
+CAMERA_TYPES = (Camera, OrthographicCamera)
+"""The imagers every renderer accepts."""
 
 
 def look_at(source, target, up=(0.0, 0.0, 1.0)):

@@ -1,15 +1,17 @@
 """Triangle meshes -> per-pixel hit depths, travel (path length) and masks.
 
-``render_mesh`` casts every pixel's ray (the half-line from the source through the pixel
-centre) against every triangle with the watertight test of ``raycast.watertight``, so each
-crossing of a closed surface counts exactly once, even for rays through shared edges and
-vertices (no speckle, no double hits). Depths are distances in mm along the unit ray direction
-from the source. For an outward-oriented closed mesh ``travel = sum(exit depths) - sum(entry
-depths)`` over all hits (not only the first ``max_hits``). A source inside a closed mesh
-contributes its first exit with no matching entry, which is the path from the source: travel
-stays exact and ``winding`` (exits - entries) is 1 there. Objects behind the detector are
-counted (the ray is a half-line), objects behind the source are not. Travel is defined only for
-a closed surface: ``render_mesh`` refuses a mesh that ``Mesh`` found open (see ``fluorojax.mesh``).
+``render_mesh`` casts every pixel's ray (the half-line from its start through the pixel
+centre: the source of a ``Camera``, the pixel's point on the plane z = 0 of an
+``OrthographicCamera``; "the source" below) against every triangle with the watertight test of
+``raycast.watertight``, so each crossing of a closed surface counts exactly once, even for rays
+through shared edges and vertices (no speckle, no double hits). Depths are distances in mm along
+the unit ray direction from the source. For an outward-oriented closed mesh ``travel =
+sum(exit depths) - sum(entry depths)`` over all hits (not only the first ``max_hits``). A source
+inside a closed mesh contributes its first exit with no matching entry, which is the path from
+the source: travel stays exact and ``winding`` (exits - entries) is 1 there. Objects behind the
+detector are counted (the ray is a half-line), objects behind the source are not. Travel is
+defined only for a closed surface: ``render_mesh`` refuses a mesh that ``Mesh`` found open (see
+``fluorojax.mesh``).
 
 Two schedules visit the same (triangle, pixel) pairs, those whose pixel lies in the triangle's
 projected box (``pairs.pixel_boxes``), with the same predicates, and give the same hits:
@@ -264,10 +266,10 @@ def _render_one(mesh, camera, cfg, pose):
     lo, hi, orient = edge_layout(mesh.faces)
     boxes = pixel_boxes(camera, jax.lax.stop_gradient(pose), jax.lax.stop_gradient(tri))
     direction = camera.ray_directions(pose)
-    source = pose[:3, 3]
+    start = camera.rays(pose)[0]  # (H, W, 3): the source, or each pixel's point on z = 0 for a parallel beam
     centre = jax.lax.stop_gradient(0.5 * (jnp.min(mesh.vertices, axis=0) + jnp.max(mesh.vertices, axis=0)))
-    t0 = jax.lax.stop_gradient(jnp.sum((centre - source) * direction, axis=-1))
-    origin = source + t0[..., None] * direction
+    t0 = jax.lax.stop_gradient(jnp.sum((centre - start) * direction, axis=-1))
+    origin = start + t0[..., None] * direction
     h, w = camera.height, camera.width
     flat = lambda x: x.reshape((h * w,) + x.shape[2:])  # noqa: E731
     hits, travel, count, winding = _fragments(cfg, tri, lo, hi, orient, boxes, flat(origin), flat(direction), flat(t0))
@@ -287,7 +289,7 @@ def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: i
     Args:
       mesh: a closed ``Mesh`` in world mm (``Mesh`` orients a closed mesh outward when it is
         built from concrete arrays); an open mesh raises ValueError: its travel is undefined.
-      camera: ``Camera``.
+      camera: ``Camera`` or ``OrthographicCamera``.
       pose: (4, 4) world_from_camera, or (B, 4, 4) (mapped sequentially); a NaN / inf pose
         raises ValueError (under ``jit`` it cannot be checked and gives NaN travel).
       max_hits: K, the number of nearest crossings kept per pixel (static).

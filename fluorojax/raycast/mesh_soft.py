@@ -119,9 +119,11 @@ def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk:
     centre to the nearest projected triangle: exactly 1 on the projected mesh, fading smoothly
     (C1) to exactly 0 at ``edge_width`` pixels outside it, so the mask and its gradient are
     continuous in the vertices and the pose; gradients come from the outline band. As
-    ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``. The mesh must lie in front of
-    the source (a triangle with a corner behind it projects wrongly through the pinhole); it
-    may be open (the outline needs no inside). ``edge_width`` (pixels, > 0) may be traced.
+    ``edge_width`` -> 0 it tends to ``render_mesh(...).mask``. With a ``Camera`` the mesh must
+    lie in front of the source (a triangle with a corner behind it projects wrongly through the
+    pinhole); with an ``OrthographicCamera`` triangles wholly behind the plane z = 0, where the
+    rays start, are left out like those behind a source. The mesh may be open (the outline
+    needs no inside). ``edge_width`` (pixels, > 0) may be traced.
 
     Args:
       pose: (4, 4) or (B, 4, 4) world_from_camera (a batch is mapped sequentially).

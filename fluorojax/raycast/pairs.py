@@ -22,20 +22,26 @@ def pixel_boxes(camera, pose, tri, pad=0.0):
 
     A box holds every pixel centre within ``pad + margin`` px of the projected triangle's
     bounding box, ``margin`` bounding the float32 error of the projection with a wide safety
-    factor. A triangle with a corner at or near the source plane gets the whole image, one
-    wholly behind it an empty box. tri: (F, 3, 3) world mm; pad: px, may be traced.
+    factor. Any camera of ``fluorojax.camera`` works: the projection is its own
+    ``projection_matrix`` in the camera frame, whose last row gives each corner's projective
+    weight w (the depth z for a pinhole, 1 for a parallel beam). A triangle with a corner where
+    w is at or near 0 (a pinhole's source plane) gets the whole image, one wholly behind the
+    rays' start plane z = 0 an empty box. tri: (F, 3, 3) world mm; pad: px, may be traced.
     """
     cam = apply_pose(invert_pose(pose), tri)
-    k = camera.intrinsics
-    z = cam[..., 2]
-    near = jnp.any(z <= 1e-3, axis=-1)
-    gone = jnp.all(z < -1e-3, axis=-1)
-    zs = jnp.where(near[:, None], 1.0, z)
-    u = k[0, 0] * cam[..., 0] / zs + k[0, 2]
-    v = k[1, 1] * cam[..., 1] / zs + k[1, 2]
+    proj = camera.projection_matrix(jnp.eye(4, dtype=jnp.float32))  # camera frame -> homogeneous pixels
+    homog = jnp.einsum("ij,...j->...i", proj[:, :3], cam) + proj[:, 3]
+    w = homog[..., 2]
+    near = jnp.any(w <= 1e-3, axis=-1)
+    gone = jnp.all(cam[..., 2] < -1e-3, axis=-1)
+    ws = jnp.where(near[:, None], 1.0, w)
+    u = homog[..., 0] / ws
+    v = homog[..., 1] / ws
+    # a camera-frame error e moves (u, v) by (P_row - (u, v) P_w) . e / w: its L1 norm bounds the gain
+    gain = (jnp.sum(jnp.abs(proj[0, :3] - u[..., None] * proj[2, :3]), axis=-1)
+            + jnp.sum(jnp.abs(proj[1, :3] - v[..., None] * proj[2, :3]), axis=-1)) / ws
     reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
-    spread = jnp.maximum(k[0, 0], k[1, 1]) + jnp.max(jnp.abs(u - k[0, 2]) + jnp.abs(v - k[1, 2]), axis=-1)
-    margin = pad + 0.05 + 1e-5 * spread * reach / jnp.min(zs, axis=-1)
+    margin = pad + 0.05 + 1e-5 * jnp.max(gain, axis=-1) * reach
 
     def span(p, n):
         first = jnp.ceil(jnp.clip(jnp.min(p, axis=-1) - 0.5 - margin, -1.0, n))

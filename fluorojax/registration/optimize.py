@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fluorojax.camera import Camera
+from fluorojax.camera import CAMERA_TYPES, Camera
 from fluorojax.registration.metrics import ncc
 from fluorojax.raycast import render
 from fluorojax.transforms import apply_pose, invert_pose, make_pose, se3_exp, so3_exp
@@ -94,17 +94,7 @@ def pyramid_camera(camera: Camera, factor: int) -> Camera:
 
     ``factor`` must divide the camera's height and width.
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"pyramid factor must be a positive integer, got {factor!r}")
-    if camera.height % factor or camera.width % factor:
-        raise ValueError(f"pyramid factor {factor} must divide the image shape {camera.shape}")
-    return Camera(
-        camera.height // factor,
-        camera.width // factor,
-        camera.pixel_size * factor,
-        camera.sdd,
-        camera.principal_point / factor,
-    )
+    return camera.binned(factor)
 
 
 def downsample(image, factor: int):
@@ -262,8 +252,8 @@ def register(
     """
     if not isinstance(volume, Volume) or volume.data.ndim != 3:
         raise TypeError(f"register: volume must be a scalar (I, J, K) Volume, got {type(volume).__name__} with data shape {getattr(volume, 'data', np.zeros(0)).shape}")
-    if not isinstance(camera, Camera):
-        raise TypeError(f"register: camera must be a Camera, got {type(camera).__name__}")
+    if not isinstance(camera, CAMERA_TYPES):
+        raise TypeError(f"register: camera must be a Camera or an OrthographicCamera, got {type(camera).__name__}")
     target = jnp.asarray(target_image, jnp.float32)
     if target.shape != camera.shape:
         raise ValueError(f"register: target_image must be (H, W) = {camera.shape} like the camera, got {target.shape}")

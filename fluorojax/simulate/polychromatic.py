@@ -37,7 +37,7 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
         one with M channels of per-material densities in g/cm^3: the segmented volume of
         ``material_volume`` (computed once, so that rendering many poses skips the
         decomposition; thresholds are then unused), or any (I, J, K, M) density data.
-      camera: ``Camera``; pose: (4, 4) or (B, 4, 4) world_from_camera.
+      camera: ``Camera`` or ``OrthographicCamera``; pose: (4, 4) or (B, 4, 4) world_from_camera.
       spec: (energy_keV (E,), weights (E,)), e.g. ``spectrum(90)``.
       materials: the M attenuation curves of the M classes (default air, soft tissue, cortical bone).
       thresholds, label_classes, air_below_hu: material decomposition, see ``material_densities``.

@@ -33,7 +33,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from fluorojax.camera import Camera
+from fluorojax.camera import CAMERA_TYPES, Camera
 from fluorojax.physics import detector_noise
 from fluorojax.raycast import line_integrals, trace_labels
 from fluorojax.raycast.mesh_render import render_mesh
@@ -47,7 +47,8 @@ class SceneRender(NamedTuple):
     Attributes:
       image: (B, H, W) float32 intensity, 1 = open beam (before the negative log).
       label_travel: (B, L, H, W) mm through each label.
-      label_entry, label_exit: (B, L, H, W) mm from the source (inf where missed).
+      label_entry, label_exit: (B, L, H, W) mm from the source (from the plane z = 0 for an
+        ``OrthographicCamera``; inf where missed).
       tool_travel: (T, B, H, W) mm through each tool.
       tool_hits: (T, B, H, W, K) mm, ascending surface crossings (inf padded).
     """
@@ -61,7 +62,13 @@ class SceneRender(NamedTuple):
 
 
 def stack_cameras(cameras: Sequence[Camera]) -> Camera:
-    """One ``Camera`` whose leaves carry a leading batch axis (all must share height and width)."""
+    """One camera whose leaves carry a leading batch axis (all must be of one type, ``Camera``
+    or ``OrthographicCamera``, and share height and width)."""
+    kinds = sorted({type(c).__name__ for c in cameras})
+    if not all(isinstance(c, CAMERA_TYPES) for c in cameras):
+        raise TypeError(f"cameras must be Camera or OrthographicCamera, got {kinds}")
+    if len(kinds) > 1:
+        raise ValueError(f"cameras of one batch must be of one type, got {kinds}")
     shapes = {c.shape for c in cameras}
     if len(shapes) != 1:
         raise ValueError(f"cameras of one batch must share an image size, got {sorted(shapes)}")
@@ -127,7 +134,7 @@ def tissue_along(densities: Volume, cameras: Camera, poses, start, stop):
     (B, H, W, P) mm from the source (pieces with ``stop <= start``, or non-finite, add nothing);
     cameras batched like poses (B, 4, 4)."""
     unit = jax.vmap(lambda c, p: c.ray_directions(p))(cameras, poses)
-    sources = jnp.broadcast_to(poses[:, None, None, :3, 3], unit.shape)
+    sources = jax.vmap(lambda c, p: c.rays(p)[0])(cameras, poses)  # where the depths start
     piece = jnp.isfinite(start) & jnp.isfinite(stop) & (stop > start)
     # empty pieces integrate a harmless 1 mm segment at the source, then drop out
     a = sources[..., None, :] + unit[..., None, :] * jnp.where(piece, start, 0.0)[..., None]
@@ -173,7 +180,7 @@ def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[
       densities: ``Volume`` of per-material densities (I, J, K, M) g/cm^3 with the label map
         (``fluorojax.physics.material_volume``).
       label_ids: the L label ids to report (static).
-      cameras: B ``Camera`` s of one image size.
+      cameras: B cameras of one type (``Camera`` or ``OrthographicCamera``) and image size.
       poses: (B, 4, 4) world_from_camera.
       spectra: B (energy_keV (E,), weights (E,)) spectra of equal length E.
       tools: placed ``fluorojax.tools.Tool`` s (world mm).
