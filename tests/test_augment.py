@@ -53,14 +53,14 @@ TRANSFORMS = {
     "drizzle": A.drizzle,
     "gamma": A.gamma,
     "channel_shuffle": A.channel_shuffle,
-    "gaussian_blur": A.gaussian_blur,
+    "binomial_blur": A.binomial_blur,
     "motion_blur": A.motion_blur,
     "median_blur": A.median_blur,
     "detector_blur": A.detector_blur,
     "sharpen": A.sharpen,
     "emboss": A.emboss,
-    "poisson_noise": A.poisson_noise,
-    "gaussian_noise": A.gaussian_noise,
+    "quantum_noise": A.quantum_noise,
+    "electronic_noise": A.electronic_noise,
     "pixel_dropout": A.pixel_dropout,
     "coarse_dropout": A.coarse_dropout,
     "collimator": A.collimator,
@@ -156,7 +156,7 @@ def _kmeans_images():
 
 @pytest.mark.parametrize("name", ["bimodal", "skewed", "unequal"])
 def test_mixture_window_kmeans_reaches_a_lloyd_optimum_like_sklearn(name):
-    from fluorojax.augment.intensity import _two_means
+    from fluorojax.augment.windowing import _two_means
 
     x = _kmeans_images()[name].astype(np.float32)
     samples = x.reshape(-1)[:: x.size // 1000].astype(np.float64)
@@ -319,7 +319,7 @@ def _albumentations_fog_counts(t, h, w):
 
 @pytest.mark.parametrize("shape", [(64, 64), (96, 160)])
 def test_fog_particles_follow_albumentations(shape):
-    from fluorojax.augment.intensity import _fog_particles
+    from fluorojax.augment.weather import _fog_particles
 
     h, w = shape
     draw = jax.jit(lambda k: _fog_particles(k, shape, (0.1, 0.3)))
@@ -337,7 +337,7 @@ def test_fog_particles_follow_albumentations(shape):
 
 def test_fog_matches_opencv_on_the_same_particles():
     cv2 = pytest.importorskip("cv2")
-    from fluorojax.augment.intensity import _fog_particles
+    from fluorojax.augment.weather import _fog_particles
 
     x = _image(22, c=3)
     q = np.clip(np.round(np.asarray(x) * 255), 0, 255).astype(np.uint8)
@@ -373,7 +373,7 @@ def test_fog_blends_toward_the_fog_layer_by_at_most_alpha_t():
 
 def test_drizzle_matches_opencv_on_the_same_drops():
     cv2 = pytest.importorskip("cv2")
-    from fluorojax.augment.artefacts import _drizzle_drops
+    from fluorojax.augment.weather import _drizzle_drops
 
     h, w = 40, 448  # 448 columns: whole SIMD blocks for OpenCV's HSV -> RGB
     x = jnp.asarray(np.random.default_rng(24).uniform(0.05, 0.95, (h, w, 3)).astype(np.float32))
@@ -397,7 +397,7 @@ def test_drizzle_matches_opencv_on_the_same_drops():
 
 
 def test_drizzle_draws_slanted_drops_of_the_drizzle_length_and_darkens():
-    from fluorojax.augment.artefacts import _drizzle_drops
+    from fluorojax.augment.weather import _drizzle_drops
 
     grey = jnp.full((H, W), 100 / 255, jnp.float32)
     bright = jax.jit(P(A.drizzle, blur=1, brightness=1.0))
@@ -432,7 +432,7 @@ def test_drizzle_draws_slanted_drops_of_the_drizzle_length_and_darkens():
 @pytest.mark.parametrize(
     "f",
     [
-        P(A.gaussian_blur, kernel_size=(3, 5)),
+        P(A.binomial_blur, kernel_size=(3, 5)),
         P(A.motion_blur, kernel_size=(3, 5)),
         P(A.detector_blur, sigma=(0.5, 1.0), glare=(0.1, 0.1), glare_sigma=1.0),
     ],
@@ -448,7 +448,7 @@ def test_blur_keeps_the_mean(f):
 
 def test_gaussian_and_median_blur_match_scipy():
     x = _image(7)
-    y, _ = A.gaussian_blur(KEY, x, _masks(), kernel_size=(5, 5))
+    y, _ = A.binomial_blur(KEY, x, _masks(), kernel_size=(5, 5))
     k1 = np.array([1, 4, 6, 4, 1], np.float64) / 16
     want = ndi.correlate(np.asarray(x, np.float64), np.outer(k1, k1), mode="mirror")
     np.testing.assert_allclose(np.asarray(y), want, atol=1e-6)
@@ -476,12 +476,12 @@ def test_sharpen_and_emboss_keep_a_constant_image():
 def test_noise_statistics():
     x = jnp.full((128, 128), 0.5, jnp.float32)
     m = jnp.zeros((1, 128, 128))
-    y, _ = A.poisson_noise(KEY, x, m, photons=(200.0, 200.0))
+    y, _ = A.quantum_noise(KEY, x, m, photons=(200.0, 200.0))
     y = np.asarray(y)
     assert abs(y.mean() - 0.5) < 4 * math.sqrt(0.5 / 200 / y.size)
     np.testing.assert_allclose(y.var(), 0.5 / 200, rtol=0.1)
     np.testing.assert_allclose(np.round(y * 200), y * 200, atol=1e-3)  # integer counts
-    y, _ = A.gaussian_noise(KEY, x, m, sigma=(0.1, 0.1))
+    y, _ = A.electronic_noise(KEY, x, m, sigma=(0.1, 0.1))
     np.testing.assert_allclose(np.asarray(y).std(), 0.1, rtol=0.05)
 
 
@@ -630,7 +630,7 @@ class ParityTest(chex.TestCase):
         np.testing.assert_array_equal(np.asarray(y1), np.asarray(y3))
 
     @parameterized.named_parameters(
-        *[(n, n) for n in ("gaussian_blur", "random_affine", "clahe", "mixture_window", "fog", "drizzle")]
+        *[(n, n) for n in ("binomial_blur", "random_affine", "clahe", "mixture_window", "fog", "drizzle")]
     )
     def test_vmap_equals_loop(self, name):
         f = jax.jit(TRANSFORMS[name])

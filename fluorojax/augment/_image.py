@@ -102,3 +102,16 @@ def pixel_grid(h: int, w: int) -> tuple[jax.Array, jax.Array]:
     rows = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
     cols = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
     return rows, cols
+
+
+@jax.custom_jvp
+def straight_through(exact: jax.Array, smooth: jax.Array) -> jax.Array:
+    """``exact``'s value with ``smooth``'s derivative: the stand-in gradient of a step (8-bit
+    rounding, an integer colour conversion) by the smooth map it approximates. Same shapes."""
+    del smooth
+    return exact
+
+
+@straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    return primals[0], tangents[1]
