@@ -2,7 +2,7 @@
 # Build the virtual environment in which benchmarks/bench_augment.py runs FluoroSeg's own
 # training augmentation (``build_augmentation`` from its public repository, checked out
 # separately and passed to the benchmark with --fluoroseg): albumentations 2.0.4 with
-# scikit-learn (the loader's k-means window) and opencv. Kept out of fluorojax's environment:
+# scikit-learn (the loader's k-means window), opencv and pillow (imported by the loader). Kept out of fluorojax's environment:
 # albumentations pins its own dependencies.
 #
 # Usage: bash scripts/setup_albu_venv.sh [VENV_DIR]   (default: .venv-albu at the repo root)
@@ -13,7 +13,7 @@ venv="${1:-$repo_root/.venv-albu}"
 python="${PYTHON:-python3}"
 
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet albumentations==2.0.4 scikit-learn numpy
+"$venv/bin/python" -m pip install --quiet albumentations==2.0.4 scikit-learn numpy pillow
 
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md

@@ -87,7 +87,7 @@ def _srgb_to_linear(x):
 
 
 def _linear_to_srgb(x):
-    return jnp.where(x <= 0.0031308, 12.92 * x, 1.055 * jnp.maximum(x, 0.0) ** (1 / 2.4) - 0.055)
+    return jnp.where(x <= 0.0031308, 12.92 * x, 1.055 * jnp.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def _f(t):

@@ -7,10 +7,12 @@ them to [0, 1].
 Gradients with respect to the image: both windows are piecewise linear in the pixel values and
 in their knots, and the knots (image minimum and maximum, cluster means, deviations and ranges)
 are themselves differentiable almost everywhere, so the gradient is exact wherever no pixel
-sits on a knot. The k-means centres are found by Lloyd's iteration on a stopped gradient and
-differentiated at their fixed point (one Lloyd step with the assignment held fixed), and which
-cluster a pixel belongs to is held fixed: both change only where the image changes the
-clustering, where no gradient exists.
+sits on a knot. The k-means clusters are found by Lloyd's iteration on a stopped gradient; the
+centres are then the means of the clusters found (one more Lloyd step: the same centres where
+the iteration has converged, within scikit-learn's tolerance where it stopped by it), which
+makes them continuous in the image while no pixel changes cluster. Which cluster a pixel
+belongs to is held fixed: it changes only where the image changes the clustering, where no
+gradient exists.
 """
 
 from __future__ import annotations
@@ -116,17 +118,17 @@ def mixture_window(key, image, *, n_points: int = 1000, max_iter: int = 100, tol
     a random start (``key`` unused). Uses channel 0 of an (H, W, C) input. Returns (H, W, 3)
     float32.
 
-    Gradient: exact almost everywhere (see the module docstring); the centres are differentiated
-    at Lloyd's fixed point, each pixel's cluster is held fixed.
+    Gradient: exact almost everywhere (see the module docstring); the centres are the means of
+    the clusters found, each pixel's cluster is held fixed.
     """
     del key
     x = _image.to_hwc(image)[..., 0].astype(jnp.float32)
     flat = x.reshape(-1)
     samples = flat[:: max(1, flat.size // n_points)]
-    fixed = _two_means(jax.lax.stop_gradient(samples), max_iter, tol)
-    step = _cluster_means(samples, samples > 0.5 * (fixed[0] + fixed[1]), fixed)
-    centres = fixed + (step - jax.lax.stop_gradient(step))  # the value of `fixed`, step's gradient
-    high = x > 0.5 * (fixed[0] + fixed[1])
+    found = _two_means(jax.lax.stop_gradient(samples), max_iter, tol)
+    threshold = 0.5 * (found[0] + found[1])
+    centres = _cluster_means(samples, samples > threshold, found)  # one more Lloyd step
+    high = x > threshold
     lo, hi = jnp.min(x), jnp.max(x)
     out = jnp.stack(
         [
