@@ -624,7 +624,10 @@ class ParityTest(chex.TestCase):
         x, m = _image(), _masks()
         y1, m1 = self.variant(f)(KEY, x, m)
         y2, m2 = f(KEY, x, m)
-        np.testing.assert_allclose(np.asarray(y1), np.asarray(y2), atol=1e-5)
+        # fog truncates a blend to 8-bit levels: XLA may fuse the blend's multiply-add under jit,
+        # which can move a value sitting on a level boundary by one level
+        atol = 1.0 / 255.0 + 1e-6 if name == "fog" else 1e-5
+        np.testing.assert_allclose(np.asarray(y1), np.asarray(y2), atol=atol)
         np.testing.assert_array_equal(np.asarray(m1), np.asarray(m2))
         y3, _ = self.variant(f)(KEY, x, m)
         np.testing.assert_array_equal(np.asarray(y1), np.asarray(y3))

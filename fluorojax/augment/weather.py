@@ -96,18 +96,19 @@ def _fog_particles(key, shape: tuple[int, int], coefficient: tuple[float, float]
     """Draw the fog coefficient t () and the particles of :func:`fog` for an image of ``shape``:
     rows, columns, radii and which are used, (P,) each, P the static maximum count."""
     h, w = shape
-    k_t, k_x, k_y, k_r = jax.random.split(key, 4)
-    t = _image.uniform(k_t, coefficient)
     n_max = _max_fog_particles(h, w, coefficient)
+    k_t, k_u = jax.random.split(key)
+    t = _image.uniform(k_t, coefficient)
+    u = jax.random.uniform(k_u, (3, n_max))
     ends = jnp.cumsum(_fog_counts(t, _fog_size(t, w), h, w))
     index = jnp.arange(n_max)
-    region = jnp.minimum(jnp.searchsorted(ends, index, side="right"), _FOG_REGIONS - 1)
+    region = jnp.minimum(jnp.sum(index[:, None] >= ends[None, :], axis=1), _FOG_REGIONS - 1)
     widths, heights = (jnp.asarray(v)[region] for v in _fog_regions(h, w))
     cx, cy = int(w / 2 - 0.5), int(h / 2 - 0.5)
-    cols = jax.random.randint(k_x, (n_max,), cx - widths // 2, cx + widths // 2 + 1)
-    rows = jax.random.randint(k_y, (n_max,), cy - heights // 2, cy + heights // 2 + 1)
+    cols = _image.integers(u[0], cx - widths // 2, cx + widths // 2 + 1)
+    rows = _image.integers(u[1], cy - heights // 2, cy + heights // 2 + 1)
     r_top = jnp.maximum(2, jnp.floor(min(h, w) * 0.1 * t).astype(jnp.int32))
-    radii = jax.random.randint(k_r, (n_max,), jnp.maximum(1, r_top // 2), r_top)
+    radii = _image.integers(u[2], jnp.maximum(1, r_top // 2), r_top)
     return t, rows, cols, radii, index < ends[-1]
 
 
@@ -232,12 +233,13 @@ def _drizzle_drops(key, shape: tuple[int, int], slant: tuple[float, float]):
     """Draw the slant () and the top ends x, y (N,) of :func:`drizzle`'s N = H W // 770 drops."""
     h, w = shape
     n = max(h * w // _DRIZZLE_AREA, 1)
-    k_s, k_x, k_y = jax.random.split(key, 3)
+    k_s, k_u = jax.random.split(key)
+    u = jax.random.uniform(k_u, (2, n))
     s = jnp.trunc(_image.uniform(k_s, slant)).astype(jnp.int32)
     x_lo = jnp.where(s < 0, s, 0)
     x_hi = jnp.where(s < 0, w, jnp.maximum(w - s, 0))
-    x0 = jax.random.randint(k_x, (n,), x_lo, x_hi + 1)
-    y0 = jax.random.randint(k_y, (n,), 0, max(h - _DRIZZLE_LENGTH, 0) + 1)
+    x0 = _image.integers(u[0], x_lo, x_hi + 1)
+    y0 = _image.integers(u[1], 0, max(h - _DRIZZLE_LENGTH, 0) + 1)
     return s, x0, y0
 
 
