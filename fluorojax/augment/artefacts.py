@@ -43,12 +43,12 @@ def coarse_dropout(
     ``value``."""
     h, w = image.shape[:2]
     n_max = int(holes[1])
-    k_n, k_h, k_w, k_r, k_c = jax.random.split(key, 5)
-    count = jax.random.randint(k_n, (), int(holes[0]), n_max + 1)
-    hh = jnp.minimum(jax.random.randint(k_h, (n_max,), int(height[0]), int(height[1]) + 1), h)
-    ww = jnp.minimum(jax.random.randint(k_w, (n_max,), int(width[0]), int(width[1]) + 1), w)
-    r0 = jnp.floor(jax.random.uniform(k_r, (n_max,)) * (h - hh + 1)).astype(jnp.int32)
-    c0 = jnp.floor(jax.random.uniform(k_c, (n_max,)) * (w - ww + 1)).astype(jnp.int32)
+    u = jax.random.uniform(key, (5, n_max))
+    count = _image.integers(u[0, 0], int(holes[0]), n_max + 1)
+    hh = jnp.minimum(_image.integers(u[1], int(height[0]), int(height[1]) + 1), h)
+    ww = jnp.minimum(_image.integers(u[2], int(width[0]), int(width[1]) + 1), w)
+    r0 = jnp.floor(u[3] * (h - hh + 1)).astype(jnp.int32)
+    c0 = jnp.floor(u[4] * (w - ww + 1)).astype(jnp.int32)
     rows = jnp.arange(h)[None, :]
     cols = jnp.arange(w)[None, :]
     in_r = (rows >= r0[:, None]) & (rows < (r0 + hh)[:, None])  # (n, H)
