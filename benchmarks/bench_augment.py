@@ -218,7 +218,7 @@ def main() -> None:
         f"median seconds per batch over {args.batches} timed batches (the same images for every row), the "
         "implementations interleaved batch by batch; FluoroSeg's code from its public repository, run in "
         "its own venv (benchmarks/bench_augment.py).",
-        f"Machine: {args.machine}, {os.cpu_count()} cores, all usable by both sides; "
+        f"Machine: {args.machine}, {os.cpu_count()} cores, all usable by both sides (neither process is pinned); "
         f"load average at the end {load[0]:.1f} (the CPU was shared with other processes while this ran). "
         f"jax {jax.__version__} on {jax.devices()[0].platform}.",
         "",

@@ -3,8 +3,16 @@
 Every transform is a pure function ``(key, image, masks) -> (image, masks)``: image (H, W) or
 (H, W, C) float32, masks (N, H, W) float or bool; options are keyword-only (bind them with
 ``functools.partial``). Geometric transforms move the masks with the image; all others leave
-masks untouched. Use ``jax.vmap`` (or :func:`apply_batch`) for batches. ``default_pipeline``
-is the FluoroSeg training augmentation.
+masks untouched. For batches use :func:`apply_batch`, which maps over the batch on the CPU and
+vmaps on accelerators (vmapping a pipeline of ``lax.cond``/``lax.switch`` branches computes
+every branch). ``default_pipeline`` is the FluoroSeg training augmentation.
+
+Modules, one idea each: ``core`` (composition and batching), ``intensity`` (pointwise tone
+changes), ``windowing`` (the [min, max] and k-means windows), ``equalisation`` (CLAHE),
+``weather`` (fog and drizzle), ``blur``, ``detector_noise``, ``artefacts`` (dropout, shutters,
+burnt-in text), ``geometric`` and ``pipelines``. Every transform is differentiable with respect
+to the image; each module's docstring says how (8-bit steps by stand-in gradients, random
+choices held fixed).
 """
 
 from fluorojax.augment.artefacts import FONT
