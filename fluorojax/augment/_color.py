@@ -55,9 +55,22 @@ def hsv_to_rgb(hsv: jnp.ndarray) -> jnp.ndarray:
     sector_f = jnp.trunc(h)
     frac = h - sector_f
     table = jnp.stack([v, v * (1 - s), v * (1 - s * frac), v * (1 - s * (1 - frac))], axis=-1)
-    sector = (sector_f - jnp.trunc(sector_f * f32(1.0 / 6.0)) * 6).astype(jnp.int32)
-    bgr = jnp.take_along_axis(table, jnp.asarray(_SECTOR_PICKS)[sector], axis=-1)
-    return jnp.clip(jnp.trunc(bgr[..., ::-1] * f32(255.0)), 0, 255).astype(jnp.int32)
+    sector = sector_f - jnp.trunc(sector_f * f32(1.0 / 6.0)) * 6
+    rgb = []
+    for c in (2, 1, 0):  # OpenCV's table lists (b, g, r)
+        pick = table[..., int(_SECTOR_PICKS[5, c])]
+        for s_i in range(4, -1, -1):  # a chain of selects: a gather along the last axis is slow
+            pick = jnp.where(sector == s_i, table[..., int(_SECTOR_PICKS[s_i, c])], pick)
+        rgb.append(pick)
+    return jnp.clip(jnp.trunc(jnp.stack(rgb, axis=-1) * f32(255.0)), 0, 255).astype(jnp.int32)
+
+
+def _mat3(m: np.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    """``x @ m.T`` for (..., 3) x as multiply-adds (XLA:CPU runs a dot over a trailing axis of 3
+    an order of magnitude slower)."""
+    return jnp.stack(
+        [sum(x[..., j] * m[i, j].item() for j in range(3)) for i in range(3)], axis=-1
+    )
 
 
 _RGB_TO_XYZ = np.array(
@@ -74,7 +87,7 @@ def _srgb_to_linear(x):
 
 
 def _linear_to_srgb(x):
-    return jnp.where(x <= 0.0031308, 12.92 * x, 1.055 * jnp.maximum(x, 0.0) ** (1 / 2.4) - 0.055)
+    return jnp.where(x <= 0.0031308, 12.92 * x, 1.055 * jnp.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def _f(t):
@@ -98,7 +111,7 @@ def rgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
     """(..., 3) int32 RGB levels -> (..., 3) int32 LAB levels (L 255/100 per unit, a and b + 128),
     in OpenCV's fixed point (its tables rebuilt from the formulas)."""
     lin = jnp.asarray(_GAMMA_TAB)[rgb]
-    xyz = _shift_round(lin @ jnp.asarray(_XYZ_FIXED.T), _LAB_SHIFT)
+    xyz = _shift_round(_mat3(_XYZ_FIXED, lin), _LAB_SHIFT)
     fx, fy, fz = (jnp.asarray(_CBRT_TAB)[xyz[..., i]] for i in range(3))
     one = 1 << _LAB_SHIFT2
     lum = _shift_round((116 * 255 + 50) // 100 * fy - (16 * 255 * one + 50) // 100, _LAB_SHIFT2)
@@ -107,8 +120,23 @@ def rgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
     return jnp.clip(jnp.stack([lum, a, b], axis=-1), 0, 255)
 
 
-def lab_to_rgb(lab: jnp.ndarray) -> jnp.ndarray:
-    """(..., 3) int32 LAB levels -> (..., 3) int32 RGB levels (inverse of :func:`rgb_to_lab`)."""
+def rgb_to_lab_float(rgb: jnp.ndarray) -> jnp.ndarray:
+    """(..., 3) float RGB levels -> (..., 3) float LAB levels by OpenCV's formulas without its
+    fixed point or rounding: the differentiable stand-in for :func:`rgb_to_lab` (within about a
+    level of it)."""
+    x = jnp.clip(rgb / 255.0, 0.0, 1.0)
+    lin = jnp.where(x <= 0.04045, x / 12.92, ((jnp.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
+    xyz = _mat3((_RGB_TO_XYZ / _WHITE[:, None]).astype(np.float32), lin)
+    f = jnp.where(xyz > _CBRT_T, jnp.cbrt(jnp.maximum(xyz, _CBRT_T)), _LINE_K * xyz + 16.0 / 116.0)
+    lum = (116.0 * f[..., 1] - 16.0) * (255.0 / 100.0)
+    a = 500.0 * (f[..., 0] - f[..., 1]) + 128.0
+    b = 200.0 * (f[..., 1] - f[..., 2]) + 128.0
+    return jnp.stack([lum, a, b], axis=-1)
+
+
+def lab_to_rgb_float(lab: jnp.ndarray) -> jnp.ndarray:
+    """(..., 3) LAB levels -> (..., 3) float RGB levels in [0, 255], not rounded (the inverse of
+    :func:`rgb_to_lab`, differentiable)."""
     lab = lab.astype(jnp.float32)
     lum = lab[..., 0] * (100.0 / 255.0)
     a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
@@ -118,6 +146,10 @@ def lab_to_rgb(lab: jnp.ndarray) -> jnp.ndarray:
     f_xz = jnp.stack([fy + a / 500.0, fy - b / 200.0], axis=-1)
     xz = jnp.where(f_xz > _CBRT_T ** (1 / 3), f_xz**3, (f_xz - 16.0 / 116.0) / _LINE_K)
     xyz = jnp.stack([xz[..., 0], y, xz[..., 1]], axis=-1) * jnp.asarray(_WHITE, jnp.float32)
-    lin = xyz @ jnp.asarray(np.linalg.inv(_RGB_TO_XYZ).T, jnp.float32)
-    rgb = _linear_to_srgb(jnp.clip(lin, 0.0, 1.0)) * 255.0
-    return jnp.clip(jnp.round(rgb), 0, 255).astype(jnp.int32)
+    lin = _mat3(np.linalg.inv(_RGB_TO_XYZ).astype(np.float32), xyz)
+    return _linear_to_srgb(jnp.clip(lin, 0.0, 1.0)) * 255.0
+
+
+def lab_to_rgb(lab: jnp.ndarray) -> jnp.ndarray:
+    """(..., 3) int32 LAB levels -> (..., 3) int32 RGB levels (inverse of :func:`rgb_to_lab`)."""
+    return jnp.clip(jnp.round(lab_to_rgb_float(lab)), 0, 255).astype(jnp.int32)

@@ -68,6 +68,15 @@ def uniform(key: jax.Array, bounds: tuple[float, float], shape=()) -> jax.Array:
     return jax.random.uniform(key, shape, jnp.float32, lo, hi)
 
 
+def integers(u: jax.Array, lo, hi) -> jax.Array:
+    """Integers uniform in [lo, hi) (int32, broadcast) from uniform draws ``u`` in [0, 1): one
+    ``jax.random.uniform`` for several integer draws compiles much faster than a
+    ``jax.random.randint`` each."""
+    lo = jnp.asarray(lo, jnp.int32)
+    span = jnp.asarray(hi, jnp.int32) - lo
+    return lo + jnp.minimum(jnp.floor(u * span).astype(jnp.int32), span - 1)
+
+
 def pad_reflect(image_hwc: jax.Array, ry: int, rx: int) -> jax.Array:
     """Pad rows by ry and columns by rx, mirroring without repeating the edge
     (OpenCV's BORDER_REFLECT_101)."""
@@ -102,3 +111,16 @@ def pixel_grid(h: int, w: int) -> tuple[jax.Array, jax.Array]:
     rows = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
     cols = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
     return rows, cols
+
+
+@jax.custom_jvp
+def straight_through(exact: jax.Array, smooth: jax.Array) -> jax.Array:
+    """``exact``'s value with ``smooth``'s derivative: the stand-in gradient of a step (8-bit
+    rounding, an integer colour conversion) by the smooth map it approximates. Same shapes."""
+    del smooth
+    return exact
+
+
+@straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    return primals[0], tangents[1]

@@ -1,8 +1,11 @@
-"""Image artefacts: dropout, drizzle, collimator shutters, burnt-in text and side markers.
+"""Image artefacts: dropout, collimator shutters, burnt-in text and side markers.
 
 Transforms ``(key, image, masks) -> (image, masks)``; image (H, W) or (H, W, C) float32 in
 [0, 1]. All of them change only the image: masks keep describing the anatomy and tools, which
 are still there behind a dropped pixel, a shutter or a burnt-in marker.
+
+Gradients with respect to the image: exact; zero on dropped, blocked or inked pixels, whose
+places (like the shutters' and the text's) depend only on the key.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax.augment import _color, _image
+from fluorojax.augment import _image
 
-__all__ = ["FONT", "pixel_dropout", "coarse_dropout", "drizzle", "collimator", "burnt_in_text"]
+__all__ = ["FONT", "pixel_dropout", "coarse_dropout", "collimator", "burnt_in_text"]
 
 
 @_image.image_only(hwc=True)
@@ -40,12 +43,12 @@ def coarse_dropout(
     ``value``."""
     h, w = image.shape[:2]
     n_max = int(holes[1])
-    k_n, k_h, k_w, k_r, k_c = jax.random.split(key, 5)
-    count = jax.random.randint(k_n, (), int(holes[0]), n_max + 1)
-    hh = jnp.minimum(jax.random.randint(k_h, (n_max,), int(height[0]), int(height[1]) + 1), h)
-    ww = jnp.minimum(jax.random.randint(k_w, (n_max,), int(width[0]), int(width[1]) + 1), w)
-    r0 = jnp.floor(jax.random.uniform(k_r, (n_max,)) * (h - hh + 1)).astype(jnp.int32)
-    c0 = jnp.floor(jax.random.uniform(k_c, (n_max,)) * (w - ww + 1)).astype(jnp.int32)
+    u = jax.random.uniform(key, (5, n_max))
+    count = _image.integers(u[0, 0], int(holes[0]), n_max + 1)
+    hh = jnp.minimum(_image.integers(u[1], int(height[0]), int(height[1]) + 1), h)
+    ww = jnp.minimum(_image.integers(u[2], int(width[0]), int(width[1]) + 1), w)
+    r0 = jnp.floor(u[3] * (h - hh + 1)).astype(jnp.int32)
+    c0 = jnp.floor(u[4] * (w - ww + 1)).astype(jnp.int32)
     rows = jnp.arange(h)[None, :]
     cols = jnp.arange(w)[None, :]
     in_r = (rows >= r0[:, None]) & (rows < (r0 + hh)[:, None])  # (n, H)
@@ -53,148 +56,6 @@ def coarse_dropout(
     active = (jnp.arange(n_max) < count).astype(jnp.float32)[:, None]
     covered = jnp.einsum("nh,nw->hw", in_r * active, in_c.astype(jnp.float32)) > 0
     return jnp.where(covered[..., None], jnp.asarray(value, image.dtype), image)
-
-
-_DRIZZLE_AREA = 770  # one drop per this many pixels
-_DRIZZLE_LENGTH = 10  # rows from a drop's top to its bottom end
-
-
-def _trunc_div(n: jax.Array, d: jax.Array) -> jax.Array:
-    """Integer division rounding toward zero (C's), for d != 0."""
-    q = jnp.abs(n) // jnp.abs(d)
-    return jnp.where((n < 0) != (d < 0), -q, q)
-
-
-def _clip_segment(x1, y1, x2, y2, w: int, h: int):
-    """OpenCV's ``clipLine`` to the (w, h) image on integer endpoints (N,) each: ends outside
-    move to the crossing of the top or bottom edge, then of the left or right edge (the offset
-    along the other axis rounded toward zero). Returns the new ends and whether any part is
-    inside."""
-    right, bottom = w - 1, h - 1
-
-    def code(x, y):
-        return (x < 0) * 1 + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8
-
-    def nonzero(d):
-        return jnp.where(d == 0, 1, d)
-
-    c1, c2 = code(x1, y1), code(x2, y2)
-    go = ((c1 & c2) == 0) & ((c1 | c2) != 0)
-    m = go & ((c1 & 12) != 0)
-    a = jnp.where(c1 < 8, 0, bottom)
-    x1 = jnp.where(m, x1 + _trunc_div((a - y1) * (x2 - x1), nonzero(y2 - y1)), x1)
-    y1 = jnp.where(m, a, y1)
-    c1 = jnp.where(m, (x1 < 0) * 1 + (x1 > right) * 2, c1)
-    m = go & ((c2 & 12) != 0)
-    a = jnp.where(c2 < 8, 0, bottom)
-    x2 = jnp.where(m, x2 + _trunc_div((a - y2) * (x2 - x1), nonzero(y2 - y1)), x2)
-    y2 = jnp.where(m, a, y2)
-    c2 = jnp.where(m, (x2 < 0) * 1 + (x2 > right) * 2, c2)
-    go = go & ((c1 & c2) == 0) & ((c1 | c2) != 0)
-    m = go & (c1 != 0)
-    a = jnp.where(c1 == 1, 0, right)
-    y1 = jnp.where(m, y1 + _trunc_div((a - x1) * (y2 - y1), nonzero(x2 - x1)), y1)
-    x1 = jnp.where(m, a, x1)
-    c1 = jnp.where(m, 0, c1)
-    m = go & (c2 != 0)
-    a = jnp.where(c2 == 1, 0, right)
-    y2 = jnp.where(m, y2 + _trunc_div((a - x2) * (y2 - y1), nonzero(x2 - x1)), y2)
-    x2 = jnp.where(m, a, x2)
-    c2 = jnp.where(m, 0, c2)
-    return x1, y1, x2, y2, (c1 | c2) == 0
-
-
-def _line_pixels(x1, y1, x2, y2, steps: int):
-    """Pixels of OpenCV's 8-connected one-pixel line (``cv2.line``, thickness 1) from integer
-    ends (N,) each, walked from the left end (Bresenham). Returns columns, rows (N, steps) and
-    which of the ``steps`` (static) positions are on the line."""
-    swap = x2 < x1
-    x1, y1, x2, y2 = (jnp.where(swap, b, a) for a, b in ((x1, x2), (y1, y2), (x2, x1), (y2, y1)))
-    dx, dy = x2 - x1, y2 - y1
-    sy = jnp.where(dy < 0, -1, 1)
-    along_y = jnp.abs(dy) > dx
-    major = jnp.maximum(dx, jnp.abs(dy))
-    minor = jnp.minimum(dx, jnp.abs(dy))
-    err = major - 2 * minor
-    x, y = x1, y1
-    cols, rows = [], []
-    for _ in range(steps):
-        cols.append(x)
-        rows.append(y)
-        diagonal = err < 0
-        err = err - 2 * minor + jnp.where(diagonal, 2 * major, 0)
-        x = x + jnp.where(along_y, diagonal, 1)
-        y = y + sy * jnp.where(along_y, 1, diagonal)
-    on = jnp.arange(steps)[None, :] <= major[:, None]
-    return jnp.stack(cols, axis=1), jnp.stack(rows, axis=1), on
-
-
-def _box_blur_levels(q: jax.Array, k: int) -> jax.Array:
-    """OpenCV's ``cv2.blur(img, (k, k))`` on (H, W, C) levels: mean over the k x k window with the
-    anchor at k // 2, mirrored borders, rounded half to even."""
-    lo, hi = k // 2, k - 1 - k // 2
-    h, w = q.shape[:2]
-    p = jnp.pad(q.astype(jnp.float32), ((lo, hi), (lo, hi), (0, 0)), mode="reflect")
-    total = sum(p[i : i + h, j : j + w] for i in range(k) for j in range(k))
-    return jnp.round(total / (k * k)).astype(jnp.int32)
-
-
-def _drizzle_drops(key, shape: tuple[int, int], slant: tuple[float, float]):
-    """Draw the slant () and the top ends x, y (N,) of :func:`drizzle`'s N = H W // 770 drops."""
-    h, w = shape
-    n = max(h * w // _DRIZZLE_AREA, 1)
-    k_s, k_x, k_y = jax.random.split(key, 3)
-    s = jnp.trunc(_image.uniform(k_s, slant)).astype(jnp.int32)
-    x_lo = jnp.where(s < 0, s, 0)
-    x_hi = jnp.where(s < 0, w, jnp.maximum(w - s, 0))
-    x0 = jax.random.randint(k_x, (n,), x_lo, x_hi + 1)
-    y0 = jax.random.randint(k_y, (n,), 0, max(h - _DRIZZLE_LENGTH, 0) + 1)
-    return s, x0, y0
-
-
-@_image.image_only(hwc=True)
-def drizzle(
-    key,
-    image,
-    *,
-    slant: tuple[float, float] = (-10.0, 10.0),
-    drop_value: float = 200.0 / 255.0,
-    blur: int = 7,
-    brightness: float = 0.7,
-):
-    """Drizzle: short slanted drops drawn in, a box blur, darkening (albumentations 1.4's
-    ``RandomRain(rain_type="drizzle")``, on the image as uint8).
-
-    The slant is ``int(u)``, u uniform in ``slant`` (pixels of horizontal travel per drop,
-    rounded toward zero). ``H W // 770`` drops (static), each a one-pixel 8-connected line
-    (OpenCV's rasterisation and clipping) from (x, y) to (x + slant, y + 10), with x uniform in
-    [slant, W] for a negative slant, else in [0, W - slant], and y in [0, H - 10] (integers,
-    inclusive), set to the level of ``drop_value`` in every channel. Then a ``blur`` x ``blur``
-    box blur (OpenCV's ``blur``; 1 skips it), and V of OpenCV's 8-bit HSV is scaled by
-    ``brightness`` and truncated (a 3-channel image is taken as RGB; a 1-channel one is its own
-    V). Returns levels / 255.
-    """
-    h, w, c = image.shape
-    if c not in (1, 3):
-        raise ValueError(f"drizzle: image must have 1 or 3 channels, got shape {image.shape}")
-    blur = int(blur)
-    if blur < 1:
-        raise ValueError(f"drizzle: blur must be a positive int, got {blur}")
-    s, x0, y0 = _drizzle_drops(key, (h, w), slant)
-    x1, y1, x2, y2, seen = _clip_segment(x0, y0, x0 + s, y0 + _DRIZZLE_LENGTH, w, h)
-    steps = max(_DRIZZLE_LENGTH, int(np.ceil(max(abs(slant[0]), abs(slant[1]))))) + 1
-    cols, rows, on = _line_pixels(x1, y1, x2, y2, steps)
-    rows = jnp.where(on & seen[:, None], rows, h)  # row h is out of range: dropped
-    level = int(np.clip(np.round(drop_value * 255.0), 0, 255))
-    q = _image.to_uint8_levels(image).at[rows, cols].set(level, mode="drop")
-    if blur > 1:
-        q = _box_blur_levels(q, blur)
-    scale = jnp.float32(brightness)
-    if c == 1:
-        return jnp.trunc(q.astype(jnp.float32) * scale) / 255.0
-    hsv = _color.rgb_to_hsv(q)
-    v = jnp.trunc(hsv[..., 2].astype(jnp.float32) * scale).astype(jnp.int32)
-    return _color.hsv_to_rgb(hsv.at[..., 2].set(v)) / 255.0
 
 
 @_image.image_only(hwc=True)

@@ -5,10 +5,15 @@ sizes are odd pixel counts drawn from a static range; kernels are zero-padded to
 size so shapes stay static. Linear filters use mirrored borders (OpenCV's BORDER_REFLECT_101),
 the median filter repeats the edge (as OpenCV's medianBlur). Blurs are normalised (they keep the
 mean of an image whose border band is constant); sharpen and emboss clip to [0, 1].
+
+Gradients with respect to the image: the linear filters are exact (zero where a clip
+saturates); the median passes each output's derivative to the input pixel it selected (the
+min/max network's gradient). Kernel sizes, angles and weights depend only on the key.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -18,7 +23,7 @@ import numpy as np
 from fluorojax.augment import _image
 
 __all__ = [
-    "gaussian_blur",
+    "binomial_blur",
     "motion_blur",
     "median_blur",
     "detector_blur",
@@ -47,10 +52,12 @@ def _binomial(k: int, size: int) -> np.ndarray:
 
 
 @_image.image_only(hwc=True)
-def gaussian_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
+def binomial_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
     """Separable binomial blur of odd size k drawn from ``kernel_size`` (the sampled Gaussian
-    OpenCV's GaussianBlur uses for k <= 7 when sigma is 0; std sqrt(k - 1) / 2 pixels)."""
-    sizes = _odd_sizes(kernel_size, "gaussian_blur")
+    OpenCV's GaussianBlur uses for k <= 7 when sigma is 0, std sqrt(k - 1) / 2 pixels: the
+    augmentation albumentations calls GaussianBlur; the fixed-width Gaussian of detector physics
+    is ``fluorojax.physics.gaussian_blur``)."""
+    sizes = _odd_sizes(kernel_size, "binomial_blur")
     kernels = jnp.asarray(np.stack([_binomial(k, sizes[-1]) for k in sizes]))
     k1 = kernels[_pick(key, len(sizes))]
     return _image.separable(image, k1, k1)
@@ -79,12 +86,61 @@ def motion_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
     return _image.filter2d(image, kernel)
 
 
+def _batcher_pairs(n: int) -> list[tuple[int, int]]:
+    """Comparators (i, j), i < j, of Batcher's odd-even merge sort of n = 2^p wires, in order."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@functools.cache
+def _median_network(m: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The comparators of a sorting network on m wires that decide the middle one (m odd), in
+    layers of disjoint comparators.
+
+    Batcher's network on the next power of two, with the wires past m holding +inf (so their
+    comparators do nothing and are dropped), pruned backwards to the comparators the middle
+    wire depends on: 24 in 9 layers for m = 9, 113 in 15 layers for m = 25."""
+    n = 1 << (m - 1).bit_length()
+    pairs = [(a, b) for a, b in _batcher_pairs(n) if b < m]
+    need, kept = {m // 2}, []
+    for a, b in reversed(pairs):
+        if a in need or b in need:
+            kept.append((a, b))
+            need |= {a, b}
+    depth, layers = {}, []
+    for a, b in reversed(kept):
+        d = max(depth.get(a, 0), depth.get(b, 0))
+        depth[a] = depth[b] = d + 1
+        layers += [[] for _ in range(d + 1 - len(layers))]
+        layers[d].append((a, b))
+    return tuple(tuple(layer) for layer in layers)
+
+
 def _median(x_hwc: jax.Array, k: int) -> jax.Array:
+    """Median of every k x k window (edges repeated) by a min/max selection network: elementwise
+    work (a sort along a window axis is ~100x slower on a CPU). Every second layer's wires are
+    materialised (``optimization_barrier``): fusing the whole network would recompute shared
+    inputs exponentially often."""
     h, w = x_hwc.shape[:2]
     r = k // 2
     p = jnp.pad(x_hwc, ((r, r), (r, r), (0, 0)), mode="edge")
-    stack = jnp.stack([p[i : i + h, j : j + w] for i in range(k) for j in range(k)], axis=-1)
-    return jnp.sort(stack, axis=-1)[..., (k * k) // 2]
+    wires = [p[i : i + h, j : j + w] for i in range(k) for j in range(k)]
+    for depth, layer in enumerate(_median_network(k * k)):
+        for a, b in layer:
+            wires[a], wires[b] = jnp.minimum(wires[a], wires[b]), jnp.maximum(wires[a], wires[b])
+        if depth % 2:
+            wires = list(jax.lax.optimization_barrier(tuple(wires)))
+    return wires[(k * k) // 2]
 
 
 @_image.image_only(hwc=True)

@@ -60,11 +60,21 @@ poses, then a pipeline, in one jittable call.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
 
-from fluorojax.augment import artefacts, blur, core, geometric, intensity
+from fluorojax.augment import (
+    artefacts,
+    blur,
+    core,
+    equalisation,
+    geometric,
+    intensity,
+    weather,
+    windowing,
+)
 
 __all__ = ["default_pipeline", "validation_pipeline", "render_augmented"]
 
@@ -79,7 +89,7 @@ def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _mixture_preamble() -> list[core.Transform]:
-    return [intensity.negative_log, intensity.invert, intensity.mixture_window]
+    return [intensity.negative_log, intensity.invert, windowing.mixture_window]
 
 
 def default_pipeline(
@@ -94,15 +104,26 @@ def default_pipeline(
     same way); the default (2, 4) draws it per sample, uniformly in 2..4.
 
     Returns a transform ``(key, image (H, W) raw intensity, masks (N, H, W)) ->
-    (image (H', W', 3) in [0, 1], masks (N, H', W'))`` with (H', W') = ``image_size``.
+    (image (H', W', 3) in [0, 1], masks (N, H', W'))`` with (H', W') = ``image_size``, jitted,
+    and the same object for the same arguments (so eager calls and :func:`apply_batch` reuse
+    its compiled program). Differentiable with respect to the image (each transform's
+    docstring says how).
     """
-    size = _check_size(image_size)
-    clahe = _P(intensity.clahe, clip_limit=(4.0, 6.0), grid=(12, 8))
+    if isinstance(intensity_count, numbers.Integral):
+        count = int(intensity_count)
+    else:
+        count = tuple(int(n) for n in intensity_count)
+    return _default_pipeline(_check_size(image_size), count)
+
+
+@functools.cache
+def _default_pipeline(size: tuple[int, int], intensity_count) -> core.Transform:
+    clahe = _P(equalisation.clahe, clip_limit=(4.0, 6.0), grid=(12, 8))
     intensity_transforms = core.some_of(
         [
             core.one_of(
                 [
-                    _P(blur.gaussian_blur, kernel_size=(3, 5)),
+                    _P(blur.binomial_blur, kernel_size=(3, 5)),
                     _P(blur.motion_blur, kernel_size=(3, 5)),
                     _P(blur.median_blur, kernel_size=(3, 5)),
                 ]
@@ -114,8 +135,8 @@ def default_pipeline(
             _P(intensity.gaussian_contrast, alpha=(0.6, 1.4), sigma=(0.1, 0.5)),
             core.one_of(
                 [
-                    _P(intensity.fog, coefficient=(0.1, 0.3), alpha=0.08),
-                    _P(artefacts.drizzle, blur=1),
+                    _P(weather.fog, coefficient=(0.1, 0.3), alpha=0.08),
+                    _P(weather.drizzle, blur=1),
                 ]
             ),
             core.one_of(
@@ -130,20 +151,25 @@ def default_pipeline(
         n=intensity_count,
         weights=(0.5, 0.5, 0.5, 1.0, 0.5, 3.0, 0.5),
     )
-    return core.sequence(
+    return jax.jit(core.sequence(
         *_mixture_preamble(),
         core.with_probability(0.5, intensity.invert),
         core.with_probability(0.5, core.one_of([clahe, intensity_transforms])),
         _P(geometric.resize, shape=size),
-    )
+    ))
 
 
 def validation_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transform:
     """FluoroSeg's validation preprocessing: negative log, invert, mixture window, invert,
-    resize; deterministic (the key is unused by every step)."""
-    size = _check_size(image_size)
-    return core.sequence(
-        *_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size)
+    resize; deterministic (the key is unused by every step). Same returns as
+    :func:`default_pipeline`."""
+    return _validation_pipeline(_check_size(image_size))
+
+
+@functools.cache
+def _validation_pipeline(size: tuple[int, int]) -> core.Transform:
+    return jax.jit(
+        core.sequence(*_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size))
     )
 
 
@@ -156,11 +182,11 @@ def render_augmented(
     *,
     label_ids: tuple[int, ...],
     method: str = "siddon",
-    vectorize: bool = False,
+    vectorize: bool | None = None,
 ):
-    """Render DRRs and structure masks for a batch of poses and augment them, in one call
-    (jit it whole: ``jax.jit(render_augmented, static_argnames=("transform", "label_ids",
-    "method", "vectorize"))``).
+    """Render DRRs and structure masks for a batch of poses and augment them, in one jitted
+    call (``transform``, ``label_ids``, ``method`` and ``vectorize`` are static: pass the same
+    transform object to reuse the compiled program).
 
     Args:
       key: PRNG key; one subkey per pose.
@@ -168,20 +194,20 @@ def render_augmented(
       camera: the imager (``Camera``).
       poses: (B, 4, 4) world_from_camera.
       transform: a transform taking a raw intensity image, e.g. ``default_pipeline(size)``.
-      label_ids: structure ids of the label map to make masks of (static), one mask each.
+      label_ids: structure ids of the label map to make masks of, one mask each.
       method: ``"siddon"`` or ``"trilinear"`` (see ``fluorojax.line_integrals``).
-      vectorize: batch with ``vmap`` (True) or ``lax.map`` (False), see ``apply_batch``.
+      vectorize: how the augmentation is batched, see ``apply_batch`` (default: ``lax.map``
+        on the CPU, ``vmap`` on accelerators).
 
     One traversal integrates mu and every structure's indicator (channels of one volume): the
     raw image is ``exp(-integral of mu)`` (detector intensity, flat field 1) and a mask is where
-    the ray's path length through the structure is positive.
+    the ray's path length through the structure is positive. Differentiable with respect to
+    the poses and the volume's data through the image (the masks are booleans).
 
     Returns:
       the transform's outputs for the batch: images (B, ...) and masks (B, N, ...), N =
       len(label_ids).
     """
-    from fluorojax.raycast import render  # the renderer imports nothing from augment
-
     if volume.labels is None:
         raise ValueError("render_augmented: the volume needs a label map to make masks")
     if volume.channels is not None:
@@ -192,6 +218,13 @@ def render_augmented(
     poses = jnp.asarray(poses, jnp.float32)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
         raise ValueError(f"render_augmented: poses must be (B, 4, 4), got {poses.shape}")
+    return _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize):
+    from fluorojax.raycast import render  # the renderer imports nothing from augment
+
     indicators = volume.labels[..., None] == jnp.asarray(label_ids, jnp.int32)
     channels = jnp.concatenate([volume.data[..., None], indicators.astype(jnp.float32)], axis=-1)
     integrals = render(volume.replace(data=channels), camera, poses, method=method)
