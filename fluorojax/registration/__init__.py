@@ -3,6 +3,7 @@
 from fluorojax.registration.animate import write_animation
 from fluorojax.registration.metrics import (
     double_geodesic,
+    gradient_field_alignment,
     gradient_ncc,
     mean_projection_error,
     mean_reprojection_error,
@@ -38,6 +39,7 @@ __all__ = [
     "correction_to_pose",
     "double_geodesic",
     "downsample",
+    "gradient_field_alignment",
     "gradient_ncc",
     "mean_projection_error",
     "mean_reprojection_error",

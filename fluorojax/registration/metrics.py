@@ -124,6 +124,30 @@ def gradient_ncc(x, y, mask=None, *, patch_size=None):
     return 0.5 * (patch_ncc(xc, yc, inner, patch_size=patch_size) + patch_ncc(xr, yr, inner, patch_size=patch_size))
 
 
+def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
+    """Normalised gradient fields: mean squared cosine of the Sobel gradients' angle -> scalar in [0, 1].
+
+    ``sum w (gx . gy)^2 / ((|gx|^2 + ex^2)(|gy|^2 + ey^2)) / sum w`` over the interior
+    (H - 2, W - 2), with ``ex = eps * mean |gx|`` (and ``ey`` likewise), so that flat, noisy
+    regions count little. Each pixel contributes at most 1 whatever its contrast, so strong
+    edges that only one image has (metal tools, collimator edges) cannot dominate, and the
+    measure ignores the sign of edges and any monotonic-looking change of contrast; invariant to
+    ``a x + b`` (a != 0). After Haber and Modersitzki (2006).
+    """
+    x, y, mask = _check_pair("gradient_field_alignment", x, y, mask)
+    if min(x.shape) < 3:
+        raise ValueError(f"gradient_field_alignment: images must be at least 3 x 3 pixels, got {x.shape}")
+    w = mask[1:-1, 1:-1]
+    (xc, xr), (yc, yr) = _sobel(x), _sobel(y)
+    nx = xc * xc + xr * xr
+    ny = yc * yc + yr * yr
+    ex = jnp.square(eps * jnp.mean(jnp.sqrt(nx + _TINY))) + _TINY
+    ey = jnp.square(eps * jnp.mean(jnp.sqrt(ny + _TINY))) + _TINY
+    dot = xc * yc + xr * yr
+    local = dot * dot / ((nx + ex) * (ny + ey))
+    return jnp.sum(w * local) / jnp.maximum(jnp.sum(w), _TINY)
+
+
 def soft_histogram_weights(values, bins, sigma):
     """Parzen (Gaussian) bin memberships of values (N,) in [0, 1] -> (N, bins), rows sum to 1.
 

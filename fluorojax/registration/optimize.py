@@ -172,6 +172,37 @@ def downsample(image, factor: int):
 
 
 
+class BlockAdamState(NamedTuple):
+    count: jnp.ndarray
+    mu: dict
+    nu: dict
+
+
+def block_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """Adam with one second moment per parameter block (each leaf: rotation, translation).
+
+    Plain Adam normalises every coordinate alone, so a direction the image barely constrains
+    (the depth of a single view) moves at the full rate on noise; sharing the second moment
+    over a block's coordinates keeps the rates of its coordinates in proportion to their
+    gradients. ``learning_rate`` a float; returns an ``optax.GradientTransformation``.
+    """
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return BlockAdamState(jnp.zeros((), jnp.int32), zeros, jax.tree_util.tree_map(lambda p: jnp.zeros((), p.dtype), params))
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+        nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * jnp.mean(g * g), state.nu, grads)
+        c1 = 1 - b1 ** count.astype(jnp.float32)
+        c2 = 1 - b2 ** count.astype(jnp.float32)
+        updates = jax.tree_util.tree_map(lambda m, v: -learning_rate * (m / c1) / (jnp.sqrt(v / c2) + eps), mu, nu)
+        return updates, BlockAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
 def _view_poses(params, inits, pivot, parameterization):
     """(V, 4, 4) poses of rigidly linked views for correction ``params`` of view 0."""
     pose0 = correction_to_pose(params, inits[0], pivot, parameterization)
@@ -327,9 +358,16 @@ _register_jit = jax.jit(_register_views, static_argnames=("settings",))
 
 
 def _per_level(name, value, n_levels):
-    values = tuple(float(v) for v in np.broadcast_to(np.asarray(value, np.float64), (n_levels,)))
-    if not all(v > 0 and math.isfinite(v) for v in values):
-        raise ValueError(f"register: {name} must be positive (one value, or one per pyramid level), got {value!r}")
+    """(L, 3) rates: one value, one per level (L,), or one per level and camera axis (L, 3)."""
+    value = np.asarray(value, np.float64)
+    if value.ndim == 1:
+        value = value[:, None]
+    try:
+        values = np.broadcast_to(value, (n_levels, 3))
+    except ValueError:
+        raise ValueError(f"register: {name} must be one value, one per pyramid level ({n_levels}) or ({n_levels}, 3), got shape {value.shape}") from None
+    if not np.all((values >= 0) & np.isfinite(values)) or not np.any(values > 0):
+        raise ValueError(f"register: {name} must be >= 0 and not all 0, got {value.tolist()}")
     return jnp.asarray(values, jnp.float32)
 
 

@@ -7,6 +7,8 @@ gradients). ``saturation_mask`` finds them from the image alone.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -24,6 +26,11 @@ def saturation_mask(image, *, margin: int = 2, min_fraction: float = 0.002):
     image = jnp.asarray(image, jnp.float32)
     if image.ndim != 2:
         raise ValueError(f"saturation_mask: image must be (H, W), got shape {image.shape}")
+    return _saturation_mask(image, margin, jnp.float32(min_fraction))
+
+
+@partial(jax.jit, static_argnums=1)
+def _saturation_mask(image, margin, min_fraction):
     bad = jnp.zeros(image.shape, bool)
     for extreme in (jnp.min(image), jnp.max(image)):
         at = image == extreme
