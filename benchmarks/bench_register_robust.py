@@ -157,7 +157,7 @@ def markdown(args, single, views, summary):
     lines = ["# Registration on mismatched-physics targets", "",
              f"Example CT, 128 x 128 (3 mm pixels), targets of `mismatched_target` (60-120 kVp, scatter, 1e3-1e5 photons, "
              f"tools in the target only, collimation, random window and gamma), moving image the monochromatic DRR of "
-             f"`hu_to_mu`; `register` defaults (gradient NCC, pyramid (4, 2, 1) x 60 steps, saturation mask). Machine: "
+             f"`hu_to_mu`; `register` defaults (normalised gradient fields, pyramid (4, 2, 1) x 60 steps, saturation mask). Machine: "
              f"{platform.machine()}, {os.cpu_count()} CPUs, **shared with other agents' jobs during the run** (times are upper "
              f"bounds). Command: `python benchmarks/bench_register_robust.py {' '.join(sys.argv[1:])}`.", ""]
     if single:

@@ -78,6 +78,7 @@ SIMILARITIES = {
     "patch_ncc": jax.jit(lambda x, y, m=None: metrics.patch_ncc(x, y, m, patch_size=6)),
     "multiscale_ncc": jax.jit(lambda x, y, m=None: metrics.multiscale_ncc(x, y, m, patch_sizes=(None, 6), weights=(0.5, 0.5))),
     "gradient_ncc": jax.jit(metrics.gradient_ncc),
+    "gradient_field_alignment": jax.jit(metrics.gradient_field_alignment),
     "mutual_information": jax.jit(lambda x, y, m=None: metrics.mutual_information(x, y, m, bins=16)),
 }
 
@@ -105,7 +106,7 @@ class SimilarityTest(chex.TestCase):
     def test_self_similarity_and_affine_invariance(self, name):
         x, y = _images(shape=(24, 24))
         f = SIMILARITIES[name]
-        if name != "mutual_information":
+        if name not in ("mutual_information", "gradient_field_alignment"):
             np.testing.assert_allclose(f(x, x), 1.0, atol=1e-5)
         np.testing.assert_allclose(f(x, 2.5 * x + 4.0), f(x, x), atol=1e-4)
         np.testing.assert_allclose(f(2.5 * x + 4.0, 0.5 * y - 1.0), f(x, y), atol=1e-4)
@@ -126,6 +127,16 @@ class SimilarityTest(chex.TestCase):
         (xc, xr), (yc, yr) = _np_sobel(x), _np_sobel(y)
         want = 0.5 * (_np_ncc(xc, yc) + _np_ncc(xr, yr))
         np.testing.assert_allclose(SIMILARITIES["gradient_ncc"](x, y), want, atol=1e-5)
+
+    def test_gradient_field_alignment_matches_numpy(self):
+        x, y = _images()
+        (xc, xr), (yc, yr) = _np_sobel(x), _np_sobel(y)
+        nx, ny = xc**2 + xr**2, yc**2 + yr**2
+        ex, ey = (0.5 * np.mean(np.sqrt(nx))) ** 2, (0.5 * np.mean(np.sqrt(ny))) ** 2
+        want = np.mean((xc * yc + xr * yr) ** 2 / ((nx + ex) * (ny + ey)))
+        np.testing.assert_allclose(SIMILARITIES["gradient_field_alignment"](x, y), want, rtol=1e-4)
+        # squared cosines: the sign of the contrast does not matter
+        np.testing.assert_allclose(SIMILARITIES["gradient_field_alignment"](x, -y), want, rtol=1e-4)
 
     def test_gradient_ncc_ignores_intensity_ramps(self):
         x, _ = _images()

@@ -128,7 +128,7 @@ def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
     """Normalised gradient fields: mean squared cosine of the Sobel gradients' angle -> scalar in [0, 1].
 
     ``sum w (gx . gy)^2 / ((|gx|^2 + ex^2)(|gy|^2 + ey^2)) / sum w`` over the interior
-    (H - 2, W - 2), with ``ex = eps * mean |gx|`` (and ``ey`` likewise), so that flat, noisy
+    (H - 2, W - 2), with ``ex = eps * mean |gx|`` over the mask (and ``ey`` likewise), so that flat, noisy
     regions count little. Each pixel contributes at most 1 whatever its contrast, so strong
     edges that only one image has (metal tools, collimator edges) cannot dominate, and the
     measure ignores the sign of edges and any monotonic-looking change of contrast; invariant to
@@ -141,11 +141,13 @@ def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
     (xc, xr), (yc, yr) = _sobel(x), _sobel(y)
     nx = xc * xc + xr * xr
     ny = yc * yc + yr * yr
-    ex = jnp.square(eps * jnp.mean(jnp.sqrt(nx + _TINY))) + _TINY
-    ey = jnp.square(eps * jnp.mean(jnp.sqrt(ny + _TINY))) + _TINY
-    dot = xc * yc + xr * yr
-    local = dot * dot / ((nx + ex) * (ny + ey))
-    return jnp.sum(w * local) / jnp.maximum(jnp.sum(w), _TINY)
+    total = jnp.maximum(jnp.sum(w), _TINY)
+    ex = jnp.square(eps * jnp.sum(w * jnp.sqrt(nx + _TINY)) / total) + _TINY
+    ey = jnp.square(eps * jnp.sum(w * jnp.sqrt(ny + _TINY)) / total) + _TINY
+    # the cosine first: a product of the squared denominators would underflow for a flat image
+    cosine = (xc * yc + xr * yr) / (jnp.sqrt(nx + ex) * jnp.sqrt(ny + ey))
+    local = cosine * cosine
+    return jnp.sum(w * local) / total
 
 
 def soft_histogram_weights(values, bins, sigma):

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from fluorojax.camera import Camera
-from fluorojax.registration.metrics import gradient_ncc
+from fluorojax.registration.metrics import gradient_field_alignment
 from fluorojax.registration.preprocess import saturation_mask
 from fluorojax.raycast import render
 from fluorojax.transforms import apply_pose, invert_pose, make_pose, se3_exp, so3_exp
@@ -170,37 +170,6 @@ def downsample(image, factor: int):
     return image[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
 
 
-
-
-class BlockAdamState(NamedTuple):
-    count: jnp.ndarray
-    mu: dict
-    nu: dict
-
-
-def block_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
-    """Adam with one second moment per parameter block (each leaf: rotation, translation).
-
-    Plain Adam normalises every coordinate alone, so a direction the image barely constrains
-    (the depth of a single view) moves at the full rate on noise; sharing the second moment
-    over a block's coordinates keeps the rates of its coordinates in proportion to their
-    gradients. ``learning_rate`` a float; returns an ``optax.GradientTransformation``.
-    """
-
-    def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return BlockAdamState(jnp.zeros((), jnp.int32), zeros, jax.tree_util.tree_map(lambda p: jnp.zeros((), p.dtype), params))
-
-    def update(grads, state, params=None):
-        count = state.count + 1
-        mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
-        nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * jnp.mean(g * g), state.nu, grads)
-        c1 = 1 - b1 ** count.astype(jnp.float32)
-        c2 = 1 - b2 ** count.astype(jnp.float32)
-        updates = jax.tree_util.tree_map(lambda m, v: -learning_rate * (m / c1) / (jnp.sqrt(v / c2) + eps), mu, nu)
-        return updates, BlockAdamState(count, mu, nu)
-
-    return optax.GradientTransformation(init, update)
 
 
 def _view_poses(params, inits, pivot, parameterization):
@@ -377,7 +346,7 @@ def register_views(
     target_images,
     init_poses,
     *,
-    similarity: Callable = gradient_ncc,
+    similarity: Callable = gradient_field_alignment,
     method: str = "siddon",
     steps=DEFAULT_STEPS,
     scales=None,
@@ -404,7 +373,9 @@ def register_views(
         (S, V, 4, 4) for S starts; the relative poses ``inv(init[0]) @ init[v]`` are known and
         kept (e.g. a biplane C-arm).
       similarity: ``f(drr, target, mask) -> scalar``, higher is better; default
-        ``gradient_ncc`` (chosen on the mismatched-physics benchmark, see BENCHMARKS.md). A
+        ``gradient_field_alignment`` (normalised gradient fields: on mismatched-physics targets
+        NCC and gradient NCC settle 2-80 mm off in depth where it does not, see
+        benchmarks/results/register-robust.md). A
         static argument: reuse one function object (module-level, or one ``functools.partial``)
         so that calls do not recompile.
       method: ``"siddon"`` or ``"trilinear"`` rendering.
@@ -503,7 +474,7 @@ def register(volume: Volume, camera: Camera, target_image, init_pose, *, mask=No
     ``init_pose`` (4, 4) world_from_camera or (S, 4, 4) starts, ``mask`` optional (H, W)
     weights (default ``saturation_mask(target_image)``); ``options`` as there (``similarity``,
     ``steps``, ``scales``, learning rates, ``search``, ...). With no options it runs the
-    benchmark's settings: gradient NCC, a (4, 2, 1) pyramid of 60 steps per level, Adam at
+    benchmark's settings: normalised gradient fields, a (4, 2, 1) pyramid of 60 steps per level, Adam at
     0.01 rad and 1 mm per step carried across levels.
     """
     if not isinstance(camera, Camera):
