@@ -177,7 +177,7 @@ def markdown(args, single, views, summary):
                          f"{np.median([r[name]['mtre'] for r in views]):.2f} | {np.median([r[name]['depth_error'] for r in views]):.2f} | "
                          f"{np.median([r[name]['seconds'] for r in views]):.1f} |")
         lines += ["", f"Depth error, single / biplane: {single_depth / max(bi_depth, 1e-9):.1f}x (starts 5 deg / 10 mm, no search; "
-                  "the second view at LAO + 90 deg with its own mismatched target)."]
+                  "the second view at LAO + 90 deg with its own mismatched target; the first case's times include compilation)."]
     return "\n".join(lines) + "\n"
 
 

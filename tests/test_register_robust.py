@@ -14,7 +14,7 @@ from fluorojax.registration import animate, metrics, mismatch, optimize, preproc
 from fluorojax.raycast import render
 from fluorojax.volume import Volume
 
-from tests.test_register import CAMERA, POINTS, _offset, _phantom
+from test_register import CAMERA, POINTS, _offset, _phantom  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 
 def _pose(rotvec, translation):

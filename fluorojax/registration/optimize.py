@@ -281,7 +281,8 @@ def _pyramid(cameras, targets, masks, factor):
 
 
 def _register_views(volume, cameras, targets, masks, inits, pivot, lr_rotation, lr_translation, lr_decay, tol, settings):
-    """inits (S, V, 4, 4); lr_* (L,). Returns the fields of ``RegistrationResult`` but ``level``."""
+    """inits (S, V, 4, 4); lr_* (L, 3) per level and camera axis. Returns the fields of
+    ``RegistrationResult`` but ``level``."""
     tx = settings.optimizer(1.0)
     levels = [_pyramid(cameras, targets, masks, f) for f in settings.scales]
 
@@ -382,8 +383,10 @@ def register_views(
       steps: optimiser steps per pyramid level, an int (every level) or one per level.
       scales: pyramid downsampling factors, coarsest first; each must divide every view's H
         and W. Default: those of (4, 2, 1) that do.
-      lr_rotation: rotation learning rate (rad per step for Adam), one or one per level.
-      lr_translation: translation learning rate (mm per step for Adam), one or one per level.
+      lr_rotation: rotation learning rate (rad per step for Adam): one value, one per level
+        (L,), or one per level and camera axis (L, 3) (x: columns, y: rows, z: depth).
+      lr_translation: translation learning rate (mm per step for Adam), likewise; e.g. a 0 in
+        the z column freezes the depth at that level.
       lr_decay: each level's rates follow a cosine decay to ``lr_decay`` times their initial
         value at the level's last step (1.0 keeps them constant).
       optimizer: ``learning_rate -> optax.GradientTransformation`` whose update is linear in
