@@ -10,7 +10,7 @@ from fluorojax import augment, interop, io, physics, registration, simulate, tra
 from fluorojax.camera import Camera, OrthographicCamera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
-from fluorojax.registration import register
+from fluorojax.registration import register, register_views
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.raycast.mesh_render import MeshRender, render_mesh
 from fluorojax.raycast.mesh_soft import render_mesh_soft
@@ -45,6 +45,7 @@ __all__ = [
     "load_mesh",
     "physics",
     "register",
+    "register_views",
     "registration",
     "render_mesh",
     "render_mesh_soft",

@@ -72,7 +72,7 @@ def _register_parser(sub):
         help="find the C-arm pose whose DRR of a CT matches an X-ray image",
         description=(
             "2D/3D registration: optimise the pose of a DRR of the CT (mu from HU) so that it matches the "
-            "target image by normalised cross-correlation, starting from a C-arm pose, with a coarse-to-fine "
+            "target image by normalised gradient fields, starting from a C-arm pose, with a coarse-to-fine "
             "pyramid. The target is a (H, W) image in .png, .tif/.tiff or .npy whose pixels follow the "
             "camera given by --sdd and --pixel-size (the DRR convention: row 0 at the top as seen from the "
             "source), or a DICOM X-ray (.dcm) whose tags give the camera and, without --carm, the initial "
@@ -89,8 +89,12 @@ def _register_parser(sub):
     p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
     p.add_argument("--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
     p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="renderer")
-    p.add_argument("--steps", type=positive_int, default=100, help="optimiser steps per pyramid level")
-    p.add_argument("--scales", nargs="+", type=positive_int, default=(4, 2, 1), help="pyramid downsampling factors, coarsest first")
+    p.add_argument("--steps", type=positive_int, help="optimiser steps per pyramid level (default: fluorojax.register's, 60)")
+    p.add_argument("--scales", nargs="+", type=positive_int, help="pyramid downsampling factors, coarsest first "
+                   "(default: those of 4, 2, 1 that divide the image size)")
+    p.add_argument("--search", action="store_true", help="coarse global search of the start (rotations within +/-20 deg, "
+                   "in-plane shifts within +/-40 mm) before the gradient refinement")
+    p.add_argument("--animate", metavar="GIF", help="also write an animated GIF of the DRR's edges over the target, step by step")
     p.add_argument("--out", default="pose.json", help="output JSON: the registered 4x4 world_from_camera pose and the loss history")
     p.add_argument("--overlay", default="overlay.png", help="output PNG: target in grey, DRR edges before (red) and after (green)")
     p.set_defaults(func=_register)
@@ -147,6 +151,7 @@ def _register(args):
 
     out = check_writable(args.out, "--out")
     overlay = check_writable(args.overlay, "--overlay")
+    animation = check_writable(args.animate, "--animate") if args.animate else None
     dicom = args.target.lower().endswith(".dcm")
     target = None if dicom else _load_image(args.target)
     volume = fj.hu_to_mu(fj.load_volume(args.ct) if args.ct else fj.load_example())
@@ -155,7 +160,7 @@ def _register(args):
     if xray is not None:
         target = xray.image
     height, width = target.shape
-    for scale in args.scales:
+    for scale in args.scales or ():
         if height % scale or width % scale:
             raise ValueError(f"--scales {scale} must divide the target's size {height} x {width}")
     _check_fits(height, width, 3)
@@ -168,13 +173,17 @@ def _register(args):
         lao, cra = args.carm if args.carm is not None else (0.0, 0.0)
         init = fj.carm_pose(lao, cra, args.sid, isocenter)
     _check_view(volume, camera, init, "the initial pose")
-    result = fj.register(volume, camera, target, init, method=args.method, steps=args.steps, scales=tuple(args.scales))
+    options = {"steps": args.steps, "scales": None if args.scales is None else tuple(args.scales)}
+    result = fj.register(volume, camera, target, init, method=args.method, search=args.search,
+                         **{k: v for k, v in options.items() if v is not None})
     before = np.asarray(fj.render(volume, camera, init, args.method))
     after = np.asarray(fj.render(volume, camera, result.pose, args.method))
     record = {"pose": np.asarray(result.pose).tolist(), "initial_pose": np.asarray(init).tolist(),
               "loss": float(result.loss), "losses": np.asarray(result.losses).tolist(), "target": os.path.abspath(args.target)}
     write_atomic(out, json.dumps(record, indent=1).encode("utf-8"))
     write_atomic(overlay, lambda f: _overlay(target, before, after).save(f, format="PNG"))
+    if animation is not None:
+        write_atomic(animation, lambda f: result.animate(f, volume, camera, target, method=args.method))
     print(f"wrote {args.out} (final loss {float(result.loss):.4f}, from {float(result.losses[0]):.4f}) and {args.overlay}")
 
 

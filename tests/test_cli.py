@@ -65,3 +65,28 @@ def test_register_recovers_the_pose_of_a_rendered_target(tmp_path):
     angle = lambda a, b: float(fj.transforms.rotation_angle(a[:3, :3], b[:3, :3]))  # noqa: E731
     assert angle(pose, truth) < 0.25 * angle(start, truth)
     assert overlay.stat().st_size > 0
+
+
+def test_register_animates_and_searches(tmp_path):
+    # a DRR of the example as the target, registered from its own pose with the global search:
+    # the pose JSON, the overlay and an animated GIF with one frame per step plus the final pose
+    import fluorojax as fj
+    from PIL import Image
+
+    from fluorojax.cli import main
+
+    ct = fj.load_example()
+    camera = fj.Camera(32, 32, 300.0 / 32, 1020.0)
+    pose = fj.carm_pose(0.0, 0.0, 510.0, ct.center)
+    np.save(tmp_path / "target.npy", np.asarray(fj.render(fj.hu_to_mu(ct), camera, pose)))
+    gif = tmp_path / "run.gif"
+    main([
+        "register", str(tmp_path / "target.npy"), "--carm", "3", "0", "--steps", "2", "--scales", "2", "1", "--search",
+        "--out", str(tmp_path / "pose.json"), "--overlay", str(tmp_path / "overlay.png"), "--animate", str(gif),
+    ])
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.size == (32, 32)
+        assert 2 <= image.n_frames <= 2 * 2 + 1
+    record = json.loads((tmp_path / "pose.json").read_text())
+    assert len(record["losses"]) == 2 * 2
+    assert (tmp_path / "overlay.png").is_file()

@@ -34,7 +34,7 @@ def overlay(target, drr):
 
 
 def write_animation(path, volume, camera, target_image, poses, *, method="siddon", duration_ms=80, render_kwargs=None):
-    """Write an animated GIF to ``path``: one frame per pose (N, 4, 4) world_from_camera, the
+    """Write an animated GIF to ``path`` (a file name or an open binary file): one frame per pose (N, 4, 4) world_from_camera, the
     DRR's edges over the target (H, W); the last frame lasts 1 s. Returns ``path``."""
     from PIL import Image
 
