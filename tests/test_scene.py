@@ -228,14 +228,19 @@ def _slab_scene():
     return fj.Volume(data, affine, labels), camera, pose, cos
 
 
+def _mono_and_poly():
+    """60 keV alone, on a 16-bin grid so that it shares a batch with the 80 kVp spectrum; the
+    tests below render the same two views (B = 2, E = 16) so that they share compilations."""
+    poly = physics.spectrum(80, 16)
+    return (poly[0].at[0].set(60.0), jax.numpy.zeros(16).at[0].set(1.0)), poly
+
+
 def test_steel_bar_attenuates_by_beer_lambert():
     volume, camera, pose, cos = _slab_scene()
     thickness = 5.0
     bar = box((60.0, 60.0, thickness), material="iron", density=7.874)  # rays cross it along z
     kwargs = dict(materials=physics.DEFAULT_MATERIALS, tool_materials=("iron",), max_hits=4)
-    poly = physics.spectrum(80, 16)
-    # 60 keV alone, on a 16-bin grid so that it shares a batch with the 80 kVp spectrum
-    mono = (poly[0].at[0].set(60.0), jax.numpy.zeros(16).at[0].set(1.0))
+    mono, poly = _mono_and_poly()
     out = render_scene(volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, poly], [bar], replace_tissue=False, **kwargs)
     travel = thickness / cos
     np.testing.assert_allclose(np.asarray(out.tool_travel[0, 0]), travel, rtol=1e-5)
@@ -294,8 +299,9 @@ def test_tools_remove_the_tissue_of_their_union_once(centres):
     volume, camera, pose, cos = _slab_scene()
     bars = [box((60.0, 60.0, 10.0), material="iron", density=7.874).place(np.asarray(fj.transforms.make_pose(np.eye(3), (0.0, 0.0, z))))
             for z in centres]
-    cams, poses = stack_cameras([camera]), np.asarray(pose, np.float32)[None]
-    hits = np.stack([np.asarray(tool_pass(bar.mesh, cams, poses, 4)[0]) for bar in bars])  # (T, 1, H, W, K)
+    # two copies of the view (B = 2), as in the steel-bar test: the same compiled passes
+    cams, poses = stack_cameras([camera, camera]), np.stack([np.asarray(pose, np.float32)] * 2)
+    hits = np.stack([np.asarray(tool_pass(bar.mesh, cams, poses, 4)[0]) for bar in bars])  # (T, 2, H, W, K)
     removed = np.asarray(tissue_along(volume, cams, poses, *tool_union(hits)))[0]
     z_pairs = [(z - 5.0, z + 5.0) for z in centres]
     union = _union_length(*zip(*z_pairs)) / cos  # along z, then along each ray
@@ -303,8 +309,8 @@ def test_tools_remove_the_tissue_of_their_union_once(centres):
     np.testing.assert_allclose(removed[..., 1], 1.0 * union, rtol=1e-5)  # soft tissue, 1 g/cm^3
     np.testing.assert_array_equal(removed[..., [0, 2]], 0.0)
 
-    mono = (jax.numpy.array([60.0]), jax.numpy.array([1.0]))
-    out = render_scene(volume, (1,), [camera], pose[None], [mono], bars, materials=physics.DEFAULT_MATERIALS,
+    mono, poly = _mono_and_poly()
+    out = render_scene(volume, (1,), [camera, camera], poses, [mono, poly], bars, materials=physics.DEFAULT_MATERIALS,
                        tool_materials=("iron",), replace_tissue=True, max_hits=4)
     soft = float(physics.mass_attenuation("soft_tissue", 60.0))
     iron = float(physics.mass_attenuation("iron", 60.0))

@@ -394,17 +394,22 @@ def test_gradients_are_finite_at_identity_and_pi():
     r = T.so3_exp(v)
     pose = T.se3_exp(tw)
     weights = jnp.arange(1.0, 10.0).reshape(3, 3)
-    per_row = lambda f: jax.jit(jax.vmap(jax.grad(f)))  # noqa: E731
-    grads = {
-        "so3_exp": per_row(lambda x: jnp.sum(weights * transforms.so3_exp(x)))(v),
-        "so3_log": per_row(lambda m: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * transforms.so3_log(m)))(r),
-        "so3_log o exp": per_row(lambda x: jnp.sum(transforms.so3_log(transforms.so3_exp(x)) ** 2))(v),
-        "se3_exp": per_row(lambda x: jnp.sum(transforms.se3_exp(x)[:3] ** 2))(tw),
-        "se3_log": per_row(lambda p: jnp.sum(jnp.arange(1.0, 7.0) * transforms.se3_log(p)))(pose),
-        "quaternion": per_row(lambda m: jnp.sum(transforms.matrix_to_quaternion(m) * jnp.arange(1.0, 5.0)))(r),
-        "euler": per_row(lambda x: jnp.sum(weights * transforms.euler_to_matrix(x, "ZYX")))(v),
-        "6d": per_row(lambda x: jnp.sum(weights * transforms.rotation_6d_to_matrix(x)))(T.matrix_to_rotation_6d(r)),
-    }
+    per_row = lambda f: jax.vmap(jax.grad(f))  # noqa: E731
+
+    @jax.jit  # the eight gradients in one program: one compilation
+    def gradients(v, r, tw, pose, r6d):
+        return {
+            "so3_exp": per_row(lambda x: jnp.sum(weights * transforms.so3_exp(x)))(v),
+            "so3_log": per_row(lambda m: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * transforms.so3_log(m)))(r),
+            "so3_log o exp": per_row(lambda x: jnp.sum(transforms.so3_log(transforms.so3_exp(x)) ** 2))(v),
+            "se3_exp": per_row(lambda x: jnp.sum(transforms.se3_exp(x)[:3] ** 2))(tw),
+            "se3_log": per_row(lambda p: jnp.sum(jnp.arange(1.0, 7.0) * transforms.se3_log(p)))(pose),
+            "quaternion": per_row(lambda m: jnp.sum(transforms.matrix_to_quaternion(m) * jnp.arange(1.0, 5.0)))(r),
+            "euler": per_row(lambda x: jnp.sum(weights * transforms.euler_to_matrix(x, "ZYX")))(v),
+            "6d": per_row(lambda x: jnp.sum(weights * transforms.rotation_6d_to_matrix(x)))(r6d),
+        }
+
+    grads = gradients(v, r, tw, pose, T.matrix_to_rotation_6d(r))
     for name, g in grads.items():
         bad = ~np.all(np.isfinite(np.asarray(g)).reshape(len(GRAD_ANGLES), -1), axis=1)
         assert not bad.any(), f"{name}: non-finite gradient at angles {GRAD_ANGLES[bad]}"
