@@ -109,7 +109,7 @@ def make_drrs(path: Path, batches: int) -> None:
             lao = rng.uniform(-40.0, 40.0, 8)
             cra = rng.uniform(-20.0, 20.0, 8)
             poses = fj.carm_pose(lao, cra, 765.0, centre[:3])
-            img, m = fa.render_augmented(
+            img, m = fj.render_augmented(
                 jax.random.key(0), volume, camera, poses, fa.identity, label_ids=label_ids
             )
             images.append(np.asarray(img))

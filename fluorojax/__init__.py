@@ -15,7 +15,7 @@ from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels,
 from fluorojax.raycast.mesh_render import MeshRender, render_mesh
 from fluorojax.raycast.mesh_soft import render_mesh_soft
 from fluorojax.tools import Tool
-from fluorojax.simulate import render_polychromatic, render_scene
+from fluorojax.simulate import render_augmented, render_polychromatic, render_scene
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "register",
     "register_views",
     "registration",
+    "render_augmented",
     "render_mesh",
     "render_mesh_soft",
     "render_polychromatic",

@@ -698,7 +698,7 @@ def test_render_augmented_fuses_render_masks_and_augment():
     volume = fj.Volume(data, affine, labels)
     camera = fj.Camera(16, 16, 2.0, 1000.0)
     poses = fj.carm_pose(jnp.asarray([0.0, 90.0]), jnp.asarray([0.0, 0.0]), 600.0)
-    fused = jax.jit(A.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
+    fused = jax.jit(fj.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
     images, masks = fused(KEY, volume, camera, poses, A.identity, label_ids=(7, 3))
     want = np.exp(-np.asarray(fj.render(volume, camera, poses)))
     np.testing.assert_allclose(np.asarray(images), want, rtol=1e-5)
@@ -809,7 +809,7 @@ def test_render_augmented_gradient_wrt_pose():
 
     def images(t, transform):
         moved = pose.at[:, :3, 3].add(t[0] * jnp.asarray([1.0, -0.5, 0.3]))
-        return A.render_augmented(KEY, volume, camera, moved, transform, label_ids=(7,))[0]
+        return fj.render_augmented(KEY, volume, camera, moved, transform, label_ids=(7,))[0]
 
     t0 = jnp.zeros((1,))
     _directional_check(lambda t: images(t, A.identity), t0, eps=0.05, rtol=3e-2)
@@ -855,6 +855,6 @@ def test_eager_pipelines_compile_once():
     calls = {
         "validation_pipeline": lambda: A.validation_pipeline((16, 16))(KEY, raw, m),
         "apply_batch": lambda: A.apply_batch(A.validation_pipeline((16, 16)), keys, jnp.stack([raw, raw]), jnp.stack([m, m])),
-        "render_augmented": lambda: A.render_augmented(KEY, volume, camera, poses, A.validation_pipeline((16, 16)), label_ids=[1]),
+        "render_augmented": lambda: fj.render_augmented(KEY, volume, camera, poses, A.validation_pipeline((16, 16)), label_ids=[1]),
     }
     _count_compiles(calls)

@@ -472,7 +472,7 @@ def run_augment(run, example):
                                          "images_per_s": b / record["median_s"]}
 
     def fused():
-        fn = jax.jit(augment.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
+        fn = jax.jit(fj.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
         record, _ = timed(lambda k, v, p: fn(k, v, camera, p, pipeline, label_ids=ids), jax.random.key(1), mu, poses,
                           budget_s=run.sizes.repeat_budget_s, max_repeats=5)
         run.results["render-augmented-32x448"] = {**record, "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",

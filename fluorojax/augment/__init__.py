@@ -23,7 +23,6 @@ from fluorojax.augment.artefacts import pixel_dropout
 from fluorojax.augment.blur import binomial_blur
 from fluorojax.augment.blur import detector_blur
 from fluorojax.augment.blur import emboss
-from fluorojax.augment.blur import binomial_blur
 from fluorojax.augment.blur import median_blur
 from fluorojax.augment.blur import motion_blur
 from fluorojax.augment.blur import sharpen
@@ -49,7 +48,6 @@ from fluorojax.augment.detector_noise import electronic_noise
 from fluorojax.augment.detector_noise import quantum_noise
 from fluorojax.augment.equalisation import clahe
 from fluorojax.augment.pipelines import default_pipeline
-from fluorojax.augment.pipelines import render_augmented
 from fluorojax.augment.pipelines import validation_pipeline
 from fluorojax.augment.weather import drizzle
 from fluorojax.augment.weather import fog
@@ -86,7 +84,6 @@ __all__ = [
     "pixel_dropout",
     "quantum_noise",
     "random_affine",
-    "render_augmented",
     "resize",
     "sample_affine",
     "sequence",

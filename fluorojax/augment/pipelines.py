@@ -63,7 +63,6 @@ import functools
 import numbers
 
 import jax
-import jax.numpy as jnp
 
 from fluorojax.augment import (
     artefacts,
@@ -76,7 +75,7 @@ from fluorojax.augment import (
     windowing,
 )
 
-__all__ = ["default_pipeline", "validation_pipeline", "render_augmented"]
+__all__ = ["default_pipeline", "validation_pipeline"]
 
 _P = functools.partial
 
@@ -171,64 +170,3 @@ def _validation_pipeline(size: tuple[int, int]) -> core.Transform:
     return jax.jit(
         core.sequence(*_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size))
     )
-
-
-def render_augmented(
-    key,
-    volume,
-    camera,
-    poses,
-    transform: core.Transform,
-    *,
-    label_ids: tuple[int, ...],
-    method: str = "siddon",
-    vectorize: bool | None = None,
-):
-    """Render DRRs and structure masks for a batch of poses and augment them, in one jitted
-    call (``transform``, ``label_ids``, ``method`` and ``vectorize`` are static: pass the same
-    transform object to reuse the compiled program).
-
-    Args:
-      key: PRNG key; one subkey per pose.
-      volume: ``Volume`` with data mu in 1/mm (I, J, K) and a label map (I, J, K).
-      camera: the imager (``Camera``).
-      poses: (B, 4, 4) world_from_camera.
-      transform: a transform taking a raw intensity image, e.g. ``default_pipeline(size)``.
-      label_ids: structure ids of the label map to make masks of, one mask each.
-      method: ``"siddon"`` or ``"trilinear"`` (see ``fluorojax.line_integrals``).
-      vectorize: how the augmentation is batched, see ``apply_batch`` (default: ``lax.map``
-        on the CPU, ``vmap`` on accelerators).
-
-    One traversal integrates mu and every structure's indicator (channels of one volume): the
-    raw image is ``exp(-integral of mu)`` (detector intensity, flat field 1) and a mask is where
-    the ray's path length through the structure is positive. Differentiable with respect to
-    the poses and the volume's data through the image (the masks are booleans).
-
-    Returns:
-      the transform's outputs for the batch: images (B, ...) and masks (B, N, ...), N =
-      len(label_ids).
-    """
-    if volume.labels is None:
-        raise ValueError("render_augmented: the volume needs a label map to make masks")
-    if volume.channels is not None:
-        raise ValueError(f"render_augmented: volume data must be (I, J, K) mu, got {volume.data.shape}")
-    label_ids = tuple(int(i) for i in label_ids)
-    if not label_ids:
-        raise ValueError("render_augmented: label_ids must name at least one structure")
-    poses = jnp.asarray(poses, jnp.float32)
-    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
-        raise ValueError(f"render_augmented: poses must be (B, 4, 4), got {poses.shape}")
-    return _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize)
-
-
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
-def _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize):
-    from fluorojax.raycast import render  # the renderer imports nothing from augment
-
-    indicators = volume.labels[..., None] == jnp.asarray(label_ids, jnp.int32)
-    channels = jnp.concatenate([volume.data[..., None], indicators.astype(jnp.float32)], axis=-1)
-    integrals = render(volume.replace(data=channels), camera, poses, method=method)
-    images = jnp.exp(-integrals[..., 0])
-    masks = jnp.moveaxis(integrals[..., 1:] > 0, -1, 1)
-    keys = jax.random.split(key, poses.shape[0])
-    return core.apply_batch(transform, keys, images, masks, vectorize=vectorize)

@@ -3,9 +3,11 @@
 Everything below it (``raycast``, ``physics``, ``augment``) knows nothing of the others; the
 functions here put them together: ``render_polychromatic`` (a CT in HU -> a polychromatic DRR),
 ``render_scene`` (a batch of views of a CT with tools: image, label and tool masks, travel and
-depths), and the generator and registration build on them.
+depths), ``render_augmented`` (DRRs and masks through an augmentation pipeline in one call); the
+generator and registration build on them.
 """
 
+from fluorojax.simulate.augmented import render_augmented
 from fluorojax.simulate.polychromatic import polychromatic_image
 from fluorojax.simulate.polychromatic import render_polychromatic
 from fluorojax.simulate.scene import SceneRender
@@ -14,6 +16,7 @@ from fluorojax.simulate.scene import render_scene
 __all__ = (
     "SceneRender",
     "polychromatic_image",
+    "render_augmented",
     "render_polychromatic",
     "render_scene",
 )
