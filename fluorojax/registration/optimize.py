@@ -49,6 +49,9 @@ from fluorojax.volume import Volume
 
 PARAMETERIZATIONS = ("rotation_translation", "se3")
 DEFAULT_SCALES = (4, 2, 1)
+MIN_DEFAULT_LEVEL_PX = 16
+"""The default pyramid keeps only the factors of ``DEFAULT_SCALES`` that divide the image and
+leave at least this many pixels along each side (small images register at full size)."""
 DEFAULT_STEPS = 60
 
 
@@ -370,7 +373,8 @@ def register_views(
       method: ``"siddon"`` or ``"trilinear"`` rendering.
       steps: optimiser steps per pyramid level, an int (every level) or one per level.
       scales: pyramid downsampling factors, coarsest first; each must divide every view's H
-        and W. Default: those of (4, 2, 1) that do.
+        and W. Default: those of (4, 2, 1) that do and leave at least 16 pixels a side ((1,)
+        for smaller images).
       lr_rotation: rotation learning rate (rad per step for Adam): one value, one per level
         (L,), or one per level and camera axis (L, 3) (x: columns, y: rows, z: depth).
       lr_translation: translation learning rate (mm per step for Adam), likewise; e.g. a 0 in
@@ -415,7 +419,9 @@ def register_views(
     if inits.shape[-3:] != (len(cameras), 4, 4) or inits.ndim not in (3, 4):
         raise ValueError(f"register: init_pose must be ({len(cameras)}, 4, 4) or (S, {len(cameras)}, 4, 4) world_from_camera, got shape {inits.shape}")
     if scales is None:
-        scales = tuple(f for f in DEFAULT_SCALES if all(c.height % f == 0 and c.width % f == 0 for c in cameras))
+        scales = tuple(f for f in DEFAULT_SCALES
+                       if all(c.height % f == 0 and c.width % f == 0 and min(c.shape) // f >= MIN_DEFAULT_LEVEL_PX for c in cameras))
+        scales = scales or (1,)
     scales = tuple(int(s) for s in np.atleast_1d(scales))
     for s in scales:
         for c in cameras:
