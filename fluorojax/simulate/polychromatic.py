@@ -4,11 +4,15 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
+
+import jax
 
 from fluorojax.physics.attenuation import MM_PER_CM, intensity, material_volume
 from fluorojax.physics.materials import DEFAULT_MATERIALS, HU_THRESHOLDS, MaterialLike
 from fluorojax.raycast import render
+from fluorojax.raycast.drr import check_pose
 
 
 def polychromatic_image(line, materials: Sequence[MaterialLike], spec, *, detector: str = "energy",
@@ -49,10 +53,23 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
     if volume.channels is not None:
         if volume.channels != len(materials):
             raise ValueError(f"material volume has {volume.channels} channels for {len(materials)} materials")
-        densities = volume
-    else:
-        if len(materials) != len(thresholds) + 1:
-            raise ValueError(f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class")
-        densities = material_volume(volume, thresholds=thresholds, label_classes=label_classes, air_below_hu=air_below_hu)
-    line = render(densities, camera, pose, method=method, **render_kwargs)
+    elif len(materials) != len(thresholds) + 1:
+        raise ValueError(f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class")
+    label_items = None if label_classes is None else tuple(sorted((int(k), int(v)) for k, v in label_classes.items()))
+    return _render_polychromatic(volume, camera, check_pose(pose), spec, upper_bound, materials=tuple(materials),
+                                 thresholds=tuple(float(t) for t in thresholds), label_classes=label_items,
+                                 method=method, detector=detector, normalize=normalize, air_below_hu=air_below_hu,
+                                 render_kwargs=tuple(sorted(render_kwargs.items())))
+
+
+@functools.partial(jax.jit, static_argnames=("materials", "thresholds", "label_classes", "method", "detector",
+                                             "normalize", "air_below_hu", "render_kwargs"))
+def _render_polychromatic(volume, camera, pose, spec, upper_bound, *, materials, thresholds, label_classes, method,
+                          detector, normalize, air_below_hu, render_kwargs):
+    """One compiled program per setting (eager calls reuse it): the decomposition, the traversal
+    and the detector model fused."""
+    if volume.channels is None:
+        volume = material_volume(volume, thresholds=thresholds, air_below_hu=air_below_hu,
+                                 label_classes=None if label_classes is None else dict(label_classes))
+    line = render(volume, camera, pose, method=method, **dict(render_kwargs))
     return polychromatic_image(line, materials, spec, detector=detector, normalize=normalize, upper_bound=upper_bound)
