@@ -219,7 +219,7 @@ def main() -> None:
         "implementations interleaved batch by batch; FluoroSeg's code from its public repository, run in "
         "its own venv (benchmarks/bench_augment.py).",
         f"Machine: {args.machine}, {os.cpu_count()} cores, all usable by both sides (neither process is pinned); "
-        f"load average at the end {load[0]:.1f} (the CPU was shared with other processes while this ran). "
+        f"load average at the end {load[0]:.1f} (above 2 means other processes shared the CPU). "
         f"jax {jax.__version__} on {jax.devices()[0].platform}.",
         "",
         "| implementation | s / batch | images / s | fluorojax's speed-up over this row | CPU s / batch | fluorojax's speed-up in CPU time |",

@@ -30,7 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "eager.md"
 
 
 def calls(size: int):
-    """(name, eager zero-argument call, the same call jitted) for each README example."""
+    """(name, eager zero-argument call, the same call jitted) for each README example; arrays are
+    arguments of both (a jitted closure over them would fold them into constants)."""
     ct = fj.load_example()
     mu = fj.hu_to_mu(ct)
     camera = fj.Camera(height=size, width=size, pixel_size=300.0 / size, sdd=1020.0)
@@ -55,10 +56,10 @@ def calls(size: int):
         ("render (trilinear)", lambda m, p: fj.render(m, camera, p, "trilinear"), (mu, pose)),
         ("render_labels", lambda v, p: fj.render_labels(v, camera, p, label_ids), (ct, pose)),
         ("render_polychromatic", lambda v, p: fj.render_polychromatic(v, camera, p, spec), (ct, pose)),
-        ("render_mesh (K-wire)", lambda p: fj.render_mesh(kwire, camera, p, max_hits=8).travel, (pose,)),
+        ("render_mesh (K-wire)", lambda m, p: fj.render_mesh(m, camera, p, max_hits=8).travel, (kwire, pose)),
         ("pose gradient (siddon)", jax.grad(loss), (jnp.zeros(6),)),
         ("pose gradient (trilinear)", jax.grad(loss_trilinear), (jnp.zeros(6),)),
-        ("default_pipeline", lambda k: pipeline(k, image, masks), (jax.random.key(0),)),
+        ("default_pipeline", lambda k, i, m: pipeline(k, i, m), (jax.random.key(0), image, masks)),
     ]
     out = []
     for name, fn, args in cases:
