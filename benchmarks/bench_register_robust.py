@@ -158,8 +158,8 @@ def markdown(args, single, views, summary):
              f"Example CT, 128 x 128 (3 mm pixels), targets of `mismatched_target` (60-120 kVp, scatter, 1e3-1e5 photons, "
              f"tools in the target only, collimation, random window and gamma), moving image the monochromatic DRR of "
              f"`hu_to_mu`; `register` defaults (normalised gradient fields, pyramid (4, 2, 1) x 60 steps, saturation mask). Machine: "
-             f"{platform.machine()}, {os.cpu_count()} CPUs, **shared with other agents' jobs during the run** (times are upper "
-             f"bounds). Command: `python benchmarks/bench_register_robust.py {' '.join(sys.argv[1:])}`.", ""]
+             f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (above "
+             f"{os.cpu_count()}: other jobs shared the CPU and times are upper bounds). Command: `python benchmarks/bench_register_robust.py {' '.join(sys.argv[1:])}`.", ""]
     if single:
         lines += ["| starts | search | cases | success (mTRE < 1 mm) | mTRE p50 / p75 / p95 mm | mPE p50 px (mm) | mRPE p50 mm | "
                   "double geodesic p50 mm | rotation p50 deg | median time s |", "|---|---|---|---|---|---|---|---|---|---|"]
