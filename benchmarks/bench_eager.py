@@ -56,7 +56,7 @@ def calls(size: int):
         ("render (trilinear)", lambda m, p: fj.render(m, camera, p, "trilinear"), (mu, pose)),
         ("render_labels", lambda v, p: fj.render_labels(v, camera, p, label_ids), (ct, pose)),
         ("render_polychromatic", lambda v, p: fj.render_polychromatic(v, camera, p, spec), (ct, pose)),
-        ("render_mesh (K-wire)", lambda m, p: fj.render_mesh(m, camera, p, max_hits=8).travel, (kwire, pose)),
+        ("render_mesh (K-wire)", lambda m, p: fj.render_mesh(m, camera, p, max_hits=8), (kwire, pose)),
         ("pose gradient (siddon)", jax.grad(loss), (jnp.zeros(6),)),
         ("pose gradient (trilinear)", jax.grad(loss_trilinear), (jnp.zeros(6),)),
         ("default_pipeline", lambda k, i, m: pipeline(k, i, m), (jax.random.key(0), image, masks)),
