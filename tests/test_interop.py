@@ -4,7 +4,6 @@ formulas (it needs CUDA), and 3D Slicer's landmark formats."""
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -34,10 +34,8 @@ def test_lao_90_puts_the_patients_left_nearest_the_detector():
     centre = (np.asarray(shape) - 1) / 2
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
     left, right = centre + (-20, 0, 0), centre + (20, 0, 0)  # RAS: -x is the patient's left
-    data = ((np.linalg.norm(ijk - left, axis=-1) < 4) | (np.linalg.norm(ijk - right, axis=-1) < 4)).astype(np.float32)
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = -centre * spacing
-    volume = fj.Volume(data, affine)
     camera = fj.Camera(48, 48, 1.0, 400.0)
     pose = positioner_pose(90.0, 0.0, 150.0)
     detector_centre = np.asarray(pose)[:3, :3] @ [0, 0, 400.0] + np.asarray(pose)[:3, 3]

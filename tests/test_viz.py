@@ -1,6 +1,5 @@
 """fluorojax.viz: the 3D scene's geometry, checked headless after a GLB round trip."""
 
-import io
 
 import numpy as np
 import pytest
