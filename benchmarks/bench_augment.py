@@ -109,9 +109,7 @@ def make_drrs(path: Path, batches: int) -> None:
             lao = rng.uniform(-40.0, 40.0, 8)
             cra = rng.uniform(-20.0, 20.0, 8)
             poses = fj.carm_pose(lao, cra, 765.0, centre[:3])
-            img, m = fj.render_augmented(
-                jax.random.key(0), volume, camera, poses, fa.identity, label_ids=label_ids
-            )
+            img, m = fj.render_augmented(jax.random.key(0), volume, camera, poses, fa.identity, label_ids=label_ids)
             images.append(np.asarray(img))
             masks.append(np.asarray(m))
     np.savez(path, images=np.concatenate(images), masks=np.concatenate(masks), batches=batches)
@@ -125,8 +123,9 @@ def main() -> None:
     parser.add_argument("--fluoroseg", required=True, help="checkout of FluoroSeg's repository")
     parser.add_argument("--albu-python", default=str(ROOT / ".venv-albu" / "bin" / "python"))
     parser.add_argument("--batches", type=int, default=5, help="timed batches (plus one warm-up)")
-    parser.add_argument("--drrs", default="/tmp/fluorojax_bench_augment_drrs.npz",
-                        help="cache of the rendered DRRs (made when missing)")
+    parser.add_argument(
+        "--drrs", default="/tmp/fluorojax_bench_augment_drrs.npz", help="cache of the rendered DRRs (made when missing)"
+    )
     parser.add_argument("--machine", default=f"{platform.processor() or platform.machine()} CPU")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "augment.md"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -171,7 +170,10 @@ def main() -> None:
     with np.load(drrs) as d:
         per = d["images"].shape[0] // int(d["batches"])
         batches = [
-            (jax.numpy.asarray(d["images"][b * per : (b + 1) * per]), jax.numpy.asarray(d["masks"][b * per : (b + 1) * per]))
+            (
+                jax.numpy.asarray(d["images"][b * per : (b + 1) * per]),
+                jax.numpy.asarray(d["masks"][b * per : (b + 1) * per]),
+            )
             for b in range(n_batches)
         ]
     pipe = fa.default_pipeline((SIZE, SIZE))

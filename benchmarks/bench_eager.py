@@ -37,8 +37,7 @@ def calls(size: int):
     camera = fj.Camera(height=size, width=size, pixel_size=300.0 / size, sdd=1020.0)
     pose = fj.carm_pose(lao_deg=10.0, cra_deg=5.0, source_to_isocenter=510.0, isocenter=ct.center)
     spec = physics.spectrum(90)
-    kwire = fj.tools.kwire(diameter=2.0, length=150.0).mesh.transform(
-        fj.transforms.make_pose(jnp.eye(3), ct.center))
+    kwire = fj.tools.kwire(diameter=2.0, length=150.0).mesh.transform(fj.transforms.make_pose(jnp.eye(3), ct.center))
     target = fj.render(mu, camera, pose)
     label_ids = tuple(int(i) for i in np.unique(np.asarray(ct.labels)) if i != 0)
     pipeline = augment.default_pipeline((size, size))

@@ -71,12 +71,27 @@ def bench(size: int, scenes: int, views: int) -> dict:
         writer = FluoroSegWriter(root)
         t = time.perf_counter()
         for r in records:
-            writer.write_image("bench", r.index, r.image, r.annotations, r.camera, view=r.view, spectrum=r.spectrum, seed=0, extra=r.extra)
+            writer.write_image(
+                "bench",
+                r.index,
+                r.image,
+                r.annotations,
+                r.camera,
+                view=r.view,
+                spectrum=r.spectrum,
+                seed=0,
+                extra=r.extra,
+            )
         stages["writing"] = max(time.perf_counter() - t - stages["encoding"], 0.0)
     n = len(records)
     pipeline = total_render + stages["encoding"] + stages["writing"]
-    return {"size": size, "images": n, "images_per_s": n / pipeline, "per_image": {k: stages.get(k, 0.0) / n for k in STAGES},
-            "annotations": float(np.mean([len(r.annotations) for r in records]))}
+    return {
+        "size": size,
+        "images": n,
+        "images_per_s": n / pipeline,
+        "per_image": {k: stages.get(k, 0.0) / n for k in STAGES},
+        "annotations": float(np.mean([len(r.annotations) for r in records])),
+    }
 
 
 def main(argv=None):
@@ -99,8 +114,11 @@ def main(argv=None):
         "|---|---|" + "---|" * len(STAGES) + "---|",
     ]
     for r in rows:
-        lines.append(f"| {r['size']} x {r['size']} | {r['images_per_s']:.3f} | "
-                     + " | ".join(f"{r['per_image'][k]:.3f}" for k in STAGES) + f" | {r['annotations']:.0f} |")
+        lines.append(
+            f"| {r['size']} x {r['size']} | {r['images_per_s']:.3f} | "
+            + " | ".join(f"{r['per_image'][k]:.3f}" for k in STAGES)
+            + f" | {r['annotations']:.0f} |"
+        )
     for r in rows:
         timed = {k: v for k, v in r["per_image"].items() if k not in ("render", "masks")}
         lines.append("")

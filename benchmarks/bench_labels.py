@@ -75,9 +75,15 @@ def main():
     rows = []
     t_drr = best_time(drr, mu, pose, repeats=args.repeats)
     rows.append(("drr (Siddon, 1 channel)", t_drr))
-    rows.append((f"travel of all {len(ids)} structures, one traversal", best_time(travel, mu, pose, repeats=args.repeats)))
-    rows.append((f"drr + travel + entry/exit depths of all {len(ids)}, one traversal",
-                 best_time(full, mu, pose, repeats=args.repeats)))
+    rows.append(
+        (f"travel of all {len(ids)} structures, one traversal", best_time(travel, mu, pose, repeats=args.repeats))
+    )
+    rows.append(
+        (
+            f"drr + travel + entry/exit depths of all {len(ids)}, one traversal",
+            best_time(full, mu, pose, repeats=args.repeats),
+        )
+    )
 
     start = time.perf_counter()
     meshes = label_meshes(ct, ids, max_faces=args.max_faces)
@@ -91,8 +97,12 @@ def main():
     def all_meshes(p):
         return [mesh_travel(m, p) for m in meshes.values()]
 
-    rows.append((f"organ meshes: travel + hits of {len(meshes)} meshes ({n_faces} triangles), one render each",
-                 best_time(all_meshes, pose, repeats=args.repeats)))
+    rows.append(
+        (
+            f"organ meshes: travel + hits of {len(meshes)} meshes ({n_faces} triangles), one render each",
+            best_time(all_meshes, pose, repeats=args.repeats),
+        )
+    )
     volumetric = np.asarray(travel(mu, pose)) > 0
     ious = []
     for c, label in enumerate(ids):

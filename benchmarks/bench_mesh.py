@@ -59,7 +59,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--blocks-size", type=int, default=64, help="image size for the block schedule forced on the CPU (0: skip)")
+    parser.add_argument(
+        "--blocks-size", type=int, default=64, help="image size for the block schedule forced on the CPU (0: skip)"
+    )
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "mesh.md"))
     args = parser.parse_args()
 
@@ -85,22 +87,36 @@ def main():
     moved = lambda x: mesh.transform(make_pose(so3_exp(x[3:]), x[:3]))  # noqa: E731
     soft_grad = jax.jit(jax.grad(lambda x: jnp.sum(render_mesh_soft(moved(x), camera, pose, edge_width=1.0) ** 2)))
     x0 = jnp.zeros(6, jnp.float32)
-    for name, call in (("forward", lambda: soft(mesh, pose)), ("gradient w.r.t. the screw pose", lambda: soft_grad(x0))):
+    for name, call in (
+        ("forward", lambda: soft(mesh, pose)),
+        ("gradient w.r.t. the screw pose", lambda: soft_grad(x0)),
+    ):
         start = time.perf_counter()
         jax.block_until_ready(call())
         first = time.perf_counter() - start
         _, t = timed(lambda: jax.block_until_ready(call()), args.repeats)
-        rows.append((f"fluorojax render_mesh_soft (jit, 1 px edge), {name}", t, f"compile + first run {first:.1f} s", "-"))
+        rows.append(
+            (f"fluorojax render_mesh_soft (jit, 1 px edge), {name}", t, f"compile + first run {first:.1f} s", "-")
+        )
 
     if args.blocks_size:
         small = Camera(args.blocks_size, args.blocks_size, 0.15 * 512 / args.blocks_size, 1000.0)
         for path, chunk in (("pairs", None), ("blocks", 1 << 22)):  # blocks of 2^22 pairs: bounded CPU memory
-            call = jax.jit(lambda m, p, path=path, chunk=chunk: render_mesh(m, small, p, max_hits=8, chunk=chunk, path=path))
+            call = jax.jit(
+                lambda m, p, path=path, chunk=chunk: render_mesh(m, small, p, max_hits=8, chunk=chunk, path=path)
+            )
             start = time.perf_counter()
             jax.block_until_ready(call(mesh, pose))
             first = time.perf_counter() - start
             _, t = timed(lambda: jax.block_until_ready(call(mesh, pose)), args.repeats)
-            rows.append((f"fluorojax render_mesh, {path} schedule forced, {args.blocks_size} x {args.blocks_size}", t, f"compile + first run {first:.1f} s", "-"))
+            rows.append(
+                (
+                    f"fluorojax render_mesh, {path} schedule forced, {args.blocks_size} x {args.blocks_size}",
+                    t,
+                    f"compile + first run {first:.1f} s",
+                    "-",
+                )
+            )
 
     tri = trimesh.ray.ray_triangle.RayMeshIntersector(tm)
     ref, t_np = timed(lambda: trimesh_travel(tri, tm, sources, dirs), 1)

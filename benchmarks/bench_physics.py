@@ -86,10 +86,19 @@ def main():
     def poly_hu_binned(pose, hu):
         return poly_hu(pose, hu, binned)
 
-    names = ("monochromatic (1 channel)", f"polychromatic, {spec[0].size} bins (1 keV)", f"polychromatic, {args.bins} bins")
-    settings = (("prepared volume", 0, ((mono_prepared, mu.data), (poly_prepared, materials.data),
-                                        (poly_prepared_binned, materials.data))),
-                ("from HU", (0, 1), ((mono_hu, ct.data), (poly_hu, ct.data), (poly_hu_binned, ct.data))))
+    names = (
+        "monochromatic (1 channel)",
+        f"polychromatic, {spec[0].size} bins (1 keV)",
+        f"polychromatic, {args.bins} bins",
+    )
+    settings = (
+        (
+            "prepared volume",
+            0,
+            ((mono_prepared, mu.data), (poly_prepared, materials.data), (poly_prepared_binned, materials.data)),
+        ),
+        ("from HU", (0, 1), ((mono_hu, ct.data), (poly_hu, ct.data), (poly_hu_binned, ct.data))),
+    )
     rows, calls = [], []
     for setting, argnums, cases in settings:
         for name, (fn, data) in zip(names, cases):
@@ -115,12 +124,15 @@ def main():
     ]
     for i in range(0, len(rows), 3):
         (setting, _, mf, mb) = rows[i]
-        for _, name, f, b in rows[i:i + 3]:
+        for _, name, f, b in rows[i : i + 3]:
             ratio = "" if f == mf else f" ({f / mf:.2f}x / {b / mb:.2f}x)"
             lines.append(f"| {setting} | {name}{ratio} | {f * 1e3:.1f} | {b * 1e3:.1f} |")
-    lines += ["", f"Ratios in brackets: polychromatic / monochromatic, forward / forward + backward. "
-              f"{args.bins} energy bins change the -log image by at most {bin_error:.4f} "
-              f"(range {float(full.min()):.2f} to {float(full.max()):.2f})."]
+    lines += [
+        "",
+        f"Ratios in brackets: polychromatic / monochromatic, forward / forward + backward. "
+        f"{args.bins} energy bins change the -log image by at most {bin_error:.4f} "
+        f"(range {float(full.min()):.2f} to {float(full.max()):.2f}).",
+    ]
     lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -87,8 +87,8 @@ def make_cases(volume, camera, n_cases, photons, seed):
     import jax.numpy as jnp
 
     from fluorojax.camera import carm_pose
-    from fluorojax.registration import correction_to_pose
     from fluorojax.raycast import render
+    from fluorojax.registration import correction_to_pose
 
     rng = np.random.default_rng(seed)
     center = np.asarray(volume.center)
@@ -192,7 +192,9 @@ def diffdrr_child(case_file, out_file):
     subject = read(ScalarImage(tensor=data[None], affine=affine), orientation="AP")
 
     def make_drr(factor):
-        drr = DRR(subject, sdd=sdd, height=height // factor, delx=pixel * factor, renderer="siddon", reverse_x_axis=True)
+        drr = DRR(
+            subject, sdd=sdd, height=height // factor, delx=pixel * factor, renderer="siddon", reverse_x_axis=True
+        )
         drr.density = data  # render mu as given, as fluorojax does (no HU -> density mapping)
         return drr
 
@@ -265,8 +267,15 @@ def diffdrr_child(case_file, out_file):
         poses.append(pose)
         steps.append(taken)
     versions = f"DiffDRR {importlib.metadata.version('diffdrr')} (torch {torch.__version__})"
-    np.savez(out_file, poses=np.stack(poses), times=np.asarray(times), warmup=warmup, steps=np.asarray(steps), check=check,
-             versions=versions)
+    np.savez(
+        out_file,
+        poses=np.stack(poses),
+        times=np.asarray(times),
+        warmup=warmup,
+        steps=np.asarray(steps),
+        check=check,
+        versions=versions,
+    )
 
 
 def summarise(name, size, poses, truths, inits, times, warmup, steps, points):
@@ -351,7 +360,9 @@ def main(argv=None):
         parser.error(f"--steps {args.steps} needs one entry per --scales {args.scales}")
     diffdrr_cases = args.diffdrr_cases or [args.cases] * len(args.sizes)
     if len(diffdrr_cases) != len(args.sizes) or not all(0 < n <= args.cases for n in diffdrr_cases):
-        parser.error(f"--diffdrr-cases {args.diffdrr_cases} needs one count in [1, {args.cases}] per --sizes {args.sizes}")
+        parser.error(
+            f"--diffdrr-cases {args.diffdrr_cases} needs one count in [1, {args.cases}] per --sizes {args.sizes}"
+        )
 
     from fluorojax.camera import Camera
     from fluorojax.raycast import render
@@ -360,8 +371,13 @@ def main(argv=None):
     volume = hu_to_mu(load_example()).replace(labels=None)
     points = target_points(volume)
     options = {
-        "steps": tuple(args.steps), "scales": tuple(args.scales), "lr_rotation": args.lr_rotation,
-        "lr_translation": args.lr_translation, "lr_decay": args.lr_decay, "patience": args.patience, "tol": args.tol,
+        "steps": tuple(args.steps),
+        "scales": tuple(args.scales),
+        "lr_rotation": args.lr_rotation,
+        "lr_translation": args.lr_translation,
+        "lr_decay": args.lr_decay,
+        "patience": args.patience,
+        "tol": args.tol,
     }
     rows = []
 
@@ -381,16 +397,32 @@ def main(argv=None):
         if args.no_diffdrr:
             continue
         if not PEERS_PYTHON.exists():
-            print(f"DiffDRR side skipped: {PEERS_PYTHON} does not exist (scripts/setup_peers_venv.sh makes it)", flush=True)
+            print(
+                f"DiffDRR side skipped: {PEERS_PYTHON} does not exist (scripts/setup_peers_venv.sh makes it)",
+                flush=True,
+            )
             continue
         if n_peer < args.cases:
             head = slice(0, n_peer)
-            report(summarise("fluorojax", size, poses[head], truths[head], inits[head], times[head], warmup, steps[head], points))
+            report(
+                summarise(
+                    "fluorojax", size, poses[head], truths[head], inits[head], times[head], warmup, steps[head], points
+                )
+            )
         out = run_diffdrr(volume, camera, targets[:n_peer], inits[:n_peer], truths[0], options, args.torch_threads)
         reference = np.asarray(render(volume, camera, truths[0], "siddon"), np.float64)
         agreement = float(np.linalg.norm(out["check"] - reference) / np.linalg.norm(reference))
-        row = summarise(str(out["versions"]), size, out["poses"], truths[:n_peer], inits[:n_peer], out["times"], out["warmup"],
-                        out["steps"], points)
+        row = summarise(
+            str(out["versions"]),
+            size,
+            out["poses"],
+            truths[:n_peer],
+            inits[:n_peer],
+            out["times"],
+            out["warmup"],
+            out["steps"],
+            points,
+        )
         row["geometry_rel_l2_vs_fluorojax"] = agreement
         report(row)
     print(markdown(rows, args))

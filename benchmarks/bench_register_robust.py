@@ -53,8 +53,10 @@ def offset(rng, center, truth, degrees, mm):
     from fluorojax.registration import correction_to_pose
 
     axis, direction = rng.standard_normal(3), rng.standard_normal(3)
-    params = {"rotation": jnp.asarray(np.deg2rad(rng.uniform(*degrees)) * axis / np.linalg.norm(axis), jnp.float32),
-              "translation": jnp.asarray(rng.uniform(*mm) * direction / np.linalg.norm(direction), jnp.float32)}
+    params = {
+        "rotation": jnp.asarray(np.deg2rad(rng.uniform(*degrees)) * axis / np.linalg.norm(axis), jnp.float32),
+        "translation": jnp.asarray(rng.uniform(*mm) * direction / np.linalg.norm(direction), jnp.float32),
+    }
     return np.asarray(correction_to_pose(params, truth, center))
 
 
@@ -83,9 +85,17 @@ def run_single(args, hu, mu, camera, points, kind, n, degrees, mm, seed):
         result = register(mu, camera, target, init, search=True)
         pose = np.asarray(jax.block_until_ready(result.pose))
         seconds = time.perf_counter() - start
-        row = {"kind": kind, "case": i, "initial_mtre": float(mtre(truth, init, points)), "mtre": float(mtre(truth, pose, points)),
-               "depth_error": depth_error(truth, pose, points), "seconds": seconds, "truth": truth.tolist(), "pose": pose.tolist(),
-               "target": record}
+        row = {
+            "kind": kind,
+            "case": i,
+            "initial_mtre": float(mtre(truth, init, points)),
+            "mtre": float(mtre(truth, pose, points)),
+            "depth_error": depth_error(truth, pose, points),
+            "seconds": seconds,
+            "truth": truth.tolist(),
+            "pose": pose.tolist(),
+            "target": record,
+        }
         print(json.dumps({k: v for k, v in row.items() if k not in ("truth", "pose")}), flush=True)
         rows.append(row)
     return rows
@@ -102,9 +112,15 @@ def run_views(args, hu, mu, camera, points, n, seed):
     rows = []
     for i in range(n):
         lao, cra = VIEWS[i % 2]
-        truths = np.stack([np.asarray(carm_pose(lao, cra, SOURCE_TO_ISOCENTER_MM, hu.center)),
-                           np.asarray(carm_pose(lao + 90.0, cra, SOURCE_TO_ISOCENTER_MM, hu.center))])
-        targets = [mismatched_target(jax.random.PRNGKey(seed * 1000 + 2 * i + v), hu, camera, truths[v])[0] for v in range(2)]
+        truths = np.stack(
+            [
+                np.asarray(carm_pose(lao, cra, SOURCE_TO_ISOCENTER_MM, hu.center)),
+                np.asarray(carm_pose(lao + 90.0, cra, SOURCE_TO_ISOCENTER_MM, hu.center)),
+            ]
+        )
+        targets = [
+            mismatched_target(jax.random.PRNGKey(seed * 1000 + 2 * i + v), hu, camera, truths[v])[0] for v in range(2)
+        ]
         init0 = offset(rng, np.asarray(mu.center), truths[0], (5.0, 5.0), (10.0, 10.0))
         inits = np.stack([init0, init0 @ np.asarray(invert_pose(truths[0])) @ truths[1]])
         out = {"case": i, "initial_mtre": float(mtre(truths[0], init0, points))}
@@ -115,8 +131,11 @@ def run_views(args, hu, mu, camera, points, n, seed):
             else:
                 pose = register_views(mu, (camera, camera), targets, inits).pose
             pose = np.asarray(jax.block_until_ready(pose))
-            out[name] = {"mtre": float(mtre(truths[0], pose, points)), "depth_error": depth_error(truths[0], pose, points),
-                         "seconds": time.perf_counter() - start}
+            out[name] = {
+                "mtre": float(mtre(truths[0], pose, points)),
+                "depth_error": depth_error(truths[0], pose, points),
+                "seconds": time.perf_counter() - start,
+            }
         print(json.dumps(out), flush=True)
         rows.append(out)
     return rows
@@ -154,30 +173,47 @@ def capture_plot(rows, path):
 
 
 def markdown(args, single, views, summary):
-    lines = ["# Registration on mismatched-physics targets", "",
-             f"Example CT, 128 x 128 (3 mm pixels), targets of `mismatched_target` (60-120 kVp, scatter, 1e3-1e5 photons, "
-             f"tools in the target only, collimation, random window and gamma), moving image the monochromatic DRR of "
-             f"`hu_to_mu`; `register` defaults (normalised gradient fields, pyramid (4, 2, 1) x 60 steps, saturation mask). Machine: "
-             f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (above "
-             f"{os.cpu_count()}: other jobs shared the CPU and times are upper bounds). Command: `python benchmarks/bench_register_robust.py {' '.join(sys.argv[1:])}`.", ""]
+    lines = [
+        "# Registration on mismatched-physics targets",
+        "",
+        f"Example CT, 128 x 128 (3 mm pixels), targets of `mismatched_target` (60-120 kVp, scatter, 1e3-1e5 photons, "
+        f"tools in the target only, collimation, random window and gamma), moving image the monochromatic DRR of "
+        f"`hu_to_mu`; `register` defaults (normalised gradient fields, pyramid (4, 2, 1) x 60 steps, saturation mask). Machine: "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (above "
+        f"{os.cpu_count()}: other jobs shared the CPU and times are upper bounds). Command: `python benchmarks/bench_register_robust.py {' '.join(sys.argv[1:])}`.",
+        "",
+    ]
     if single:
-        lines += ["| starts | search | cases | success (mTRE < 1 mm) | mTRE p50 / p75 / p95 mm | mPE p50 px (mm) | mRPE p50 mm | "
-                  "double geodesic p50 mm | rotation p50 deg | median time s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| starts | search | cases | success (mTRE < 1 mm) | mTRE p50 / p75 / p95 mm | mPE p50 px (mm) | mRPE p50 mm | "
+            "double geodesic p50 mm | rotation p50 deg | median time s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for kind, s in summary.items():
-            lines.append(f"| {s['label']} | yes | {s['cases']} | {100 * s['success_rate']:.0f} % | {s['mtre_p50']:.2f} / "
-                         f"{s['mtre_p75']:.2f} / {s['mtre_p95']:.2f} | {s['mpe_px_p50']:.2f} ({s['mpe_mm_p50']:.2f}) | "
-                         f"{s['mrpe_p50']:.2f} | {s['double_geodesic_p50']:.2f} | {s['rotation_deg_p50']:.2f} | {s['median_seconds']:.1f} |")
+            lines.append(
+                f"| {s['label']} | yes | {s['cases']} | {100 * s['success_rate']:.0f} % | {s['mtre_p50']:.2f} / "
+                f"{s['mtre_p75']:.2f} / {s['mtre_p95']:.2f} | {s['mpe_px_p50']:.2f} ({s['mpe_mm_p50']:.2f}) | "
+                f"{s['mrpe_p50']:.2f} | {s['double_geodesic_p50']:.2f} | {s['rotation_deg_p50']:.2f} | {s['median_seconds']:.1f} |"
+            )
         lines += ["", "Capture range (success vs initial mTRE, all single-view cases): `register-capture.png`.", ""]
     if views:
         single_depth = np.median([r["single"]["depth_error"] for r in views])
         bi_depth = np.median([r["biplane"]["depth_error"] for r in views])
-        lines += ["| views | cases | success | median mTRE mm | median depth error mm | median time s |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| views | cases | success | median mTRE mm | median depth error mm | median time s |",
+            "|---|---|---|---|---|---|",
+        ]
         for name in ("single", "biplane"):
-            lines.append(f"| {name} | {len(views)} | {100 * np.mean([r[name]['mtre'] < 1.0 for r in views]):.0f} % | "
-                         f"{np.median([r[name]['mtre'] for r in views]):.2f} | {np.median([r[name]['depth_error'] for r in views]):.2f} | "
-                         f"{np.median([r[name]['seconds'] for r in views]):.1f} |")
-        lines += ["", f"Depth error, single / biplane: {single_depth / max(bi_depth, 1e-9):.1f}x (starts 5 deg / 10 mm, no search; "
-                  "the second view at LAO + 90 deg with its own mismatched target; the first case's times include compilation)."]
+            lines.append(
+                f"| {name} | {len(views)} | {100 * np.mean([r[name]['mtre'] < 1.0 for r in views]):.0f} % | "
+                f"{np.median([r[name]['mtre'] for r in views]):.2f} | {np.median([r[name]['depth_error'] for r in views]):.2f} | "
+                f"{np.median([r[name]['seconds'] for r in views]):.1f} |"
+            )
+        lines += [
+            "",
+            f"Depth error, single / biplane: {single_depth / max(bi_depth, 1e-9):.1f}x (starts 5 deg / 10 mm, no search; "
+            "the second view at LAO + 90 deg with its own mismatched target; the first case's times include compilation).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -204,10 +240,14 @@ def main(argv=None):
 
     def save():
         Path(args.out).write_text(markdown(args, single, views, summary))
-        Path(args.json).write_text(json.dumps({"args": vars(args), "single": single, "views": views, "summary": summary}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "single": single, "views": views, "summary": summary}, indent=1)
+        )
 
-    for kind, n, degrees, mm, label in (("wide", args.wide, (15.0, 20.0), (30.0, 40.0), "15-20 deg / 30-40 mm"),
-                                        ("spread", args.spread, (0.0, 15.0), (0.0, 30.0), "0-15 deg / 0-30 mm")):
+    for kind, n, degrees, mm, label in (
+        ("wide", args.wide, (15.0, 20.0), (30.0, 40.0), "15-20 deg / 30-40 mm"),
+        ("spread", args.spread, (0.0, 15.0), (0.0, 30.0), "0-15 deg / 0-30 mm"),
+    ):
         if n == 0:
             continue
         rows = run_single(args, hu, mu, camera, points, kind, n, degrees, mm, args.seed + len(single))

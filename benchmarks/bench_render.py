@@ -65,8 +65,16 @@ def c_siddon(build_dir, volume, sources, targets):
 
     os.environ["OMP_NUM_THREADS"] = str(REF_THREADS)  # read when the library loads
     script = os.path.join(build_dir, "build.sh")
-    lib_path = subprocess.run(["bash", script, os.path.join(os.environ.get("TMPDIR", "/tmp"), "siddon-ref")], check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    lib_path = (
+        subprocess.run(
+            ["bash", script, os.path.join(os.environ.get("TMPDIR", "/tmp"), "siddon-ref")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     lib = ctypes.CDLL(lib_path)
     affine = np.asarray(volume.affine, np.float64)
     if np.count_nonzero(affine[:3, :3] - np.diag(np.diag(affine[:3, :3]))):
@@ -84,8 +92,15 @@ def c_siddon(build_dir, volume, sources, targets):
     double_p = ctypes.POINTER(ctypes.c_double)
 
     def run():
-        lib.siddon(data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), *data.shape, spacing.ctypes.data_as(double_p),
-                   src.ctypes.data_as(double_p), dst.ctypes.data_as(double_p), src.shape[0], out.ctypes.data_as(double_p))
+        lib.siddon(
+            data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            *data.shape,
+            spacing.ctypes.data_as(double_p),
+            src.ctypes.data_as(double_p),
+            dst.ctypes.data_as(double_p),
+            src.shape[0],
+            out.ctypes.data_as(double_p),
+        )
         return out.reshape(np.shape(targets)[:-1])
 
     return run
@@ -153,8 +168,17 @@ def child(method, size, mode, repeats, save, ct, siddon_ref):
     if reference is not None:
         if save:
             np.save(save.replace(".npy", "-c.npy"), reference().astype(np.float32))
-        print(json.dumps({"impl": f"siddon-ref C ({REF_THREADS} threads, alternating with fluorojax {mode})", "size": size,
-                          "mode": "forward", "median_s": statistics.median(ref_times), "times_s": ref_times}))
+        print(
+            json.dumps(
+                {
+                    "impl": f"siddon-ref C ({REF_THREADS} threads, alternating with fluorojax {mode})",
+                    "size": size,
+                    "mode": "forward",
+                    "median_s": statistics.median(ref_times),
+                    "times_s": ref_times,
+                }
+            )
+        )
 
 
 def _run_child(args_list, timeout=1800):
@@ -191,7 +215,6 @@ def main():
         child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.save, args.ct, args.siddon_ref)
         return
 
-
     import siddon_numba
 
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
@@ -209,19 +232,47 @@ def main():
             for mode in MODES:
                 save = os.path.join(images, f"fluorojax-{method}-{size}.npy")
                 with_c = args.siddon_ref if method == "siddon" else ""
-                cmd = [sys.executable, __file__, "--child", method, str(size), mode, "--repeats", str(args.repeats), "--save", save,
-                       "--ct", args.ct, "--siddon-ref", with_c]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    method,
+                    str(size),
+                    mode,
+                    "--repeats",
+                    str(args.repeats),
+                    "--save",
+                    save,
+                    "--ct",
+                    args.ct,
+                    "--siddon-ref",
+                    with_c,
+                ]
                 for row in _run_child(cmd):
                     if mode == "forward" and row["impl"].startswith("fluorojax"):
                         row["max_rel_error_vs_reference"] = _max_rel_error(save, reference["image"])
                     elif row["impl"].startswith("siddon-ref") and mode == "forward":
-                        row["max_rel_error_vs_reference"] = _max_rel_error(save.replace(".npy", "-c.npy"), reference["image"])
+                        row["max_rel_error_vs_reference"] = _max_rel_error(
+                            save.replace(".npy", "-c.npy"), reference["image"]
+                        )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
         if args.peers:
             out = os.path.join(images, f"peers-{size}.json")
-            cmd = [args.peer_python, os.path.join(HERE, "peers_drr.py"), "--size", str(size), "--which", args.peer_list,
-                   "--repeats", str(args.repeats), "--json", out, "--save-images", images]
+            cmd = [
+                args.peer_python,
+                os.path.join(HERE, "peers_drr.py"),
+                "--size",
+                str(size),
+                "--which",
+                args.peer_list,
+                "--repeats",
+                str(args.repeats),
+                "--json",
+                out,
+                "--save-images",
+                images,
+            ]
             subprocess.run(cmd, check=True, timeout=7200)
             with open(out) as f:
                 peer_rows = json.load(f)["results"]
@@ -245,15 +296,20 @@ def markdown(rows, machine):
     lines = [f"Machine: {machine}", ""]
     for size in sorted({r["size"] for r in rows}):
         ours = {r["mode"]: r["median_s"] for r in rows if r["size"] == size and r["impl"] == "fluorojax-siddon"}
-        lines += [f"### {size} x {size}", "",
-                  "| implementation | mode | median s | x fluorojax siddon | peak MB (render) | peak MB (process) | max rel. error vs exact |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {size} x {size}",
+            "",
+            "| implementation | mode | median s | x fluorojax siddon | peak MB (render) | peak MB (process) | max rel. error vs exact |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in (r for r in rows if r["size"] == size):
             ratio = r["median_s"] / ours[r["mode"]] if r["mode"] in ours else float("nan")
             fmt = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
             err = r.get("max_rel_error_vs_reference")
-            lines.append(f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {ratio:.2f} | {fmt(r.get('peak_render_mb'))} | "
-                         f"{fmt(r.get('peak_process_mb'))} | {'-' if err is None else f'{err:.1e}'} |")
+            lines.append(
+                f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {ratio:.2f} | {fmt(r.get('peak_render_mb'))} | "
+                f"{fmt(r.get('peak_process_mb'))} | {'-' if err is None else f'{err:.1e}'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -73,9 +73,18 @@ def child(size, mode, repeats, ct):
         out = jax.block_until_ready(fn(*args))
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    record = {"impl": "fluorojax-trilinear", "size": size, "mode": mode, "first_s": first, "median_s": statistics.median(wall),
-              "times_s": wall, "median_cpu_s": statistics.median(cpu), "peak_render_mb": _vmhwm_mb() if reset else None,
-              "fluorojax": os.path.dirname(os.path.dirname(fj.__file__)), "jax": jax.__version__}
+    record = {
+        "impl": "fluorojax-trilinear",
+        "size": size,
+        "mode": mode,
+        "first_s": first,
+        "median_s": statistics.median(wall),
+        "times_s": wall,
+        "median_cpu_s": statistics.median(cpu),
+        "peak_render_mb": _vmhwm_mb() if reset else None,
+        "fluorojax": os.path.dirname(os.path.dirname(fj.__file__)),
+        "jax": jax.__version__,
+    }
     if mode != "forward":
         record["pose_grad"] = np.asarray(out[1]).tolist()
     print(json.dumps(record))
@@ -103,29 +112,47 @@ def summarize(rows):
         groups.setdefault((row["impl"], row["size"], row["mode"]), []).append(row)
     out = []
     for (impl, size, mode), runs in groups.items():
-        out.append({"impl": impl, "size": size, "mode": mode, "rounds": len(runs),
-                    "median_s": statistics.median(r["median_s"] for r in runs),
-                    "median_cpu_s": statistics.median(r["median_cpu_s"] for r in runs),
-                    "peak_render_mb": max((r.get("peak_render_mb") or 0.0) for r in runs) or None,
-                    "peak_process_mb": max(r["peak_process_mb"] for r in runs)})
+        out.append(
+            {
+                "impl": impl,
+                "size": size,
+                "mode": mode,
+                "rounds": len(runs),
+                "median_s": statistics.median(r["median_s"] for r in runs),
+                "median_cpu_s": statistics.median(r["median_cpu_s"] for r in runs),
+                "peak_render_mb": max((r.get("peak_render_mb") or 0.0) for r in runs) or None,
+                "peak_process_mb": max(r["peak_process_mb"] for r in runs),
+            }
+        )
     return out
 
 
 def markdown(summary, machine, note):
     lines = [f"Machine: {machine}", "", note, ""]
     for size in sorted({r["size"] for r in summary}):
-        lines += [f"### {size} x {size}, {N_SAMPLES} samples per ray", "",
-                  ("| implementation | mode | median s (wall) | median s (CPU) | fwd+bwd / fwd (wall, CPU) | peak MB (renders) | "
-                   "peak MB (process) |"),
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {size} x {size}, {N_SAMPLES} samples per ray",
+            "",
+            (
+                "| implementation | mode | median s (wall) | median s (CPU) | fwd+bwd / fwd (wall, CPU) | peak MB (renders) | "
+                "peak MB (process) |"
+            ),
+            "|---|---|---|---|---|---|---|",
+        ]
         rows = [r for r in summary if r["size"] == size]
         forward = {r["impl"]: r for r in rows if r["mode"] == "forward"}
         for r in rows:
             f = forward.get(r["impl"]) if r["mode"] != "forward" else None
-            ratio = "-" if f is None else f"{r['median_s'] / f['median_s']:.2f}, {r['median_cpu_s'] / f['median_cpu_s']:.2f}"
+            ratio = (
+                "-"
+                if f is None
+                else f"{r['median_s'] / f['median_s']:.2f}, {r['median_cpu_s'] / f['median_cpu_s']:.2f}"
+            )
             mb = lambda x: "-" if x is None else f"{x:.0f}"
-            lines.append(f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {ratio} | "
-                         f"{mb(r['peak_render_mb'])} | {mb(r['peak_process_mb'])} |")
+            lines.append(
+                f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {ratio} | "
+                f"{mb(r['peak_render_mb'])} | {mb(r['peak_process_mb'])} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -158,14 +185,39 @@ def main():
             for name, root in impls.items():
                 for mode in MODES:
                     env = dict(os.environ, PYTHONPATH=root)
-                    row = spawn([sys.executable, __file__, "--child", str(size), mode, "--repeats", str(args.repeats), "--ct", args.ct], env)
+                    row = spawn(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            str(size),
+                            mode,
+                            "--repeats",
+                            str(args.repeats),
+                            "--ct",
+                            args.ct,
+                        ],
+                        env,
+                    )
                     row["impl"], row["round"] = name, round_
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             if not args.no_peers:
                 for mode in MODES:
-                    command = [args.peer_python, os.path.join(HERE, "peers_drr.py"), "--_child", f"nanodrr:{mode}", "--size", str(size),
-                               "--repeats", str(args.repeats), "--n-samples", str(N_SAMPLES), "--ct", args.ct]
+                    command = [
+                        args.peer_python,
+                        os.path.join(HERE, "peers_drr.py"),
+                        "--_child",
+                        f"nanodrr:{mode}",
+                        "--size",
+                        str(size),
+                        "--repeats",
+                        str(args.repeats),
+                        "--n-samples",
+                        str(N_SAMPLES),
+                        "--ct",
+                        args.ct,
+                    ]
                     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
                     row = spawn(command, env)
                     row["round"] = round_
@@ -174,10 +226,14 @@ def main():
     summary = summarize(rows)
     machine = machine_info()
     load = os.getloadavg()
-    note = (f"Load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} on {os.cpu_count()} cores. " + args.note).strip()
+    note = (
+        f"Load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} on {os.cpu_count()} cores. " + args.note
+    ).strip()
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"machine": machine, "note": note, "n_samples": N_SAMPLES, "summary": summary, "runs": rows}, f, indent=1)
+        json.dump(
+            {"machine": machine, "note": note, "n_samples": N_SAMPLES, "summary": summary, "runs": rows}, f, indent=1
+        )
     with open(args.json.replace(".json", ".md"), "w") as f:
         f.write(markdown(summary, machine, note))
     print(markdown(summary, machine, note))

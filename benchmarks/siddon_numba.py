@@ -232,18 +232,38 @@ def benchmark(size, repeats=5, threads=2, ct=CT_PATH, ray_order="rows"):
         siddon_numba(data, affine, sources, targets)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return {"impl": "siddon-numba", "size": size, "mode": "forward", "ray_order": ray_order, "threads": threads,
-            "first_s": first, "median_s": statistics.median(wall), "times_s": wall,
-            "median_cpu_s": statistics.median(cpu), "image": image.T if ray_order == "columns" else image}
+    return {
+        "impl": "siddon-numba",
+        "size": size,
+        "mode": "forward",
+        "ray_order": ray_order,
+        "threads": threads,
+        "first_s": first,
+        "median_s": statistics.median(wall),
+        "times_s": wall,
+        "median_cpu_s": statistics.median(cpu),
+        "image": image.T if ray_order == "columns" else image,
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ct", default=str(CT_PATH), help="NIfTI CT (default: shared cxr.nii.gz)")
-    parser.add_argument("--size", type=int, nargs="+", default=sorted(SIZES), choices=sorted(SIZES),
-                        help="detector sizes to time: 200 (2.0 mm pixels) and/or 512 (0.78 mm pixels)")
-    parser.add_argument("--ray-order", nargs="+", default=["rows", "columns"], choices=["rows", "columns"],
-                        help="order(s) in which the rays are processed (see benchmark())")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=sorted(SIZES),
+        choices=sorted(SIZES),
+        help="detector sizes to time: 200 (2.0 mm pixels) and/or 512 (0.78 mm pixels)",
+    )
+    parser.add_argument(
+        "--ray-order",
+        nargs="+",
+        default=["rows", "columns"],
+        choices=["rows", "columns"],
+        help="order(s) in which the rays are processed (see benchmark())",
+    )
     parser.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up (median reported)")
     parser.add_argument("--json", help="write the results to this JSON file")
@@ -258,17 +278,29 @@ def main(argv=None):
             row = benchmark(size, args.repeats, args.threads, args.ct, order)
             image = row.pop("image")
             rows.append(row)
-            print(f"siddon-numba {size}x{size} rays by {order}: median {row['median_s']:.4f} s wall, "
-                  f"{row['median_cpu_s']:.4f} s CPU over {args.repeats} (warm-up {row['first_s']:.2f} s), "
-                  f"image range [{image.min():.4g}, {image.max():.4g}]", flush=True)
+            print(
+                f"siddon-numba {size}x{size} rays by {order}: median {row['median_s']:.4f} s wall, "
+                f"{row['median_cpu_s']:.4f} s CPU over {args.repeats} (warm-up {row['first_s']:.2f} s), "
+                f"image range [{image.min():.4g}, {image.max():.4g}]",
+                flush=True,
+            )
         if args.save_images:
             Path(args.save_images).mkdir(parents=True, exist_ok=True)
             np.save(Path(args.save_images) / f"siddon-numba-{size}.npy", image)
     if args.json:
-        record = {"machine": machine_info(), "numba": numba.__version__, "numpy": np.__version__, "ct": args.ct,
-                  "geometry": {"view": "AP", "sdd_mm": SDD_MM, "source_to_isocenter_mm": SOURCE_TO_ISOCENTER_MM,
-                               "isocenter": "centre of the voxel grid"},
-                  "results": rows}
+        record = {
+            "machine": machine_info(),
+            "numba": numba.__version__,
+            "numpy": np.__version__,
+            "ct": args.ct,
+            "geometry": {
+                "view": "AP",
+                "sdd_mm": SDD_MM,
+                "source_to_isocenter_mm": SOURCE_TO_ISOCENTER_MM,
+                "isocenter": "centre of the voxel grid",
+            },
+            "results": rows,
+        }
         Path(args.json).write_text(json.dumps(record, indent=2))
 
 

@@ -10,12 +10,12 @@ from fluorojax import augment, interop, io, physics, registration, simulate, tra
 from fluorojax.camera import Camera, OrthographicCamera, carm_pose, look_at
 from fluorojax.mesh import Mesh, load_mesh
 from fluorojax.physics import spectrum
-from fluorojax.registration import register, register_views
 from fluorojax.raycast import LabelTrace, line_integrals, render, render_labels, render_with_labels, trace_labels
 from fluorojax.raycast.mesh_render import MeshRender, render_mesh
 from fluorojax.raycast.mesh_soft import render_mesh_soft
-from fluorojax.tools import Tool
+from fluorojax.registration import register, register_views
 from fluorojax.simulate import render_augmented, render_polychromatic, render_scene
+from fluorojax.tools import Tool
 from fluorojax.volume import Volume, example_paths, hu_to_mu, load_example, load_volume
 
 __version__ = "0.1.0"

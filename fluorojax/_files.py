@@ -36,7 +36,9 @@ def check_writable(path, what: str = "output") -> Path:
         with open(probe, "xb"):
             pass
     except OSError as err:
-        raise PermissionError(f"{what} {str(path)!r} cannot be written: {err.strerror or err} in {str(folder)!r}") from None
+        raise PermissionError(
+            f"{what} {str(path)!r} cannot be written: {err.strerror or err} in {str(folder)!r}"
+        ) from None
     probe.unlink()
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(f"{what} {str(path)!r} exists and cannot be overwritten")

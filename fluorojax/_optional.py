@@ -17,5 +17,6 @@ def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f"{purpose} needs the optional package {module.split('.')[0]!r}: "
-                          f"pip install 'fluorojax[{extra}]'") from err
+        raise ImportError(
+            f"{purpose} needs the optional package {module.split('.')[0]!r}: pip install 'fluorojax[{extra}]'"
+        ) from err

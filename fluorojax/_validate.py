@@ -25,9 +25,24 @@ import numpy as np
 from fluorojax._pytree import is_concrete
 
 __all__ = [
-    "BYTES_PER_PIXEL", "ArgumentTypeError", "boolean", "choice", "finite_array", "fits_memory", "float_array", "integer", "is_concrete",
-    "memory_limit", "number", "positive_array", "positive_int", "positive_number", "positive_numbers", "probability",
-    "real_array", "size",
+    "BYTES_PER_PIXEL",
+    "ArgumentTypeError",
+    "boolean",
+    "choice",
+    "finite_array",
+    "fits_memory",
+    "float_array",
+    "integer",
+    "is_concrete",
+    "memory_limit",
+    "number",
+    "positive_array",
+    "positive_int",
+    "positive_number",
+    "positive_numbers",
+    "probability",
+    "real_array",
+    "size",
 ]
 
 
@@ -77,8 +92,16 @@ def positive_int(name: str, value) -> int:
     return integer(name, value, minimum=1)
 
 
-def number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False, unit: str = "") -> float:
+def number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+) -> float:
     """``value`` as a finite Python float in [low, high] (open ends where asked): ints, floats,
     NumPy / JAX real scalars and 0-d arrays; bools, strings, NaN and inf are refused."""
     expected = _number_text(low, high, low_open, high_open, unit)
@@ -124,9 +147,15 @@ def real_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
         array = np.asarray(value)
     except (TypeError, ValueError) as err:
         raise ArgumentTypeError(f"{name} must be an array of real numbers, got {_describe(value)} ({err})") from None
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ArgumentTypeError(f"{name} must be an array of real numbers, got {_describe(value)} with dtype {array.dtype}")
-    if shape is not None and (array.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, array.shape))):
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ArgumentTypeError(
+            f"{name} must be an array of real numbers, got {_describe(value)} with dtype {array.dtype}"
+        )
+    if shape is not None and (
+        array.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, array.shape))
+    ):
         wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {wanted}, got shape {array.shape}")
     return array.astype(np.float64)
@@ -139,7 +168,9 @@ def positive_array(name: str, value, *, unit: str = "") -> np.ndarray:
     if bad.any():
         first = float(array[bad].ravel()[0])
         what = "a positive, finite number" + (f" of {unit}" if unit else "")
-        raise ValueError(f"{name} must be {what} (every entry), got {int(bad.sum())} entries that are not, e.g. {first!r}")
+        raise ValueError(
+            f"{name} must be {what} (every entry), got {int(bad.sum())} entries that are not, e.g. {first!r}"
+        )
     return array
 
 
@@ -163,7 +194,7 @@ def float_array(name: str, value, trailing: tuple[int, ...] = ()):
         array = jnp.asarray(value, jnp.float32)
     except (TypeError, ValueError) as err:
         raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(value)} ({err})") from None
-    if array.shape[array.ndim - len(trailing):] != tuple(trailing) or array.ndim < len(trailing):
+    if array.shape[array.ndim - len(trailing) :] != tuple(trailing) or array.ndim < len(trailing):
         wanted = "(..., " + ", ".join(map(str, trailing)) + ")"
         raise ValueError(f"{name} must have shape {wanted}, got shape {array.shape}")
     return array
@@ -202,8 +233,10 @@ def fits_memory(what: str, n_images: int, height: int, width: int) -> None:
     nbytes = n_images * height * width * BYTES_PER_PIXEL
     limit = memory_limit()
     if limit is not None and nbytes > limit:
-        raise ValueError(f"{what} needs at least {nbytes / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory "
-                         f"of this machine")
+        raise ValueError(
+            f"{what} needs at least {nbytes / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB of memory "
+            f"of this machine"
+        )
 
 
 def _bounds_text(minimum, maximum) -> str:

@@ -96,8 +96,13 @@ class _FlatDetector:
             raise ValueError(f"binning factor must be a positive integer, got {factor!r}")
         if self.height % factor or self.width % factor:
             raise ValueError(f"binning factor {factor} must divide the image shape {self.shape}")
-        return dataclasses.replace(self, height=self.height // factor, width=self.width // factor,
-                                   pixel_size=self.pixel_size * factor, principal_point=self.principal_point / factor)
+        return dataclasses.replace(
+            self,
+            height=self.height // factor,
+            width=self.width // factor,
+            pixel_size=self.pixel_size * factor,
+            principal_point=self.principal_point / factor,
+        )
 
 
 @pytree_dataclass
@@ -255,7 +260,9 @@ def look_at(source, target, up=(0.0, 0.0, 1.0)):
         view = np.asarray(target, np.float64) - np.asarray(source, np.float64)
         if np.linalg.norm(view) == 0:
             raise ValueError(f"look_at: source and target coincide at {np.asarray(source).tolist()}")
-        if np.linalg.norm(np.cross(view, np.asarray(up, np.float64))) < 1e-6 * np.linalg.norm(view) * np.linalg.norm(up):
+        if np.linalg.norm(np.cross(view, np.asarray(up, np.float64))) < 1e-6 * np.linalg.norm(view) * np.linalg.norm(
+            up
+        ):
             raise ValueError(f"look_at: up {np.asarray(up).tolist()} is parallel to the view direction {view.tolist()}")
     z = target - source
     z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)

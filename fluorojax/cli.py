@@ -52,17 +52,45 @@ def _render_parser(sub):
         help="C-arm angles in degrees: LAO (+) / RAO (-) about the patient's long axis, CRA (+) / CAU (-) tilt; 0 0 is AP",
     )
     view.add_argument("--pose", help="world_from_camera 4x4 pose (mm) as a .npy file or a JSON nested list")
-    p.add_argument("--isocenter", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), help="isocentre in world mm; default: the CT's centre")
-    p.add_argument("--sid", type=positive_float, default=DEFAULT_SOURCE_TO_ISOCENTER, help="source-to-isocentre distance, mm (with --carm)")
+    p.add_argument(
+        "--isocenter",
+        nargs=3,
+        type=finite_float,
+        metavar=("X", "Y", "Z"),
+        help="isocentre in world mm; default: the CT's centre",
+    )
+    p.add_argument(
+        "--sid",
+        type=positive_float,
+        default=DEFAULT_SOURCE_TO_ISOCENTER,
+        help="source-to-isocentre distance, mm (with --carm)",
+    )
     p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
-    p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"), default=(256, 256), help="image size in pixels")
-    p.add_argument("--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
-    p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="exact voxel traversal or trilinear ray marching")
-    p.add_argument("--kvp", type=positive_int, help="tube voltage for a polychromatic image (one of the shipped spectra, e.g. 60, 80, 90, 100, 120)")
+    p.add_argument(
+        "--size", nargs=2, type=positive_int, metavar=("H", "W"), default=(256, 256), help="image size in pixels"
+    )
+    p.add_argument(
+        "--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W"
+    )
+    p.add_argument(
+        "--method",
+        choices=("siddon", "trilinear"),
+        default="siddon",
+        help="exact voxel traversal or trilinear ray marching",
+    )
+    p.add_argument(
+        "--kvp",
+        type=positive_int,
+        help="tube voltage for a polychromatic image (one of the shipped spectra, e.g. 60, 80, 90, 100, 120)",
+    )
     p.add_argument("--photons", type=positive_float, help="photons per pixel for Poisson noise (needs --kvp)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed for the noise")
-    p.add_argument("--out", default="drr.png", help="output file: .png (8-bit, windowed), .tiff (float32), .npy (float32) or .dcm "
-                   "(DICOM X-ray with its geometry: SID, pixel spacing, positioner angles about the isocentre)")
+    p.add_argument(
+        "--out",
+        default="drr.png",
+        help="output file: .png (8-bit, windowed), .tiff (float32), .npy (float32) or .dcm "
+        "(DICOM X-ray with its geometry: SID, pixel spacing, positioner angles about the isocentre)",
+    )
     p.set_defaults(func=_render)
 
 
@@ -82,21 +110,55 @@ def _register_parser(sub):
     )
     p.add_argument("target", help="target X-ray image (.png, .tif/.tiff, .npy or DICOM .dcm)")
     p.add_argument("ct", nargs="?", help="CT volume (.nii/.nii.gz) in HU; default: the bundled example chest CT")
-    p.add_argument("--carm", nargs=2, type=finite_float, metavar=("LAO", "CRA"), help="initial C-arm angles in degrees (default 0 0, "
-                   "or a DICOM target's positioner angles)")
-    p.add_argument("--isocenter", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), help="initial isocentre in world mm; default: the CT's centre")
-    p.add_argument("--sid", type=positive_float, default=DEFAULT_SOURCE_TO_ISOCENTER, help="initial source-to-isocentre distance, mm")
+    p.add_argument(
+        "--carm",
+        nargs=2,
+        type=finite_float,
+        metavar=("LAO", "CRA"),
+        help="initial C-arm angles in degrees (default 0 0, or a DICOM target's positioner angles)",
+    )
+    p.add_argument(
+        "--isocenter",
+        nargs=3,
+        type=finite_float,
+        metavar=("X", "Y", "Z"),
+        help="initial isocentre in world mm; default: the CT's centre",
+    )
+    p.add_argument(
+        "--sid",
+        type=positive_float,
+        default=DEFAULT_SOURCE_TO_ISOCENTER,
+        help="initial source-to-isocentre distance, mm",
+    )
     p.add_argument("--sdd", type=positive_float, default=DEFAULT_SDD, help="source-to-detector distance, mm")
-    p.add_argument("--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W")
+    p.add_argument(
+        "--pixel-size", type=positive_float, help=f"pixel size in mm; default: {DEFAULT_DETECTOR_MM:g} mm / W"
+    )
     p.add_argument("--method", choices=("siddon", "trilinear"), default="siddon", help="renderer")
-    p.add_argument("--steps", type=positive_int, help="optimiser steps per pyramid level (default: fluorojax.register's, 60)")
-    p.add_argument("--scales", nargs="+", type=positive_int, help="pyramid downsampling factors, coarsest first "
-                   "(default: those of 4, 2, 1 that divide the image size)")
-    p.add_argument("--search", action="store_true", help="coarse global search of the start (rotations within +/-20 deg, "
-                   "in-plane shifts within +/-40 mm) before the gradient refinement")
-    p.add_argument("--animate", metavar="GIF", help="also write an animated GIF of the DRR's edges over the target, step by step")
-    p.add_argument("--out", default="pose.json", help="output JSON: the registered 4x4 world_from_camera pose and the loss history")
-    p.add_argument("--overlay", default="overlay.png", help="output PNG: target in grey, DRR edges before (red) and after (green)")
+    p.add_argument(
+        "--steps", type=positive_int, help="optimiser steps per pyramid level (default: fluorojax.register's, 60)"
+    )
+    p.add_argument(
+        "--scales",
+        nargs="+",
+        type=positive_int,
+        help="pyramid downsampling factors, coarsest first (default: those of 4, 2, 1 that divide the image size)",
+    )
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="coarse global search of the start (rotations within +/-20 deg, "
+        "in-plane shifts within +/-40 mm) before the gradient refinement",
+    )
+    p.add_argument(
+        "--animate", metavar="GIF", help="also write an animated GIF of the DRR's edges over the target, step by step"
+    )
+    p.add_argument(
+        "--out", default="pose.json", help="output JSON: the registered 4x4 world_from_camera pose and the loss history"
+    )
+    p.add_argument(
+        "--overlay", default="overlay.png", help="output PNG: target in grey, DRR edges before (red) and after (green)"
+    )
     p.set_defaults(func=_register)
 
 
@@ -121,8 +183,15 @@ def _load_image(path):
         raise ValueError(f"target image must be .png, .tif/.tiff or .npy, got {path!r}")
     try:
         image = _read_image_file(path, ext)
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:  # what PIL, tifffile and np.load raise for undecodable files
-        raise ValueError(f"target image {path}: cannot read it as {ext[1:].upper()} ({type(err).__name__}: {err})") from None
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as err:  # what PIL, tifffile and np.load raise for undecodable files
+        raise ValueError(
+            f"target image {path}: cannot read it as {ext[1:].upper()} ({type(err).__name__}: {err})"
+        ) from None
     try:
         image = np.asarray(image, np.float32)
     except (TypeError, ValueError) as err:
@@ -142,8 +211,10 @@ def _check_view(volume, camera, pose, what):
     """ValueError when no ray of ``camera`` at ``pose`` crosses the volume's voxel grid."""
     sources, targets = camera.rays(pose)
     if not rays_hit_volume(volume, sources, targets).any():
-        raise ValueError(f"{what}: no ray of the {camera.height} x {camera.width} camera crosses the CT; the view "
-                         f"looks away from the volume (check the angles, the isocentre or the pose)")
+        raise ValueError(
+            f"{what}: no ray of the {camera.height} x {camera.width} camera crosses the CT; the view "
+            f"looks away from the volume (check the angles, the isocentre or the pose)"
+        )
 
 
 def _register(args):
@@ -174,17 +245,31 @@ def _register(args):
         init = fj.carm_pose(lao, cra, args.sid, isocenter)
     _check_view(volume, camera, init, "the initial pose")
     options = {"steps": args.steps, "scales": None if args.scales is None else tuple(args.scales)}
-    result = fj.register(volume, camera, target, init, method=args.method, search=args.search,
-                         **{k: v for k, v in options.items() if v is not None})
+    result = fj.register(
+        volume,
+        camera,
+        target,
+        init,
+        method=args.method,
+        search=args.search,
+        **{k: v for k, v in options.items() if v is not None},
+    )
     before = np.asarray(fj.render(volume, camera, init, args.method))
     after = np.asarray(fj.render(volume, camera, result.pose, args.method))
-    record = {"pose": np.asarray(result.pose).tolist(), "initial_pose": np.asarray(init).tolist(),
-              "loss": float(result.loss), "losses": np.asarray(result.losses).tolist(), "target": os.path.abspath(args.target)}
+    record = {
+        "pose": np.asarray(result.pose).tolist(),
+        "initial_pose": np.asarray(init).tolist(),
+        "loss": float(result.loss),
+        "losses": np.asarray(result.losses).tolist(),
+        "target": os.path.abspath(args.target),
+    }
     write_atomic(out, json.dumps(record, indent=1).encode("utf-8"))
     write_atomic(overlay, lambda f: _overlay(target, before, after).save(f, format="PNG"))
     if animation is not None:
         write_atomic(animation, lambda f: result.animate(f, volume, camera, target, method=args.method))
-    print(f"wrote {args.out} (final loss {float(result.loss):.4f}, from {float(result.losses[0]):.4f}) and {args.overlay}")
+    print(
+        f"wrote {args.out} (final loss {float(result.loss):.4f}, from {float(result.losses[0]):.4f}) and {args.overlay}"
+    )
 
 
 def _edges(image):
@@ -256,7 +341,13 @@ def _render(args):
         if args.photons is not None:
             image = physics.detector_noise(jax.random.key(args.seed), image, args.photons)
         image = physics.neglog(image)
-    _save(np.asarray(image, np.float32), out, camera, pose, isocenter=None if args.pose and not args.isocenter else isocenter)
+    _save(
+        np.asarray(image, np.float32),
+        out,
+        camera,
+        pose,
+        isocenter=None if args.pose and not args.isocenter else isocenter,
+    )
     print(f"wrote {args.out}: {height} x {width} DRR, values {image.min():.3f} to {image.max():.3f}")
 
 
@@ -267,8 +358,16 @@ def _save(image, path, camera=None, pose=None, isocenter=None):
     if ext == ".dcm":
         from fluorojax.io import save_xray
 
-        write_atomic(path, lambda f: save_xray(f, image, camera, None if isocenter is None else pose,
-                                               isocenter=(0.0, 0.0, 0.0) if isocenter is None else isocenter))
+        write_atomic(
+            path,
+            lambda f: save_xray(
+                f,
+                image,
+                camera,
+                None if isocenter is None else pose,
+                isocenter=(0.0, 0.0, 0.0) if isocenter is None else isocenter,
+            ),
+        )
     elif ext == ".npy":
         write_atomic(path, lambda f: np.save(f, image))
     elif ext in (".tif", ".tiff"):

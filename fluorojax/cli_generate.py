@@ -78,8 +78,16 @@ def _generate(args):
     spec = load_spec(args.config) if args.config else SceneSpec()
     if args.images_per_ct is not None:
         spec = spec.replace(images_per_ct=args.images_per_ct)
-    summary = generate(args.out_dir, cases, spec, seed=args.seed, resume=args.resume, progress=not args.no_progress,
-                       backend=args.backend, ray_address=args.ray_address)
+    summary = generate(
+        args.out_dir,
+        cases,
+        spec,
+        seed=args.seed,
+        resume=args.resume,
+        progress=not args.no_progress,
+        backend=args.backend,
+        ray_address=args.ray_address,
+    )
     print(f"{args.out_dir}: {summary}")
 
 
@@ -94,9 +102,13 @@ def add_preview_parser(subparsers):
     _case_arguments(p, positional_ct=True)
     p.add_argument("--out", default="sweep.gif", help="output GIF")
     p.add_argument("--frames", type=positive_int, default=24, help="frames of the sweep")
-    p.add_argument("--sweep", type=finite_float, nargs=2, default=(-90.0, 90.0), metavar=("FROM", "TO"), help="LAO range, degrees")
+    p.add_argument(
+        "--sweep", type=finite_float, nargs=2, default=(-90.0, 90.0), metavar=("FROM", "TO"), help="LAO range, degrees"
+    )
     p.add_argument("--size", type=positive_int, default=192, help="image side, pixels")
-    p.add_argument("--labels-shown", type=non_negative_int, default=8, help="names written on each frame (largest masks)")
+    p.add_argument(
+        "--labels-shown", type=non_negative_int, default=8, help="names written on each frame (largest masks)"
+    )
     p.set_defaults(func=_preview)
     return p
 
@@ -121,7 +133,9 @@ def overlay(image, travel, category_ids, names, n_names: int):
     for k in np.argsort([-m.sum() for m in masks])[:n_names]:
         if masks[k].any():
             rows, cols = np.nonzero(masks[k])
-            draw.text((float(cols.mean()), float(rows.mean())), names[k], fill=category_colour(category_ids[k]), anchor="mm")
+            draw.text(
+                (float(cols.mean()), float(rows.mean())), names[k], fill=category_colour(category_ids[k]), anchor="mm"
+            )
     return picture
 
 
@@ -147,9 +161,15 @@ def _preview(args):
     angles = np.linspace(args.sweep[0], args.sweep[1], args.frames)
     frames = []
     for start in range(0, len(angles), 4):
-        poses = fj.carm_pose(jnp.asarray(angles[start:start + 4]), jnp.zeros(len(angles[start:start + 4])), 700.0, iso)
+        poses = fj.carm_pose(
+            jnp.asarray(angles[start : start + 4]), jnp.zeros(len(angles[start : start + 4])), 700.0, iso
+        )
         trace = fj.render_with_labels(mu, camera, poses, prepared.label_ids)
         for image, travel in zip(np.asarray(trace.image), np.asarray(trace.travel)):
             frames.append(overlay(image, travel, prepared.category_ids, names, args.labels_shown))
-    write_atomic(out, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0))
-    print(f"wrote {args.out}: {len(frames)} frames of {args.size} x {args.size}, LAO {args.sweep[0]:g} to {args.sweep[1]:g} degrees")
+    write_atomic(
+        out, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    )
+    print(
+        f"wrote {args.out}: {len(frames)} frames of {args.size} x {args.size}, LAO {args.sweep[0]:g} to {args.sweep[1]:g} degrees"
+    )

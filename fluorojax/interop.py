@@ -112,8 +112,10 @@ def _diffdrr_flip(orientation, reverse_x_axis):
         raise ValueError(f"orientation must be 'AP', 'PA' or None (diffdrr.data.read), got {orientation!r}")
     flip = np.diag([-1.0 if reverse_x_axis else 1.0, -1.0, 1.0, 1.0])
     if np.linalg.det(DIFFDRR_REORIENT[orientation] @ flip) < 0:
-        raise ValueError(f"with orientation={orientation!r}, reverse_x_axis={reverse_x_axis} mirrors DiffDRR's image, which no "
-                         f"rigid pose can express; use reverse_x_axis={not reverse_x_axis} (or flip the image's columns)")
+        raise ValueError(
+            f"with orientation={orientation!r}, reverse_x_axis={reverse_x_axis} mirrors DiffDRR's image, which no "
+            f"rigid pose can express; use reverse_x_axis={not reverse_x_axis} (or flip the image's columns)"
+        )
     return flip
 
 
@@ -136,13 +138,32 @@ def to_diffdrr(camera: Camera, pose, volume_center, orientation: str | None = "A
     centre = _rigid(np.eye(3), -np.asarray(volume_center, np.float64))
     e = centre @ _pose(pose) @ flip @ np.linalg.inv(DIFFDRR_REORIENT[orientation])
     x0 = (u0 - camera.width / 2) * px * (1.0 if reverse_x_axis else -1.0)
-    kwargs = dict(sdd=sdd, height=camera.height, width=camera.width, delx=px, dely=py,
-                  x0=x0, y0=(v0 - camera.height / 2) * py, reverse_x_axis=reverse_x_axis)
+    kwargs = dict(
+        sdd=sdd,
+        height=camera.height,
+        width=camera.width,
+        delx=px,
+        dely=py,
+        x0=x0,
+        y0=(v0 - camera.height / 2) * py,
+        reverse_x_axis=reverse_x_axis,
+    )
     return kwargs, e
 
 
-def from_diffdrr(pose, volume_center, sdd, height, width, delx, dely=None, x0=0.0, y0=0.0,
-                 orientation: str | None = "AP", reverse_x_axis: bool = True) -> tuple[Camera, np.ndarray]:
+def from_diffdrr(
+    pose,
+    volume_center,
+    sdd,
+    height,
+    width,
+    delx,
+    dely=None,
+    x0=0.0,
+    y0=0.0,
+    orientation: str | None = "AP",
+    reverse_x_axis: bool = True,
+) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) of a DiffDRR 0.6.1 view: its pose (4, 4) (``RigidTransform.matrix``), the
     subject's grid centre and the ``DRR`` intrinsics; the inverse of ``to_diffdrr``. A
     combination of orientation and ``reverse_x_axis`` that mirrors the image raises ValueError."""
@@ -161,8 +182,15 @@ def to_nanodrr(camera: Camera, pose):
     detector, principal point ``x0 / delx + W/2``) and ``rt_inv`` is world_from_camera in the
     subject's own world (its torchio affine, no recentring): the pose as it is."""
     px, py, u0, v0, sdd = _intrinsics(camera)
-    kwargs = dict(sdd=sdd, delx=px, dely=py, x0=(u0 - camera.width / 2) * px, y0=(v0 - camera.height / 2) * py,
-                  height=camera.height, width=camera.width)
+    kwargs = dict(
+        sdd=sdd,
+        delx=px,
+        dely=py,
+        x0=(u0 - camera.width / 2) * px,
+        y0=(v0 - camera.height / 2) * py,
+        height=camera.height,
+        width=camera.width,
+    )
     return kwargs, _pose(pose).copy()
 
 
@@ -207,10 +235,21 @@ def _deepdrr_roll(rotate_camera_left, gamma):
     return _rz(gamma) @ (_rz(np.pi / 2) if rotate_camera_left else np.eye(3))
 
 
-def from_deepdrr(alpha, beta, isocenter=(0.0, 0.0, 0.0), gamma=0.0, *, source_to_detector_distance=1020.0,
-                 source_to_isocenter_vertical_distance=530.0, source_to_isocenter_horizontal_offset=0.0,
-                 sensor_height=1536, sensor_width=1536, pixel_size=0.194, rotate_camera_left=True,
-                 world_from_device=None) -> tuple[Camera, np.ndarray]:
+def from_deepdrr(
+    alpha,
+    beta,
+    isocenter=(0.0, 0.0, 0.0),
+    gamma=0.0,
+    *,
+    source_to_detector_distance=1020.0,
+    source_to_isocenter_vertical_distance=530.0,
+    source_to_isocenter_horizontal_offset=0.0,
+    sensor_height=1536,
+    sensor_width=1536,
+    pixel_size=0.194,
+    rotate_camera_left=True,
+    world_from_device=None,
+) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) of DeepDRR's ``MobileCArm`` (angles in radians, lengths mm, its defaults).
 
     DeepDRR's formulas (deepdrr/device/mobile_carm.py): ``device_from_arm = [R_arm, isocenter]``
@@ -224,9 +263,11 @@ def from_deepdrr(alpha, beta, isocenter=(0.0, 0.0, 0.0), gamma=0.0, *, source_to
     World: DeepDRR's world; with ``world_from_anatomical`` identity on a NIfTI volume that is
     the NIfTI's RAS+ frame."""
     rotation = _ry(beta) @ _rx(alpha)
-    camera3d_from_arm = _rigid(_deepdrr_roll(rotate_camera_left, gamma),
-                               _deepdrr_roll(rotate_camera_left, gamma)
-                               @ np.array([0.0, -source_to_isocenter_horizontal_offset, source_to_isocenter_vertical_distance]))
+    camera3d_from_arm = _rigid(
+        _deepdrr_roll(rotate_camera_left, gamma),
+        _deepdrr_roll(rotate_camera_left, gamma)
+        @ np.array([0.0, -source_to_isocenter_horizontal_offset, source_to_isocenter_vertical_distance]),
+    )
     device_from_arm = _rigid(rotation, np.asarray(isocenter, np.float64))
     world_from_device = np.eye(4) if world_from_device is None else np.asarray(world_from_device, np.float64)
     pose = world_from_device @ device_from_arm @ np.linalg.inv(camera3d_from_arm)
@@ -234,16 +275,25 @@ def from_deepdrr(alpha, beta, isocenter=(0.0, 0.0, 0.0), gamma=0.0, *, source_to
     return camera, pose
 
 
-def to_deepdrr(camera: Camera, pose, *, source_to_isocenter_vertical_distance=530.0,
-               source_to_isocenter_horizontal_offset=0.0, rotate_camera_left=True, world_from_device=None) -> dict:
+def to_deepdrr(
+    camera: Camera,
+    pose,
+    *,
+    source_to_isocenter_vertical_distance=530.0,
+    source_to_isocenter_horizontal_offset=0.0,
+    rotate_camera_left=True,
+    world_from_device=None,
+) -> dict:
     """``MobileCArm`` keyword arguments (alpha, beta, gamma in radians with ``degrees=False``;
     isocenter in the device frame; sensor and pixel sizes) that reproduce ``camera`` and
     ``pose``: the inverse of ``from_deepdrr``. DeepDRR's C-arm has square pixels and a centred
     principal point; it clips alpha and beta to its range (default alpha in [-40, 110] deg)."""
     px, py, u0, v0, sdd = _intrinsics(camera)
     if not np.isclose(px, py) or not np.allclose([u0, v0], [camera.width / 2, camera.height / 2]):
-        raise ValueError(f"DeepDRR's MobileCArm needs square pixels and a centred principal point, got pixel size "
-                         f"({px}, {py}) and principal point ({u0}, {v0}) for a {camera.width} x {camera.height} image")
+        raise ValueError(
+            f"DeepDRR's MobileCArm needs square pixels and a centred principal point, got pixel size "
+            f"({px}, {py}) and principal point ({u0}, {v0}) for a {camera.width} x {camera.height} image"
+        )
     world_from_device = np.eye(4) if world_from_device is None else np.asarray(world_from_device, np.float64)
     device_from_camera = np.linalg.inv(world_from_device) @ _pose(pose)
     # R_dev_cam = Ry(beta) Rx(alpha) Rz(-(90 deg + gamma)) (without the 90 deg when not rotating left)
@@ -253,10 +303,20 @@ def to_deepdrr(camera: Camera, pose, *, source_to_isocenter_vertical_distance=53
     arm_rotation = _ry(beta) @ _rx(alpha)
     offset = np.array([0.0, source_to_isocenter_horizontal_offset, -source_to_isocenter_vertical_distance])
     isocenter = device_from_camera[:3, 3] - arm_rotation @ offset
-    return dict(alpha=float(alpha), beta=float(beta), gamma=float(gamma), isocenter=isocenter, degrees=False,
-                source_to_detector_distance=sdd, source_to_isocenter_vertical_distance=source_to_isocenter_vertical_distance,
-                source_to_isocenter_horizontal_offset=source_to_isocenter_horizontal_offset,
-                sensor_height=camera.height, sensor_width=camera.width, pixel_size=px, rotate_camera_left=rotate_camera_left)
+    return dict(
+        alpha=float(alpha),
+        beta=float(beta),
+        gamma=float(gamma),
+        isocenter=isocenter,
+        degrees=False,
+        source_to_detector_distance=sdd,
+        source_to_isocenter_vertical_distance=source_to_isocenter_vertical_distance,
+        source_to_isocenter_horizontal_offset=source_to_isocenter_horizontal_offset,
+        sensor_height=camera.height,
+        sensor_width=camera.width,
+        pixel_size=px,
+        rotate_camera_left=rotate_camera_left,
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -282,15 +342,37 @@ def to_rtk(camera: Camera, pose) -> dict:
     rotation = lps[:3, :3] @ np.diag([-1.0, 1.0, -1.0])  # rotated-frame axes: -x, y, -z of the camera
     gantry, out_of_plane, in_plane = _yxz_angles(rotation)
     sx, sy, sid = rotation.T @ lps[:3, 3]
-    return dict(sid=float(sid), sdd=sdd, gantry_angle=float(np.degrees(gantry)), proj_offset_x=float(sx),
-                proj_offset_y=float(sy), out_of_plane_angle=float(np.degrees(out_of_plane)),
-                in_plane_angle=float(np.degrees(in_plane)), source_offset_x=float(sx), source_offset_y=float(sy),
-                origin=((u0 + 0.5 - camera.width) * px, (0.5 - v0) * py), spacing=(px, py),
-                size=(camera.width, camera.height))
+    return dict(
+        sid=float(sid),
+        sdd=sdd,
+        gantry_angle=float(np.degrees(gantry)),
+        proj_offset_x=float(sx),
+        proj_offset_y=float(sy),
+        out_of_plane_angle=float(np.degrees(out_of_plane)),
+        in_plane_angle=float(np.degrees(in_plane)),
+        source_offset_x=float(sx),
+        source_offset_y=float(sy),
+        origin=((u0 + 0.5 - camera.width) * px, (0.5 - v0) * py),
+        spacing=(px, py),
+        size=(camera.width, camera.height),
+    )
 
 
-def from_rtk(sid, sdd, gantry_angle, proj_offset_x=0.0, proj_offset_y=0.0, out_of_plane_angle=0.0, in_plane_angle=0.0,
-             source_offset_x=0.0, source_offset_y=0.0, *, origin, spacing, size) -> tuple[Camera, np.ndarray]:
+def from_rtk(
+    sid,
+    sdd,
+    gantry_angle,
+    proj_offset_x=0.0,
+    proj_offset_y=0.0,
+    out_of_plane_angle=0.0,
+    in_plane_angle=0.0,
+    source_offset_x=0.0,
+    source_offset_y=0.0,
+    *,
+    origin,
+    spacing,
+    size,
+) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) of one RTK projection (``AddProjection``'s arguments in degrees and mm, the
     projection image's origin (2,), spacing (2,) and size (width, height)); the fluorojax image
     is the RTK projection with its columns reversed. The inverse of ``to_rtk``."""
@@ -376,12 +458,26 @@ def write_landmarks(path, points, labels=None) -> str:
     elif path.lower().endswith(".json"):
         document = {
             "@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/markups-schema-v1.0.3.json#",
-            "markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm",
-                         "controlPoints": [{"id": str(i + 1), "label": label, "position": [float(v) for v in p],
-                                            "orientation": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
-                                            "selected": True, "locked": False, "visibility": True,
-                                            "positionStatus": "defined"}
-                                           for i, (p, label) in enumerate(zip(lps, labels))]}],
+            "markups": [
+                {
+                    "type": "Fiducial",
+                    "coordinateSystem": "LPS",
+                    "coordinateUnits": "mm",
+                    "controlPoints": [
+                        {
+                            "id": str(i + 1),
+                            "label": label,
+                            "position": [float(v) for v in p],
+                            "orientation": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
+                            "selected": True,
+                            "locked": False,
+                            "visibility": True,
+                            "positionStatus": "defined",
+                        }
+                        for i, (p, label) in enumerate(zip(lps, labels))
+                    ],
+                }
+            ],
         }
         with open(path, "w", encoding="utf-8") as f:
             json.dump(document, f, indent=2)

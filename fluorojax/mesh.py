@@ -39,7 +39,9 @@ from fluorojax.transforms import apply_pose
 def _check_finite(v, context: str) -> None:
     bad = ~np.isfinite(v).all(axis=1)
     if bad.any():
-        raise ValueError(f"{context} {int(bad.sum())} non-finite vertices, first at index {int(np.argmax(bad))}: {v[np.argmax(bad)].tolist()}")
+        raise ValueError(
+            f"{context} {int(bad.sum())} non-finite vertices, first at index {int(np.argmax(bad))}: {v[np.argmax(bad)].tolist()}"
+        )
 
 
 def _topology(vertices, faces):
@@ -75,7 +77,9 @@ def _check_mesh(vertices, faces) -> None:
         raise TypeError(f"Mesh faces must be integer vertex indices, got dtype {f.dtype}")
     _check_finite(v, "Mesh has")
     if f.min() < 0 or f.max() >= v.shape[0]:
-        raise ValueError(f"Mesh faces index vertices in [{int(f.min())}, {int(f.max())}], expected [0, {v.shape[0] - 1}]")
+        raise ValueError(
+            f"Mesh faces index vertices in [{int(f.min())}, {int(f.max())}], expected [0, {v.shape[0] - 1}]"
+        )
     v64 = v.astype(np.float64)
     tri = v64[f]
     area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
@@ -121,7 +125,7 @@ class Mesh:
         object.__setattr__(self, "open_edges", open_edges)
 
     @classmethod
-    def from_trimesh(cls, mesh) -> "Mesh":
+    def from_trimesh(cls, mesh) -> Mesh:
         """From a ``trimesh.Trimesh`` whose coordinates are world mm."""
         import trimesh
 
@@ -148,7 +152,7 @@ class Mesh:
         """True for a closed surface, False for an open one, None when unknown."""
         return None if self.open_edges is None else self.open_edges == 0
 
-    def transform(self, world_from_mesh) -> "Mesh":
+    def transform(self, world_from_mesh) -> Mesh:
         """The mesh moved by a rigid (4, 4) ``world_from_mesh`` transform (mm); jit / grad safe.
 
         A concrete transform must be finite with a rotation of positive determinant (a
@@ -157,11 +161,15 @@ class Mesh:
         """
         world_from_mesh = jnp.asarray(world_from_mesh, jnp.float32)
         if world_from_mesh.shape != (4, 4):
-            raise ValueError(f"Mesh.transform expects a (4, 4) world_from_mesh transform, got shape {world_from_mesh.shape}")
+            raise ValueError(
+                f"Mesh.transform expects a (4, 4) world_from_mesh transform, got shape {world_from_mesh.shape}"
+            )
         if is_concrete(world_from_mesh):
             m = np.asarray(world_from_mesh, np.float64)
             if not np.all(np.isfinite(m)):
-                raise ValueError(f"Mesh.transform: world_from_mesh must be finite, got {int((~np.isfinite(m)).sum())} NaN/inf entries")
+                raise ValueError(
+                    f"Mesh.transform: world_from_mesh must be finite, got {int((~np.isfinite(m)).sum())} NaN/inf entries"
+                )
             if np.linalg.det(m[:3, :3]) <= 0:
                 raise ValueError(
                     f"Mesh.transform: world_from_mesh must be rigid (rotation determinant > 0), got determinant "

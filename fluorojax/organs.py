@@ -45,7 +45,7 @@ def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iteration
     nz = np.nonzero(inside)
     lo = np.array([a.min() for a in nz])
     hi = np.array([a.max() for a in nz]) + 1
-    crop = np.pad(inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32), 1)
+    crop = np.pad(inside[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32), 1)
     verts, faces, _, _ = measure.marching_cubes(crop, level=0.5)
     index = verts + lo - 1.0  # voxel indices of the full grid
     world = index @ affine[:3, :3].T + affine[:3, 3]
@@ -75,5 +75,7 @@ def label_meshes(volume, label_ids=None, *, max_faces=20000, smoothing_iteration
         labels = labels.astype(np.int32)
     ids = np.unique(labels[labels != 0]) if label_ids is None else np.asarray(label_ids).reshape(-1)
     affine = np.asarray(volume.affine, np.float64)
-    return {int(i): label_mesh(labels, affine, int(i), max_faces=max_faces, smoothing_iterations=smoothing_iterations)
-            for i in sorted(ids)}
+    return {
+        int(i): label_mesh(labels, affine, int(i), max_faces=max_faces, smoothing_iterations=smoothing_iterations)
+        for i in sorted(ids)
+    }

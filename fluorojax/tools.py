@@ -51,8 +51,12 @@ class Tool:
     def place(self, world_from_mesh) -> Tool:
         """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
         out = object.__new__(Tool)
-        for field, value in (("mesh", self.mesh.transform(world_from_mesh)), ("density", self.density),
-                             ("material", self.material), ("name", self.name)):
+        for field, value in (
+            ("mesh", self.mesh.transform(world_from_mesh)),
+            ("density", self.density),
+            ("material", self.material),
+            ("name", self.name),
+        ):
             object.__setattr__(out, field, value)
         return out
 
@@ -84,8 +88,14 @@ def _revolve(z, radius, bottom_z=None, top_z=None, inner_radius=None):
         faces.append(np.stack([np.full(m, p0), idx[0, j1], idx[0, j]], -1))
         faces.append(np.stack([np.full(m, p1), idx[-1, j], idx[-1, j1]], -1))
     else:
-        inner = np.stack([inner_radius * np.cos(theta)[None].repeat(2, 0), inner_radius * np.sin(theta)[None].repeat(2, 0),
-                          np.array([[z[0]], [z[-1]]]).repeat(m, 1)], -1)
+        inner = np.stack(
+            [
+                inner_radius * np.cos(theta)[None].repeat(2, 0),
+                inner_radius * np.sin(theta)[None].repeat(2, 0),
+                np.array([[z[0]], [z[-1]]]).repeat(m, 1),
+            ],
+            -1,
+        )
         vertices.append(inner.reshape(-1, 3))
         i0, i1 = n * m + j, n * m + m + j
         i0n, i1n = n * m + j1, n * m + m + j1
@@ -104,8 +114,15 @@ def _thread(theta, z, core, major, pitch):
     return core + (major - core) * (1.0 - np.abs(2.0 * phase - 1.0))
 
 
-def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material="stainless_steel",
-          density=STAINLESS_STEEL_DENSITY) -> Tool:
+def kwire(
+    diameter=2.0,
+    length=150.0,
+    tip_length=None,
+    *,
+    segments=24,
+    material="stainless_steel",
+    density=STAINLESS_STEEL_DENSITY,
+) -> Tool:
     """Kirschner wire with a three-facet trocar tip at the origin, shaft along +z to ``length``.
 
     ``tip_length`` (default 1.5 x diameter) is the height of the trocar's three planar facets;
@@ -133,10 +150,30 @@ def kwire(diameter=2.0, length=150.0, tip_length=None, *, segments=24, material=
     return _tool(vertices, faces, material, density, "k-wire")
 
 
-def _screw(length, major, core, pitch, head_diameter, head_height, thread_length, cannula, segments, rings_per_pitch,
-           material, density, name):
-    _validate.positive_numbers("mm", length=length, major_diameter=major, core_diameter=core, pitch=pitch, head_diameter=head_diameter,
-              head_height=head_height)
+def _screw(
+    length,
+    major,
+    core,
+    pitch,
+    head_diameter,
+    head_height,
+    thread_length,
+    cannula,
+    segments,
+    rings_per_pitch,
+    material,
+    density,
+    name,
+):
+    _validate.positive_numbers(
+        "mm",
+        length=length,
+        major_diameter=major,
+        core_diameter=core,
+        pitch=pitch,
+        head_diameter=head_diameter,
+        head_height=head_height,
+    )
     if not core < major < head_diameter:
         raise ValueError(f"screw diameters must satisfy core {core} < major {major} < head {head_diameter}")
     if cannula is not None and not 0 < _validate.number("cannula_diameter", cannula) < 0.8 * core:
@@ -152,11 +189,17 @@ def _screw(length, major, core, pitch, head_diameter, head_height, thread_length
     thread_end = length if thread_length is None else min(thread_length, length)
     threaded = _thread(theta, z_shaft, 0.5 * core, 0.5 * major, pitch)
     taper = np.clip(z_shaft / (1.5 * pitch), 0.0, 1.0)[:, None]  # thread runs out over the first 1.5 pitches
-    tip_core = 0.5 * core * (0.6 + 0.4 * taper) if cannula is None else np.maximum(0.5 * core * (0.6 + 0.4 * taper), 0.5 * cannula + 0.3)
+    tip_core = (
+        0.5 * core * (0.6 + 0.4 * taper)
+        if cannula is None
+        else np.maximum(0.5 * core * (0.6 + 0.4 * taper), 0.5 * cannula + 0.3)
+    )
     radius = np.where(z_shaft[:, None] > thread_end, 0.5 * core, tip_core + (threaded - 0.5 * core) * taper)
     chamfer = 0.3 * head_height
     z_head = length + np.array([0.0, 1e-3, chamfer, head_height - chamfer, head_height])
-    r_head = 0.5 * np.array([core, head_diameter - 2 * chamfer, head_diameter, head_diameter, head_diameter - 2 * chamfer])
+    r_head = 0.5 * np.array(
+        [core, head_diameter - 2 * chamfer, head_diameter, head_diameter, head_diameter - 2 * chamfer]
+    )
     z = np.concatenate([z_shaft, z_head[1:]])
     radius = np.concatenate([radius, np.broadcast_to(r_head[1:, None], (4, segments))])
     if cannula is None:
@@ -166,9 +209,19 @@ def _screw(length, major, core, pitch, head_diameter, head_height, thread_length
     return _tool(vertices, faces, material, density, name)
 
 
-def cortical_screw(length=30.0, major_diameter=3.5, core_diameter=2.4, pitch=1.25, head_diameter=6.0,
-                   head_height=2.4, *, segments=32, rings_per_pitch=8, material="stainless_steel",
-                   density=STAINLESS_STEEL_DENSITY) -> Tool:
+def cortical_screw(
+    length=30.0,
+    major_diameter=3.5,
+    core_diameter=2.4,
+    pitch=1.25,
+    head_diameter=6.0,
+    head_height=2.4,
+    *,
+    segments=32,
+    rings_per_pitch=8,
+    material="stainless_steel",
+    density=STAINLESS_STEEL_DENSITY,
+) -> Tool:
     """Fully threaded cortical screw: tip at the origin, thread to z = ``length``, head above.
 
     The thread is a single-start helix with a triangular profile between the core and major
@@ -176,17 +229,55 @@ def cortical_screw(length=30.0, major_diameter=3.5, core_diameter=2.4, pitch=1.2
     cylinder ``head_height`` tall. ``segments`` x ``rings_per_pitch`` set the resolution
     (about 2 * segments * rings_per_pitch triangles per pitch).
     """
-    return _screw(length, major_diameter, core_diameter, pitch, head_diameter, head_height, None, None, segments,
-                  rings_per_pitch, material, density, "cortical screw")
+    return _screw(
+        length,
+        major_diameter,
+        core_diameter,
+        pitch,
+        head_diameter,
+        head_height,
+        None,
+        None,
+        segments,
+        rings_per_pitch,
+        material,
+        density,
+        "cortical screw",
+    )
 
 
-def cannulated_screw(length=60.0, major_diameter=7.0, core_diameter=4.6, pitch=2.75, head_diameter=9.0,
-                     head_height=3.5, thread_length=16.0, cannula_diameter=2.9, *, segments=32, rings_per_pitch=8,
-                     material="titanium", density=TITANIUM_DENSITY) -> Tool:
+def cannulated_screw(
+    length=60.0,
+    major_diameter=7.0,
+    core_diameter=4.6,
+    pitch=2.75,
+    head_diameter=9.0,
+    head_height=3.5,
+    thread_length=16.0,
+    cannula_diameter=2.9,
+    *,
+    segments=32,
+    rings_per_pitch=8,
+    material="titanium",
+    density=TITANIUM_DENSITY,
+) -> Tool:
     """Partially threaded cannulated screw: thread over the ``thread_length`` mm from the tip,
     a smooth shank (core diameter) up to the head, and a ``cannula_diameter`` bore end to end."""
-    return _screw(length, major_diameter, core_diameter, pitch, head_diameter, head_height, thread_length,
-                  cannula_diameter, segments, rings_per_pitch, material, density, "cannulated screw")
+    return _screw(
+        length,
+        major_diameter,
+        core_diameter,
+        pitch,
+        head_diameter,
+        head_height,
+        thread_length,
+        cannula_diameter,
+        segments,
+        rings_per_pitch,
+        material,
+        density,
+        "cannulated screw",
+    )
 
 
 def _extrude(points, triangles, thickness):
@@ -205,19 +296,32 @@ def _extrude(points, triangles, thickness):
     return vertices, faces
 
 
-def plate(n_holes=6, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness=3.3, *, segments=8,
-          material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+def plate(
+    n_holes=6,
+    hole_diameter=3.6,
+    hole_spacing=12.0,
+    width=11.0,
+    thickness=3.3,
+    *,
+    segments=8,
+    material="stainless_steel",
+    density=STAINLESS_STEEL_DENSITY,
+) -> Tool:
     """Straight bone plate with a row of round holes on its centre line.
 
     The plate is ``n_holes * hole_spacing`` long (x, centred), ``width`` wide (y, centred) and
     ``thickness`` thick (z in [0, thickness]); each hole is a polygon with 4 * ``segments``
     corners.
     """
-    _validate.positive_numbers("mm", hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness)
+    _validate.positive_numbers(
+        "mm", hole_diameter=hole_diameter, hole_spacing=hole_spacing, width=width, thickness=thickness
+    )
     n_holes = _validate.positive_int("plate n_holes", n_holes)
     segments = _validate.integer("plate segments", segments, minimum=2)
     if hole_diameter >= min(width, hole_spacing):
-        raise ValueError(f"hole_diameter {hole_diameter} must be smaller than width {width} and hole_spacing {hole_spacing}")
+        raise ValueError(
+            f"hole_diameter {hole_diameter} must be smaller than width {width} and hole_spacing {hole_spacing}"
+        )
     hx, hy = 0.5 * hole_spacing, 0.5 * width
     s = np.arange(segments) / segments
     side = lambda p, q: p[None] + s[:, None] * (q - p)[None]  # noqa: E731

@@ -34,9 +34,7 @@ def _skew(v):
     """(..., 3) -> (..., 3, 3) cross-product matrix, ``skew(a) @ b == cross(a, b)``."""
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
     o = jnp.zeros_like(x)
-    return jnp.stack(
-        [jnp.stack([o, -z, y], -1), jnp.stack([z, o, -x], -1), jnp.stack([-y, x, o], -1)], -2
-    )
+    return jnp.stack([jnp.stack([o, -z, y], -1), jnp.stack([z, o, -x], -1), jnp.stack([-y, x, o], -1)], -2)
 
 
 def make_pose(rotation, translation):
@@ -139,10 +137,36 @@ def matrix_to_quaternion(rotation):
     trace = m00 + m11 + m22
     cands = jnp.stack(
         [
-            jnp.stack([1 + trace, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1),
-            jnp.stack([r[..., 2, 1] - r[..., 1, 2], 1 + m00 - m11 - m22, r[..., 0, 1] + r[..., 1, 0], r[..., 0, 2] + r[..., 2, 0]], -1),
-            jnp.stack([r[..., 0, 2] - r[..., 2, 0], r[..., 0, 1] + r[..., 1, 0], 1 - m00 + m11 - m22, r[..., 1, 2] + r[..., 2, 1]], -1),
-            jnp.stack([r[..., 1, 0] - r[..., 0, 1], r[..., 0, 2] + r[..., 2, 0], r[..., 1, 2] + r[..., 2, 1], 1 - m00 - m11 + m22], -1),
+            jnp.stack(
+                [1 + trace, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1
+            ),
+            jnp.stack(
+                [
+                    r[..., 2, 1] - r[..., 1, 2],
+                    1 + m00 - m11 - m22,
+                    r[..., 0, 1] + r[..., 1, 0],
+                    r[..., 0, 2] + r[..., 2, 0],
+                ],
+                -1,
+            ),
+            jnp.stack(
+                [
+                    r[..., 0, 2] - r[..., 2, 0],
+                    r[..., 0, 1] + r[..., 1, 0],
+                    1 - m00 + m11 - m22,
+                    r[..., 1, 2] + r[..., 2, 1],
+                ],
+                -1,
+            ),
+            jnp.stack(
+                [
+                    r[..., 1, 0] - r[..., 0, 1],
+                    r[..., 0, 2] + r[..., 2, 0],
+                    r[..., 1, 2] + r[..., 2, 1],
+                    1 - m00 - m11 + m22,
+                ],
+                -1,
+            ),
         ],
         -2,
     )  # (..., 4 candidates, 4); candidate k has 4 q_k^2 at position k

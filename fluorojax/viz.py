@@ -18,8 +18,12 @@ from fluorojax.mesh import Mesh
 from fluorojax.tools import Tool
 from fluorojax.volume import Volume
 
-_COLOURS = {"source": (255, 200, 0, 255), "frustum": (255, 160, 0, 255), "anatomy": (230, 220, 200, 255),
-            "tool": (90, 140, 230, 255)}
+_COLOURS = {
+    "source": (255, 200, 0, 255),
+    "frustum": (255, 160, 0, 255),
+    "anatomy": (230, 220, 200, 255),
+    "tool": (90, 140, 230, 255),
+}
 
 
 def detector_corners(camera: Camera, pose) -> np.ndarray:
@@ -97,8 +101,16 @@ def _trimesh(item, colour):
     return mesh
 
 
-def scene(volume_or_meshes, camera: Camera, pose, image=None, tools=(), iso_level: float = 300.0, step: int = 2,
-          source_radius: float = 10.0):
+def scene(
+    volume_or_meshes,
+    camera: Camera,
+    pose,
+    image=None,
+    tools=(),
+    iso_level: float = 300.0,
+    step: int = 2,
+    source_radius: float = 10.0,
+):
     """The imaging scene as a ``trimesh.Scene`` (world mm, RAS+).
 
     Args:

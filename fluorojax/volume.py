@@ -57,8 +57,10 @@ class Volume:
 
     def __init__(self, data, affine, labels=None, materials=None, n_materials=None):
         if (materials is None) != (n_materials is None):
-            raise ValueError(f"materials and n_materials go together, got materials={'None' if materials is None else 'an array'}, "
-                             f"n_materials={n_materials!r}")
+            raise ValueError(
+                f"materials and n_materials go together, got materials={'None' if materials is None else 'an array'}, "
+                f"n_materials={n_materials!r}"
+            )
         if is_concrete(data, affine, labels, materials):
             data = _check_data(data)
             affine = _check_affine(affine)
@@ -105,8 +107,13 @@ class Volume:
 
     def replace(self, **changes) -> Volume:
         """A copy with some fields replaced (validated like the constructor)."""
-        fields = {"data": self.data, "affine": self.affine, "labels": self.labels, "materials": self.materials,
-                  "n_materials": self.n_materials}
+        fields = {
+            "data": self.data,
+            "affine": self.affine,
+            "labels": self.labels,
+            "materials": self.materials,
+            "n_materials": self.n_materials,
+        }
         fields.update(changes)
         return Volume(**fields)
 
@@ -164,7 +171,9 @@ def _check_materials(materials, n_materials, data_shape):
     if not np.issubdtype(materials.dtype, np.integer):
         raise TypeError(f"materials must hold integer class indices, got dtype {materials.dtype}")
     if materials.size and (materials.min() < 0 or materials.max() >= n_materials):
-        raise ValueError(f"material classes must lie in [0, {n_materials}), got range [{materials.min()}, {materials.max()}]")
+        raise ValueError(
+            f"material classes must lie in [0, {n_materials}), got range [{materials.min()}, {materials.max()}]"
+        )
     return materials
 
 
@@ -262,12 +271,12 @@ def rays_hit_volume(volume: Volume, sources, targets) -> np.ndarray:
     flat_s, flat_t = sources.reshape(-1, 3), targets.reshape(-1, 3)
     hit = np.empty(len(flat_s), bool)
     for start in range(0, len(flat_s), 1 << 16):  # bounded host memory for any image size
-        s = flat_s[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3]
-        d = flat_t[start:start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3] - s
+        s = flat_s[start : start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3]
+        d = flat_t[start : start + (1 << 16)] @ voxel_from_world[:3, :3].T + voxel_from_world[:3, 3] - s
         with np.errstate(divide="ignore", invalid="ignore"):
             t0, t1 = (low - s) / d, (high - s) / d
         inside = (s >= low) & (s <= high)
         near = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t0, t1)).max(axis=-1)
         far = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t0, t1)).min(axis=-1)
-        hit[start:start + len(s)] = np.maximum(near, 0.0) < np.minimum(far, 1.0)
+        hit[start : start + len(s)] = np.maximum(near, 0.0) < np.minimum(far, 1.0)
     return hit.reshape(sources.shape[:-1])

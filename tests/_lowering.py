@@ -71,8 +71,12 @@ class LoopReport:
 
     def describe(self) -> str:
         """One line per loop: function, trip count, iterations per call."""
-        lines = [(f"{len(self.loops)} while loops, {self.total_iterations} static iterations, "
-                  f"{len(self.data_dependent)} data-dependent; custom calls {self.custom_calls}")]
+        lines = [
+            (
+                f"{len(self.loops)} while loops, {self.total_iterations} static iterations, "
+                f"{len(self.data_dependent)} data-dependent; custom calls {self.custom_calls}"
+            )
+        ]
         for loop in self.loops:
             trip = "data-dependent" if loop.trip_count is None else f"trip {loop.trip_count}"
             lines.append(f"  @{loop.function}: {trip}, iterations {loop.iterations} ({loop.condition})")
@@ -225,7 +229,9 @@ def loops(text: str, entry: str = "main") -> LoopReport:
             reached.append(Loop(**{**loop.__dict__, "iterations": iterations}))
         for target, loop in function.custom_calls:
             launches = multiplier(loop, runs)
-            custom[target] = None if launches is None or custom.get(target, 0) is None else custom.get(target, 0) + launches
+            custom[target] = (
+                None if launches is None or custom.get(target, 0) is None else custom.get(target, 0) + launches
+            )
         for callee, loop in function.calls:
             visit(callee, multiplier(loop, runs))
 

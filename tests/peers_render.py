@@ -25,10 +25,12 @@ def main(source, target):
     from diffdrr.pose import RigidTransform
 
     subject = read(ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine), orientation="AP")
-    kwargs = {k[len("diffdrr_kw_"):]: given[k].item() for k in given.files if k.startswith("diffdrr_kw_")}
+    kwargs = {k[len("diffdrr_kw_") :]: given[k].item() for k in given.files if k.startswith("diffdrr_kw_")}
     pose = RigidTransform(torch.tensor(given["diffdrr_pose"], dtype=torch.float32)[None])
     for renderer in ("siddon", "trilinear"):
-        drr = DRR(subject, renderer=renderer, **{k: (int(v) if k in ("height", "width") else v) for k, v in kwargs.items()})
+        drr = DRR(
+            subject, renderer=renderer, **{k: (int(v) if k in ("height", "width") else v) for k, v in kwargs.items()}
+        )
         drr.density = torch.from_numpy(data)
         extra = {"n_points": 400} if renderer == "trilinear" else {}
         with torch.no_grad():
@@ -37,8 +39,10 @@ def main(source, target):
     from nanodrr.data import Subject
     from nanodrr.drr import DRR as NanoDRR
 
-    nano_subject = Subject.from_images(ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine), convert_to_mu=False)
-    kwargs = {k[len("nanodrr_kw_"):]: given[k].item() for k in given.files if k.startswith("nanodrr_kw_")}
+    nano_subject = Subject.from_images(
+        ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine), convert_to_mu=False
+    )
+    kwargs = {k[len("nanodrr_kw_") :]: given[k].item() for k in given.files if k.startswith("nanodrr_kw_")}
     kwargs["height"], kwargs["width"] = int(kwargs["height"]), int(kwargs["width"])
     drr = NanoDRR.from_carm_intrinsics(**kwargs, dtype=torch.float32)
     rt_inv = torch.tensor(given["nanodrr_rt_inv"], dtype=torch.float32)[None]

@@ -616,7 +616,15 @@ class ParityTest(chex.TestCase):
     @parameterized.named_parameters(
         *[
             (n, n)
-            for n in ("motion_blur", "coarse_dropout", "elastic", "burnt_in_text", "brightness_contrast", "fog", "drizzle")
+            for n in (
+                "motion_blur",
+                "coarse_dropout",
+                "elastic",
+                "burnt_in_text",
+                "brightness_contrast",
+                "fog",
+                "drizzle",
+            )
         ]
     )
     def test_jit_matches_eager_and_key_determines_output(self, name):
@@ -849,12 +857,18 @@ def test_eager_pipelines_compile_once():
     raw = _smooth_raw(16, 16)
     m = jnp.zeros((2, 16, 16), bool)
     keys = jax.random.split(KEY, 2)
-    volume = fj.Volume(np.full((8, 8, 8), 0.02, np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), np.ones((8, 8, 8), np.int32))
+    volume = fj.Volume(
+        np.full((8, 8, 8), 0.02, np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), np.ones((8, 8, 8), np.int32)
+    )
     camera = fj.Camera(16, 16, 2.0, 1000.0)
     poses = fj.carm_pose(jnp.asarray([0.0, 30.0]), jnp.asarray([0.0, 0.0]), 600.0)
     calls = {
         "validation_pipeline": lambda: A.validation_pipeline((16, 16))(KEY, raw, m),
-        "apply_batch": lambda: A.apply_batch(A.validation_pipeline((16, 16)), keys, jnp.stack([raw, raw]), jnp.stack([m, m])),
-        "render_augmented": lambda: fj.render_augmented(KEY, volume, camera, poses, A.validation_pipeline((16, 16)), label_ids=[1]),
+        "apply_batch": lambda: A.apply_batch(
+            A.validation_pipeline((16, 16)), keys, jnp.stack([raw, raw]), jnp.stack([m, m])
+        ),
+        "render_augmented": lambda: fj.render_augmented(
+            KEY, volume, camera, poses, A.validation_pipeline((16, 16)), label_ids=[1]
+        ),
     }
     _count_compiles(calls)

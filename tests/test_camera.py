@@ -209,7 +209,9 @@ def test_carm_lao_rao_and_cranial_caudal():
     np.testing.assert_allclose(source(0.0, -30.0), sid * np.array([0.0, np.cos(np.pi / 6), -0.5]), atol=1e-3)
     # documented formula: iso + sid * Rz(lao) Rx(cra) (0, 1, 0), CRA applied before LAO
     lao, cra = np.deg2rad(35.0), np.deg2rad(20.0)
-    want = Rotation.from_rotvec([0, 0, lao]).as_matrix() @ Rotation.from_rotvec([cra, 0, 0]).as_matrix() @ [0.0, 1.0, 0.0]
+    want = (
+        Rotation.from_rotvec([0, 0, lao]).as_matrix() @ Rotation.from_rotvec([cra, 0, 0]).as_matrix() @ [0.0, 1.0, 0.0]
+    )
     np.testing.assert_allclose(source(35.0, 20.0), sid * want, atol=1e-3)
     # LAO 90 is a left lateral: beam left -> right (+x), head still up
     pose = np.asarray(carm_pose(90.0, 0.0, sid, iso), np.float64)

@@ -29,7 +29,25 @@ def test_render_writes_the_library_image(tmp_path):
 def test_render_polychromatic_with_noise_is_seeded(tmp_path):
     outs = [tmp_path / f"{i}.npy" for i in range(3)]
     for out, seed in zip(outs, (1, 1, 2)):
-        assert main(["render", "--size", "16", "16", "--kvp", "90", "--photons", "500", "--seed", str(seed), "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "render",
+                    "--size",
+                    "16",
+                    "16",
+                    "--kvp",
+                    "90",
+                    "--photons",
+                    "500",
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     a, b, c = (np.load(o) for o in outs)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 0
@@ -55,7 +73,22 @@ def test_register_recovers_the_pose_of_a_rendered_target(tmp_path):
     target = tmp_path / "target.npy"
     np.save(target, example_drr(32, 4.0, 3.0, 400.0 / 32))
     out, overlay = tmp_path / "pose.json", tmp_path / "overlay.png"
-    argv = ["register", str(target), "--carm", "0", "0", "--steps", "60", "--scales", "2", "1", "--out", str(out), "--overlay", str(overlay)]
+    argv = [
+        "register",
+        str(target),
+        "--carm",
+        "0",
+        "0",
+        "--steps",
+        "60",
+        "--scales",
+        "2",
+        "1",
+        "--out",
+        str(out),
+        "--overlay",
+        str(overlay),
+    ]
     assert main(argv) == 0
     record = json.load(open(out))
     ct = fj.load_example()
@@ -70,9 +103,9 @@ def test_register_recovers_the_pose_of_a_rendered_target(tmp_path):
 def test_register_animates_and_searches(tmp_path):
     # a DRR of the example as the target, registered from its own pose with the global search:
     # the pose JSON, the overlay and an animated GIF with one frame per step plus the final pose
-    import fluorojax as fj
     from PIL import Image
 
+    import fluorojax as fj
     from fluorojax.cli import main
 
     ct = fj.load_example()
@@ -80,10 +113,27 @@ def test_register_animates_and_searches(tmp_path):
     pose = fj.carm_pose(0.0, 0.0, 510.0, ct.center)
     np.save(tmp_path / "target.npy", np.asarray(fj.render(fj.hu_to_mu(ct), camera, pose)))
     gif = tmp_path / "run.gif"
-    main([
-        "register", str(tmp_path / "target.npy"), "--carm", "3", "0", "--steps", "2", "--scales", "2", "1", "--search",
-        "--out", str(tmp_path / "pose.json"), "--overlay", str(tmp_path / "overlay.png"), "--animate", str(gif),
-    ])
+    main(
+        [
+            "register",
+            str(tmp_path / "target.npy"),
+            "--carm",
+            "3",
+            "0",
+            "--steps",
+            "2",
+            "--scales",
+            "2",
+            "1",
+            "--search",
+            "--out",
+            str(tmp_path / "pose.json"),
+            "--overlay",
+            str(tmp_path / "overlay.png"),
+            "--animate",
+            str(gif),
+        ]
+    )
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.size == (32, 32)
         assert 2 <= image.n_frames <= 2 * 2 + 1

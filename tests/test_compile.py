@@ -50,7 +50,7 @@ def test_counter_sees_a_fresh_compilation():
     assert first[0] == 1 and again[0] == 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scene():
     rng = np.random.default_rng(0)
     hu = rng.uniform(-1000.0, 1500.0, (10, 9, 8)).astype(np.float32)
@@ -133,12 +133,32 @@ def _cases():
     def apply_batch():
         images = jnp.full((2, 16, 16), 0.5)
         masks = jnp.zeros((2, 2, 16, 16), bool)
-        return augment.apply_batch(augment.validation_pipeline((16, 16)), jax.random.split(jax.random.key(3), 2), images, masks)
+        return augment.apply_batch(
+            augment.validation_pipeline((16, 16)), jax.random.split(jax.random.key(3), 2), images, masks
+        )
 
-    return {f.__name__: f for f in (render_siddon, render_trilinear, render_batch, pose_gradient, render_labels,
-                                    render_with_labels, line_integrals, render_polychromatic, detector_noise,
-                                    add_scatter, material_volume, render_mesh, render_mesh_soft, register,
-                                    default_pipeline, validation_pipeline, apply_batch)}
+    return {
+        f.__name__: f
+        for f in (
+            render_siddon,
+            render_trilinear,
+            render_batch,
+            pose_gradient,
+            render_labels,
+            render_with_labels,
+            line_integrals,
+            render_polychromatic,
+            detector_noise,
+            add_scatter,
+            material_volume,
+            render_mesh,
+            render_mesh_soft,
+            register,
+            default_pipeline,
+            validation_pipeline,
+            apply_batch,
+        )
+    }
 
 
 CASES = _cases()

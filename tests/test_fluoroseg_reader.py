@@ -49,7 +49,11 @@ def hits_seg(layers):
 def ann(category_id, segmentation, **extra):
     mask = _decode_any(segmentation)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    bbox = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)] if rows.size else [0, 0, 0, 0]
+    bbox = (
+        [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+        if rows.size
+        else [0, 0, 0, 0]
+    )
     return {"category_id": category_id, "bbox": bbox, "segmentation": segmentation, **extra}
 
 
@@ -68,10 +72,18 @@ def write_case(root, case, images, extra_entry=None):
         name = f"{i:010d}.tiff"
         tifffile.imwrite(root / case / name, image)
         (root / case / f"{i:010d}.json").write_text(json.dumps(annotations))
-        entry = {"id": i, "file_name": name, "height": image.shape[0], "width": image.shape[1], "camera": {"focal_length": 1000.0 + i, "pixel_size": [0.5, 0.5]}}
+        entry = {
+            "id": i,
+            "file_name": name,
+            "height": image.shape[0],
+            "width": image.shape[1],
+            "camera": {"focal_length": 1000.0 + i, "pixel_size": [0.5, 0.5]},
+        }
         entry.update((extra_entry or {}).get(i, {}))
         entries.append(entry)
-    (root / f"{case}.json").write_text(json.dumps({"info": {}, "licenses": [], "categories": [], "volumes": [], "images": entries, "annotations": []}))
+    (root / f"{case}.json").write_text(
+        json.dumps({"info": {}, "licenses": [], "categories": [], "volumes": [], "images": entries, "annotations": []})
+    )
 
 
 def rect(r0, r1, c0, c1, h=H, w=W):
@@ -191,7 +203,12 @@ def test_resizing(tmp_path, scene):
 
 def _tiny_cases(root, n, **kw):
     for c in range(n):
-        write_case(root, f"case_{c:02d}", [(np.full((8, 8), c + 1.0, np.float32), [ann(1, binary(rect(0, 4, 0, 4, 8, 8)))])], **kw)
+        write_case(
+            root,
+            f"case_{c:02d}",
+            [(np.full((8, 8), c + 1.0, np.float32), [ann(1, binary(rect(0, 4, 0, 4, 8, 8)))])],
+            **kw,
+        )
 
 
 def test_splits(tmp_path):
@@ -242,7 +259,9 @@ def test_fluoroseg_empty_hits_layer(tmp_path):
 
 def _one_image(tmp_path, annotations=None, image=None):
     image = np.ones((8, 8), np.float32) if image is None else image
-    write_case(tmp_path, "c", [(image, [ann(1, binary(rect(0, 4, 0, 4, 8, 8)))] if annotations is None else annotations)])
+    write_case(
+        tmp_path, "c", [(image, [ann(1, binary(rect(0, 4, 0, 4, 8, 8)))] if annotations is None else annotations)]
+    )
     (tmp_path / "train.txt").write_text("c.json\n")
     return tmp_path / "c" / "0000000000"
 
@@ -268,11 +287,45 @@ def test_missing_files_raise_naming_the_file(tmp_path):
         (lambda stem: tifffile.imwrite(stem.with_suffix(".tiff"), np.ones((8, 8))), "float32"),
         (lambda stem: tifffile.imwrite(stem.with_suffix(".tiff"), np.ones((8, 9), np.float32)), "8 x 9"),
         (lambda stem: stem.with_suffix(".json").write_text('[{"category_id": 1, "segm'), "corrupt annotation"),
-        (lambda stem: stem.with_suffix(".json").write_text(json.dumps([ann(1, binary(rect(0, 4, 0, 4, 9, 8)))])), "does not match the image size"),
-        (lambda stem: stem.with_suffix(".json").write_text(json.dumps([{"category_id": 1, "segmentation": {"size": [8, 8], "counts": _rle(rect(0, 4, 0, 4, 4, 4))}}])), "cover"),
-        (lambda stem: stem.with_suffix(".json").write_text(json.dumps([{"category_id": 1, "segmentation": {"size": [8, 8], "counts": _rle(rect(0, 4, 0, 4, 8, 8)), "travel": _f16(np.ones(3))}}])), "holds 3 values"),
-        (lambda stem: stem.with_suffix(".json").write_text(json.dumps([{"category_id": 1, "segmentation": {"size": [8, 8], "rle": "x"}}])), "unknown segmentation type"),
-        (lambda stem: stem.with_suffix(".json").write_text(json.dumps([{"category_id": "1", "segmentation": []}])), "category_id"),
+        (
+            lambda stem: stem.with_suffix(".json").write_text(json.dumps([ann(1, binary(rect(0, 4, 0, 4, 9, 8)))])),
+            "does not match the image size",
+        ),
+        (
+            lambda stem: stem.with_suffix(".json").write_text(
+                json.dumps(
+                    [{"category_id": 1, "segmentation": {"size": [8, 8], "counts": _rle(rect(0, 4, 0, 4, 4, 4))}}]
+                )
+            ),
+            "cover",
+        ),
+        (
+            lambda stem: stem.with_suffix(".json").write_text(
+                json.dumps(
+                    [
+                        {
+                            "category_id": 1,
+                            "segmentation": {
+                                "size": [8, 8],
+                                "counts": _rle(rect(0, 4, 0, 4, 8, 8)),
+                                "travel": _f16(np.ones(3)),
+                            },
+                        }
+                    ]
+                )
+            ),
+            "holds 3 values",
+        ),
+        (
+            lambda stem: stem.with_suffix(".json").write_text(
+                json.dumps([{"category_id": 1, "segmentation": {"size": [8, 8], "rle": "x"}}])
+            ),
+            "unknown segmentation type",
+        ),
+        (
+            lambda stem: stem.with_suffix(".json").write_text(json.dumps([{"category_id": "1", "segmentation": []}])),
+            "category_id",
+        ),
     ],
 )
 def test_corrupt_files_raise_naming_the_file(tmp_path, corrupt, match):
@@ -342,7 +395,9 @@ def test_batches_have_fixed_shapes_and_match_samples(tmp_path):
     batches = list(ds.batches(3))
     assert len(batches) == 2
     for b in batches:
-        assert b["image"].shape == (3, 8, 8) and b["masks"].shape == (3, 57, 8, 8) and b["travel"].shape == (3, 57, 8, 8)
+        assert (
+            b["image"].shape == (3, 8, 8) and b["masks"].shape == (3, 57, 8, 8) and b["travel"].shape == (3, 57, 8, 8)
+        )
         assert b["valid"].shape == (3, 57) and b["bboxes"].shape == (3, 57, 4) and len(b["descriptions"]) == 3
     np.testing.assert_array_equal(batches[1]["masks"][2], ds[5]["masks"])
     assert [b["image"].shape[0] for b in ds.batches(3, drop_last=False)] == [3, 3, 1]

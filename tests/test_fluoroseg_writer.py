@@ -10,8 +10,7 @@ import pytest
 import tifffile
 from pycocotools import mask as coco_mask
 
-from fluorojax.fluoroseg import rle
-from fluorojax.fluoroseg import text
+from fluorojax.fluoroseg import rle, text
 from fluorojax.fluoroseg import writer as writer_module
 from fluorojax.fluoroseg.writer import Annotation, FluoroSegWriter, camera_dict
 
@@ -42,7 +41,12 @@ def _inputs(seed):
         Annotation(category_id=3, travel=travel),  # kidney_left
         Annotation(category_id=91, hits=hits),  # skull; third layer empty
         Annotation(category_id=5, mask=np.zeros((H, W), bool)),  # covers nothing: left out
-        Annotation(category_id=1000, mask=_blob(rng), descriptions=text.describe_tool("k_wire", "steel"), extra={"tool": {"kind": "k_wire", "material": "steel"}}),
+        Annotation(
+            category_id=1000,
+            mask=_blob(rng),
+            descriptions=text.describe_tool("k_wire", "steel"),
+            extra={"tool": {"kind": "k_wire", "material": "steel"}},
+        ),
     ]
     pose = np.eye(4)
     pose[:3, 3] = rng.normal(size=3) * 10
@@ -65,7 +69,17 @@ def _write_dataset(root, images=range(4), cases=("case_a", "case_b")):
     for case in cases:
         for index in images:
             image, annotations, camera, _ = _inputs(_seed(case, index))
-            w.write_image(case, index, image, annotations, camera, view="AP", spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)}, seed=index, extra={"grad_ncc": 0.9})
+            w.write_image(
+                case,
+                index,
+                image,
+                annotations,
+                camera,
+                view="AP",
+                spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
+                seed=index,
+                extra={"grad_ncc": 0.9},
+            )
         w.write_case(case, volumes=[{"id": 0, "file_name": f"{case}.nii.gz"}])
     w.write_splits(train=list(cases[:1]), val=list(cases[1:]))
     return w
@@ -113,7 +127,9 @@ def test_written_annotations_decode_with_pycocotools(tmp_path):
         layer = _decode_rle(seg["counts"][k], [H, W])
         np.testing.assert_array_equal(layer, np.isfinite(hits[k, 0]))
         for j in range(2):
-            np.testing.assert_allclose(_decode_f16(seg["hits"][2 * k + j]).astype(np.float32), hits[k, j][layer], rtol=2**-11)
+            np.testing.assert_allclose(
+                _decode_f16(seg["hits"][2 * k + j]).astype(np.float32), hits[k, j][layer], rtol=2**-11
+            )
     np.testing.assert_array_equal(_decode_rle(seg["counts"][0], [H, W]), np.isfinite(hits[0, 0]))  # first RLE = mask
 
     assert tool["tool"] == {"kind": "k_wire", "material": "steel"} and tool["descriptions"][0] == "steel K-wire"
@@ -172,7 +188,17 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
     w = FluoroSegWriter(root)
     for index in range(3):
         image, annotations, camera, _ = _inputs(_seed("case_a", index))
-        w.write_image("case_a", index, image, annotations, camera, view="AP", spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)}, seed=index, extra={"grad_ncc": 0.9})
+        w.write_image(
+            "case_a",
+            index,
+            image,
+            annotations,
+            camera,
+            view="AP",
+            spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
+            seed=index,
+            extra={"grad_ncc": 0.9},
+        )
     # image 3 is killed after its TIFF, while its annotation file is being moved into place
     real_replace = os.replace
 
@@ -184,7 +210,17 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(writer_module.os, "replace", killed)
     image, annotations, camera, _ = _inputs(_seed("case_a", 3))
     with pytest.raises(KeyboardInterrupt):
-        w.write_image("case_a", 3, image, annotations, camera, view="AP", spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)}, seed=3, extra={"grad_ncc": 0.9})
+        w.write_image(
+            "case_a",
+            3,
+            image,
+            annotations,
+            camera,
+            view="AP",
+            spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
+            seed=3,
+            extra={"grad_ncc": 0.9},
+        )
     monkeypatch.undo()
     assert (root / "case_a" / "0000000003.tiff").exists() and not (root / "case_a" / "0000000003.json").exists()
     assert not list((root / "case_a").glob(".*"))  # the interrupted write cleaned its temp file
@@ -199,7 +235,19 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
     for case in ("case_a", "case_b"):
         for index in range(4):
             image, annotations, camera, _ = _inputs(_seed(case, index))
-            written.append(resumed.write_image(case, index, image, annotations, camera, view="AP", spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)}, seed=index, extra={"grad_ncc": 0.9}))
+            written.append(
+                resumed.write_image(
+                    case,
+                    index,
+                    image,
+                    annotations,
+                    camera,
+                    view="AP",
+                    spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
+                    seed=index,
+                    extra={"grad_ncc": 0.9},
+                )
+            )
         resumed.write_case(case, volumes=[{"id": 0, "file_name": f"{case}.nii.gz"}])
     resumed.write_splits(train=["case_a"], val=["case_b"])
     assert written == [False, False, False, True] + [True] * 4
@@ -223,12 +271,22 @@ def test_camera_dict_from_a_fluorojax_camera():
 
     cam = Camera(H, W, pixel_size=(0.5, 0.6), sdd=1000.0)
     angle = 0.3
-    pose = np.array([[np.cos(angle), 0, np.sin(angle), 10.0], [0, 1, 0, -5.0], [-np.sin(angle), 0, np.cos(angle), -700.0], [0, 0, 0, 1]], np.float32)
+    pose = np.array(
+        [
+            [np.cos(angle), 0, np.sin(angle), 10.0],
+            [0, 1, 0, -5.0],
+            [-np.sin(angle), 0, np.cos(angle), -700.0],
+            [0, 0, 0, 1],
+        ],
+        np.float32,
+    )
     d = camera_dict(cam, pose)
     assert d["focal_length"] == 1000.0 and d["pixel_size"] == pytest.approx([0.5, 0.6])
     k = np.array([[1000 / 0.5, 0, W / 2], [0, 1000 / 0.6, H / 2], [0, 0, 1]])
     np.testing.assert_allclose(d["intrinsics"], k, rtol=1e-6)
-    np.testing.assert_allclose(d["projection_matrix"], k @ np.linalg.inv(pose.astype(np.float64))[:3], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        d["projection_matrix"], k @ np.linalg.inv(pose.astype(np.float64))[:3], rtol=1e-5, atol=1e-3
+    )
     np.testing.assert_array_equal(d["pose"], pose)
 
 
@@ -294,7 +352,7 @@ def test_rle_run_lengths_match_numpy():
         mask = rng.random((h, w)) < rng.random()
         if trial % 4 == 0:
             mask = np.zeros((h, w), bool)
-            mask[rng.integers(0, h):, rng.integers(0, w):] = True
+            mask[rng.integers(0, h) :, rng.integers(0, w) :] = True
         flat = mask.ravel(order="F")
         edges = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
         runs = np.diff(edges)

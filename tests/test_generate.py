@@ -27,8 +27,14 @@ from fluorojax.volume import example_paths
 SEED = 3
 SPEC = SceneSpec(images_per_ct=4).replace(
     device={"image_sizes": [[32, 32]], "photons": [1e3, 1e4], "spectrum_bins": 4},
-    tools={"probability": 1.0, "max_count": 1, "kinds": ["k_wire"], "kwire_lengths_mm": [150.0],
-           "materials": ["stainless_steel"], "replace_tissue": False},
+    tools={
+        "probability": 1.0,
+        "max_count": 1,
+        "kinds": ["k_wire"],
+        "kwire_lengths_mm": [150.0],
+        "materials": ["stainless_steel"],
+        "replace_tissue": False,
+    },
     render={"views_per_scene": 2},
     views={"near_standard_fraction": 0.5},
 )
@@ -64,7 +70,9 @@ def test_reader_masks_equal_rendered(reference, prepared):
     root, _ = reference
     dataset = FluoroSegDataset(root, "train", image_size=None, categories="full", min_area=None, max_area=None)
     assert len(dataset) == 4
-    records = render_scene_images(prepared, SPEC, SEED, range(0, 2)) + render_scene_images(prepared, SPEC, SEED, range(2, 4))
+    records = render_scene_images(prepared, SPEC, SEED, range(0, 2)) + render_scene_images(
+        prepared, SPEC, SEED, range(2, 4)
+    )
     seen_tool = False
     for i, record in enumerate(records):
         sample = dataset[i]
@@ -76,7 +84,9 @@ def test_reader_masks_equal_rendered(reference, prepared):
         for k, category_id in enumerate(sample["labels"]):
             travel = np.asarray(expected[int(category_id)].travel)
             np.testing.assert_array_equal(sample["masks"][k], travel > 0)
-            np.testing.assert_allclose(sample["travel"][k], travel.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+            np.testing.assert_allclose(
+                sample["travel"][k], travel.astype(np.float16).astype(np.float32), rtol=0, atol=0
+            )
             seen_tool |= int(category_id) == 1000
         assert len(sample["labels"]) >= 5
     assert seen_tool, "the K-wire should be visible in at least one of the 4 views"
@@ -137,7 +147,9 @@ def test_find_cases(tmp_path):
         find_cases(tmp_path / "cases")
     (case / "structures.csv").write_bytes(Path(ct).with_name("example_structures.csv").read_bytes())
     (found,) = find_cases(tmp_path / "cases")
-    assert found == CaseSource("patient_a", str(case / "ct.nii.gz"), str(case / "labels.nii.gz"), str(case / "structures.csv"))
+    assert found == CaseSource(
+        "patient_a", str(case / "ct.nii.gz"), str(case / "labels.nii.gz"), str(case / "structures.csv")
+    )
     with pytest.raises(FileNotFoundError):
         find_cases(tmp_path / "missing")
     with pytest.raises(ValueError, match="together"):

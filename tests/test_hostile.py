@@ -41,8 +41,13 @@ def _dataset(root: Path) -> Path:
     writer = FluoroSegWriter(root)
     mask = np.zeros((8, 8), bool)
     mask[2:6, 3:5] = True
-    writer.write_image("c", 0, np.full((8, 8), 0.5, np.float32), [Annotation(LIVER, mask=mask)],
-                       {"focal_length": 1000.0, "pixel_size": 1.0})
+    writer.write_image(
+        "c",
+        0,
+        np.full((8, 8), 0.5, np.float32),
+        [Annotation(LIVER, mask=mask)],
+        {"focal_length": 1000.0, "pixel_size": 1.0},
+    )
     writer.write_case("c")
     writer.write_splits(train=["c"], val=[])
     return root
@@ -106,7 +111,9 @@ def test_a_link_swapped_in_after_indexing_is_refused_at_read_time(tmp_path):
     secret = tmp_path / "secret.tiff"
     os.replace(root / "c" / "0000000000.tiff", secret)
     os.symlink(secret, root / "c" / "0000000000.tiff")
-    with pytest.raises(UnsafePathError, match="image file: refusing .*0000000000.tiff.*secret.tiff.*outside the dataset root"):
+    with pytest.raises(
+        UnsafePathError, match="image file: refusing .*0000000000.tiff.*secret.tiff.*outside the dataset root"
+    ):
         dataset[0]
 
 
@@ -122,12 +129,15 @@ def test_symlinks_inside_the_root_are_followed(tmp_path):
 # 6. malformed metadata is an error, never an empty result
 
 
-@pytest.mark.parametrize("images, words", [
-    ({"file_name": "0000000000.tiff"}, "'images' is an object"),
-    ("0000000000.tiff", "'images' is a string"),
-    (None, "'images' is null"),
-    ("missing", "no 'images' key"),
-])
+@pytest.mark.parametrize(
+    "images, words",
+    [
+        ({"file_name": "0000000000.tiff"}, "'images' is an object"),
+        ("0000000000.tiff", "'images' is a string"),
+        (None, "'images' is null"),
+        ("missing", "no 'images' key"),
+    ],
+)
 def test_case_file_whose_images_is_not_a_list(tmp_path, images, words):
     root = _dataset(tmp_path / "data")
     case = json.loads((root / "c.json").read_text())
@@ -143,7 +153,10 @@ def test_case_file_whose_images_is_not_a_list(tmp_path, images, words):
 def test_case_file_that_is_not_an_object_and_annotation_file_that_is_not_a_list(tmp_path):
     root = _dataset(tmp_path / "data")
     (root / "c" / "0000000000.json").write_text('{"category_id": 5}')
-    with pytest.raises(ValueError, match="0000000000.json: an annotation file must be a JSON list of annotations, got an object at the top level"):
+    with pytest.raises(
+        ValueError,
+        match="0000000000.json: an annotation file must be a JSON list of annotations, got an object at the top level",
+    ):
         FluoroSegDataset(root)[0]
     (root / "c.json").write_text("[]")
     with pytest.raises(ValueError, match="c.json: a case file must be a JSON object .* got a list at the top level"):
@@ -241,11 +254,23 @@ def test_poisson_noise_below_the_limit_is_the_plain_poisson_draw():
     assert abs(big.var() / (1.0 / (10 * POISSON_LIMIT)) - 1.0) < 0.1
 
 
-@pytest.mark.parametrize("photons", [
-    -100.0, 0, np.inf, np.nan, np.array([1e3, -1.0]), jnp.asarray([1e3, 0.0]), np.float32(-5), jnp.asarray(-3.0),
-])
+@pytest.mark.parametrize(
+    "photons",
+    [
+        -100.0,
+        0,
+        np.inf,
+        np.nan,
+        np.array([1e3, -1.0]),
+        jnp.asarray([1e3, 0.0]),
+        np.float32(-5),
+        jnp.asarray(-3.0),
+    ],
+)
 def test_negative_or_non_finite_photons_are_refused_however_given(photons):
-    with pytest.raises(ValueError, match=r"photons \(mean open-beam count per pixel\) must be a positive, finite number"):
+    with pytest.raises(
+        ValueError, match=r"photons \(mean open-beam count per pixel\) must be a positive, finite number"
+    ):
         detector_noise(jax.random.key(0), jnp.full((4, 4), 0.5), photons)
 
 
@@ -293,47 +318,78 @@ def test_integer_arguments_refuse_other_types_naming_the_argument(value):
         SceneSpec(images_per_ct=value)
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda v: fj.Camera(8, 8, 1.0, v), ValueError, r"Camera sdd \(source-to-detector distance\) must be a positive, finite number \(mm\)"),
-    (lambda v: fj.carm_pose(0.0, 0.0, v), ValueError, "carm_pose source_to_isocenter must be a positive, finite number"),
-    (lambda v: kwire(diameter=v), ValueError, r"diameter must be a positive, finite number \(mm\)"),
-    (lambda v: fj.Tool(kwire().mesh, "titanium", v), ValueError, r"Tool density must be a positive, finite number \(g/cm\^3\)"),
-    (lambda v: SceneSpec().replace(render={"mono_energy_kev": v}), ValueError, r"render.mono_energy_kev must be a positive, finite number \(keV\)"),
-])
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (
+            lambda v: fj.Camera(8, 8, 1.0, v),
+            ValueError,
+            r"Camera sdd \(source-to-detector distance\) must be a positive, finite number \(mm\)",
+        ),
+        (
+            lambda v: fj.carm_pose(0.0, 0.0, v),
+            ValueError,
+            "carm_pose source_to_isocenter must be a positive, finite number",
+        ),
+        (lambda v: kwire(diameter=v), ValueError, r"diameter must be a positive, finite number \(mm\)"),
+        (
+            lambda v: fj.Tool(kwire().mesh, "titanium", v),
+            ValueError,
+            r"Tool density must be a positive, finite number \(g/cm\^3\)",
+        ),
+        (
+            lambda v: SceneSpec().replace(render={"mono_energy_kev": v}),
+            ValueError,
+            r"render.mono_energy_kev must be a positive, finite number \(keV\)",
+        ),
+    ],
+)
 @pytest.mark.parametrize("value", [-1.0, np.float32(-1.0), jnp.asarray(-1.0), np.nan, np.inf])
 def test_positive_numbers_are_checked_whatever_their_type(call, error, words, value):
     with pytest.raises(error, match=words):
         call(value)
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: fj.Camera(8, 8, "1.0", 1000.0), "Camera pixel_size"),
-    (lambda: fj.Camera(8, 8, 1.0, "1000"), "Camera sdd"),
-    (lambda: fj.carm_pose("ten", 0.0, 500.0), "carm_pose lao_deg"),
-    (lambda: fj.carm_pose(0.0, 0.0, 500.0, "origin"), "carm_pose isocenter"),
-    (lambda: fj.look_at("here", (0.0, 0.0, 0.0)), "look_at source"),
-    (lambda: kwire(length="long"), "length"),
-    (lambda: fj.tools.box("big"), "box extents"),
-    (lambda: SceneSpec().replace(views={"near_deg": "2"}), "views.near_deg"),
-    (lambda: SceneSpec().replace(device={"sdd_mm": ["900", 1200]}), "device.sdd_mm min"),
-    (lambda: SceneSpec().replace(tools={"replace_tissue": "yes"}), "tools.replace_tissue"),
-    (lambda: detector_noise(jax.random.key(0), jnp.ones((2, 2)), 1e3, crosstalk_fraction="0.1"), "cross-talk fraction"),
-    (lambda: fj.scene.image_key("3", "case", 0), "seed"),
-    (lambda: fj.transforms.so3_exp("x"), "so3_exp rotvec"),
-    (lambda: fj.transforms.make_pose(np.eye(3), "origin"), "make_pose translation"),
-    (lambda: fj.Volume(np.zeros((2, 2, 2)), "eye"), "Volume affine"),
-    (lambda: fj.hu_to_mu(fj.Volume(np.zeros((2, 2, 2)), np.eye(4)), mu_water="0.02"), "hu_to_mu mu_water"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: fj.Camera(8, 8, "1.0", 1000.0), "Camera pixel_size"),
+        (lambda: fj.Camera(8, 8, 1.0, "1000"), "Camera sdd"),
+        (lambda: fj.carm_pose("ten", 0.0, 500.0), "carm_pose lao_deg"),
+        (lambda: fj.carm_pose(0.0, 0.0, 500.0, "origin"), "carm_pose isocenter"),
+        (lambda: fj.look_at("here", (0.0, 0.0, 0.0)), "look_at source"),
+        (lambda: kwire(length="long"), "length"),
+        (lambda: fj.tools.box("big"), "box extents"),
+        (lambda: SceneSpec().replace(views={"near_deg": "2"}), "views.near_deg"),
+        (lambda: SceneSpec().replace(device={"sdd_mm": ["900", 1200]}), "device.sdd_mm min"),
+        (lambda: SceneSpec().replace(tools={"replace_tissue": "yes"}), "tools.replace_tissue"),
+        (
+            lambda: detector_noise(jax.random.key(0), jnp.ones((2, 2)), 1e3, crosstalk_fraction="0.1"),
+            "cross-talk fraction",
+        ),
+        (lambda: fj.scene.image_key("3", "case", 0), "seed"),
+        (lambda: fj.transforms.so3_exp("x"), "so3_exp rotvec"),
+        (lambda: fj.transforms.make_pose(np.eye(3), "origin"), "make_pose translation"),
+        (lambda: fj.Volume(np.zeros((2, 2, 2)), "eye"), "Volume affine"),
+        (lambda: fj.hu_to_mu(fj.Volume(np.zeros((2, 2, 2)), np.eye(4)), mu_water="0.02"), "hu_to_mu mu_water"),
+    ],
+)
 def test_a_string_where_a_number_belongs_names_the_argument(call, name):
     with pytest.raises(TypeError, match=f"{name}.*must be .*got .*str"):
         call()
 
 
-@pytest.mark.parametrize("call, words", [
-    (lambda: fj.transforms.so3_exp(np.zeros(4)), r"so3_exp rotvec must have shape \(..., 3\), got shape \(4,\)"),
-    (lambda: fj.transforms.se3_log(np.eye(3)), r"se3_log pose must have shape \(..., 4, 4\), got shape \(3, 3\)"),
-    (lambda: jax.jit(fj.transforms.quaternion_to_matrix)(jnp.ones((2, 3))), r"quaternion_to_matrix quaternion must have shape \(..., 4\)"),
-])
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: fj.transforms.so3_exp(np.zeros(4)), r"so3_exp rotvec must have shape \(..., 3\), got shape \(4,\)"),
+        (lambda: fj.transforms.se3_log(np.eye(3)), r"se3_log pose must have shape \(..., 4, 4\), got shape \(3, 3\)"),
+        (
+            lambda: jax.jit(fj.transforms.quaternion_to_matrix)(jnp.ones((2, 3))),
+            r"quaternion_to_matrix quaternion must have shape \(..., 4\)",
+        ),
+    ],
+)
 def test_wrong_trailing_shapes_are_refused_even_under_jit(call, words):
     """Kind: a (..., 4) rotation vector used to be read as its first three entries without a word."""
     with pytest.raises(ValueError, match=words):
@@ -343,7 +399,9 @@ def test_wrong_trailing_shapes_are_refused_even_under_jit(call, words):
 def test_writer_camera_entries_are_checked_whatever_their_type(tmp_path):
     writer = FluoroSegWriter(tmp_path)
     image = np.ones((4, 4), np.float32)
-    with pytest.raises(TypeError, match=r"camera focal_length must be a positive, finite number \(mm\), got '1000' \(str\)"):
+    with pytest.raises(
+        TypeError, match=r"camera focal_length must be a positive, finite number \(mm\), got '1000' \(str\)"
+    ):
         writer.write_image("c", 0, image, [], {"focal_length": "1000", "pixel_size": 1.0})
     with pytest.raises(ValueError, match=r"camera pixel_size \(mm\) must be a positive, finite number"):
         writer.write_image("c", 0, image, [], {"focal_length": 1000.0, "pixel_size": np.array([1.0, np.nan])})
@@ -395,13 +453,16 @@ def _error(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("name, content, words", [
-    ("fake.png", b"this is text\n", "target image fake.png: cannot read it as PNG"),
-    ("fake.npy", b"this is text\n", "target image fake.npy: cannot read it as NPY"),
-    ("fake.tiff", b"this is text\n", "target image fake.tiff: cannot read it as TIFF"),
-    ("empty.png", b"", "target image empty.png: cannot read it as PNG"),
-    ("empty.npy", b"", "target image empty.npy: cannot read it as NPY (EOFError"),
-])
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("fake.png", b"this is text\n", "target image fake.png: cannot read it as PNG"),
+        ("fake.npy", b"this is text\n", "target image fake.npy: cannot read it as NPY"),
+        ("fake.tiff", b"this is text\n", "target image fake.tiff: cannot read it as TIFF"),
+        ("empty.png", b"", "target image empty.png: cannot read it as PNG"),
+        ("empty.npy", b"", "target image empty.npy: cannot read it as NPY (EOFError"),
+    ],
+)
 def test_register_target_that_is_not_an_image(tmp_path, monkeypatch, capsys, name, content, words):
     monkeypatch.chdir(tmp_path)
     Path(name).write_bytes(content)
@@ -434,11 +495,14 @@ def test_render_size_beyond_memory_is_refused_before_allocating(tmp_path, monkey
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("out, words", [
-    ("nowhere/drr.png", "--out 'nowhere/drr.png': its folder 'nowhere' does not exist"),
-    ("afile/drr.png", "--out 'afile/drr.png': 'afile' is a file, not a folder"),
-    ("adir.png", "--out 'adir.png' is a folder, expected a file name"),
-])
+@pytest.mark.parametrize(
+    "out, words",
+    [
+        ("nowhere/drr.png", "--out 'nowhere/drr.png': its folder 'nowhere' does not exist"),
+        ("afile/drr.png", "--out 'afile/drr.png': 'afile' is a file, not a folder"),
+        ("adir.png", "--out 'adir.png' is a folder, expected a file name"),
+    ],
+)
 def test_render_into_an_unwritable_place(tmp_path, monkeypatch, capsys, out, words):
     monkeypatch.chdir(tmp_path)
     Path("afile").write_text("")
@@ -455,13 +519,22 @@ def test_render_into_a_read_only_folder(capsys):
     assert "--out '/proc/drr.npy' cannot be written" in err and ".tmp" not in err
 
 
-@pytest.mark.parametrize("content, words", [
-    ("[[1, 0, 0, 0], [0, 1, 0", "pose file bad.json: not valid JSON"),
-    ("[[1, 0], [0, 1, 0]]", "pose in bad.json must be a 4x4 nested list of numbers"),
-    ('[["a", 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]', "pose in bad.json must be a 4x4 nested list of numbers (could not convert"),
-    ("[[1, 0, 0], [0, 1, 0], [0, 0, 1]]", "pose in bad.json (a 4x4 world_from_camera matrix) must have shape (4, 4), got shape (3, 3)"),
-    ("[[NaN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]", "must be finite, got 1 NaN / inf entries"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("[[1, 0, 0, 0], [0, 1, 0", "pose file bad.json: not valid JSON"),
+        ("[[1, 0], [0, 1, 0]]", "pose in bad.json must be a 4x4 nested list of numbers"),
+        (
+            '[["a", 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]',
+            "pose in bad.json must be a 4x4 nested list of numbers (could not convert",
+        ),
+        (
+            "[[1, 0, 0], [0, 1, 0], [0, 0, 1]]",
+            "pose in bad.json (a 4x4 world_from_camera matrix) must have shape (4, 4), got shape (3, 3)",
+        ),
+        ("[[NaN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]", "must be finite, got 1 NaN / inf entries"),
+    ],
+)
 def test_render_with_a_malformed_pose_file(tmp_path, monkeypatch, capsys, content, words):
     monkeypatch.chdir(tmp_path)
     Path("bad.json").write_text(content)
@@ -480,10 +553,16 @@ def test_render_a_view_that_looks_away_from_the_ct(tmp_path, monkeypatch, capsys
     assert not Path("x.npy").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["render", "--sdd", "nan"], ["render", "--carm", "inf", "0"], ["render", "--size", "0", "8"],
-    ["render", "--seed", "-1"], ["preview", "--frames", "2.5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["render", "--sdd", "nan"],
+        ["render", "--carm", "inf", "0"],
+        ["render", "--size", "0", "8"],
+        ["render", "--seed", "-1"],
+        ["preview", "--frames", "2.5"],
+    ],
+)
 def test_non_finite_or_out_of_range_options_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -107,7 +107,9 @@ def test_open_mesh_refused_for_travel_but_drawn_soft(name):
         mesh = Mesh(np.asarray(box.vertices, np.float32), np.asarray(box.faces)[1:])
         expected = 3
     assert mesh.open_edges == expected and mesh.closed is False
-    with pytest.raises(ValueError, match=rf"render_mesh: the mesh is open \({expected} edges .* hits and travel are undefined"):
+    with pytest.raises(
+        ValueError, match=rf"render_mesh: the mesh is open \({expected} edges .* hits and travel are undefined"
+    ):
         render_mesh(mesh, CAM, POSE)
     with pytest.raises(ValueError, match="the mesh is open"):  # the topology is static: refused under jit too
         jax.jit(lambda m: render_mesh(m, CAM, POSE).travel)(mesh)
@@ -131,7 +133,10 @@ def test_open_mesh_refused_for_travel_but_drawn_soft(name):
 def test_closed_non_manifold_and_stl_meshes_render():
     # every face twice: each edge is shared by four faces, two each way: closed, travel doubled
     tm = sphere()
-    twin = Mesh(np.asarray(np.vstack([tm.vertices, tm.vertices]), np.float32), np.vstack([tm.faces, tm.faces + len(tm.vertices)]))
+    twin = Mesh(
+        np.asarray(np.vstack([tm.vertices, tm.vertices]), np.float32),
+        np.vstack([tm.faces, tm.faces + len(tm.vertices)]),
+    )
     assert twin.open_edges == 0
     single = render_mesh(Mesh.from_trimesh(tm), CAM, POSE)
     np.testing.assert_allclose(render_mesh(twin, CAM, POSE).travel, 2 * np.asarray(single.travel), atol=1e-3)

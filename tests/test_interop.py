@@ -69,7 +69,9 @@ def _deepdrr_reference(alpha, beta, gamma, isocenter, d, h, sdd, w, hgt, p):
 
     device_from_arm = frame(Rotation.from_euler("xy", [alpha, beta]).as_matrix(), isocenter)
     camera3d_from_arm = frame(Rotation.from_euler("z", 90, degrees=True).as_matrix()) @ frame(translation=[0, -h, d])
-    camera3d_from_device = frame(Rotation.from_euler("z", gamma).as_matrix()) @ camera3d_from_arm @ np.linalg.inv(device_from_arm)
+    camera3d_from_device = (
+        frame(Rotation.from_euler("z", gamma).as_matrix()) @ camera3d_from_arm @ np.linalg.inv(device_from_arm)
+    )
     k = np.array([[sdd / p, 0, w / 2], [0, sdd / p, hgt / 2], [0, 0, 1]])
     return camera3d_from_device, k
 
@@ -79,9 +81,18 @@ def test_deepdrr_mobile_carm_formulas(angles):
     pytest.importorskip("scipy")
     alpha, beta, gamma = angles
     iso, d, h = np.array([10.0, -5.0, 30.0]), 530.0, 20.0
-    camera, pose = interop.from_deepdrr(alpha, beta, iso, gamma, source_to_detector_distance=1020.0,
-                                        source_to_isocenter_vertical_distance=d, source_to_isocenter_horizontal_offset=h,
-                                        sensor_height=48, sensor_width=64, pixel_size=0.4)
+    camera, pose = interop.from_deepdrr(
+        alpha,
+        beta,
+        iso,
+        gamma,
+        source_to_detector_distance=1020.0,
+        source_to_isocenter_vertical_distance=d,
+        source_to_isocenter_horizontal_offset=h,
+        sensor_height=48,
+        sensor_width=64,
+        pixel_size=0.4,
+    )
     extrinsic, k = _deepdrr_reference(alpha, beta, gamma, iso, d, h, 1020.0, 64, 48, 0.4)
     np.testing.assert_allclose(np.linalg.inv(pose), extrinsic, atol=1e-9)
     np.testing.assert_allclose(np.asarray(camera.intrinsics), k, rtol=1e-6)
@@ -89,7 +100,9 @@ def test_deepdrr_mobile_carm_formulas(angles):
     points = _points()
     homog = (k @ (extrinsic[:3, :3] @ points.T + extrinsic[:3, 3:])).T
     np.testing.assert_allclose(np.asarray(camera.project(pose, points)), homog[:, :2] / homog[:, 2:], rtol=1e-4)
-    back = interop.to_deepdrr(camera, pose, source_to_isocenter_vertical_distance=d, source_to_isocenter_horizontal_offset=h)
+    back = interop.to_deepdrr(
+        camera, pose, source_to_isocenter_vertical_distance=d, source_to_isocenter_horizontal_offset=h
+    )
     np.testing.assert_allclose([back["alpha"], back["beta"], back["gamma"]], angles, atol=1e-9)
     np.testing.assert_allclose(back["isocenter"], iso, atol=1e-9)
 
@@ -114,7 +127,9 @@ def _phantom():
 
 def _view(volume):
     camera = fj.Camera(64, 64, 3.0, 900.0, principal_point=(30.0, 35.5))
-    pose = np.asarray(fj.carm_pose(25.0, -10.0, 450.0, np.asarray(volume.center) + np.array([4.0, 0.0, -3.0])), np.float64)
+    pose = np.asarray(
+        fj.carm_pose(25.0, -10.0, 450.0, np.asarray(volume.center) + np.array([4.0, 0.0, -3.0])), np.float64
+    )
     return camera, pose
 
 
@@ -132,23 +147,38 @@ def _feature_offsets(image, reference):
 @pytest.fixture(scope="module")
 def peer_images(tmp_path_factory):
     if not os.path.exists(PEERS_PYTHON):
-        pytest.skip(f"the peers' venv (torch, diffdrr, nanodrr) is absent at {PEERS_PYTHON}: bash scripts/setup_peers_venv.sh")
+        pytest.skip(
+            f"the peers' venv (torch, diffdrr, nanodrr) is absent at {PEERS_PYTHON}: bash scripts/setup_peers_venv.sh"
+        )
     volume = _phantom()
     camera, pose = _view(volume)
     dd_kwargs, dd_pose = interop.to_diffdrr(camera, pose, np.asarray(volume.center, np.float64))
     nano_kwargs, rt_inv = interop.to_nanodrr(camera, pose)
     folder = tmp_path_factory.mktemp("peers")
-    np.savez(folder / "in.npz", data=np.asarray(volume.data), affine=np.asarray(volume.affine, np.float64),
-             diffdrr_pose=dd_pose, nanodrr_rt_inv=rt_inv,
-             **{f"diffdrr_kw_{k}": v for k, v in dd_kwargs.items()}, **{f"nanodrr_kw_{k}": v for k, v in nano_kwargs.items()})
-    run = subprocess.run([PEERS_PYTHON, os.path.join(HERE, "peers_render.py"), str(folder / "in.npz"), str(folder / "out.npz")],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    np.savez(
+        folder / "in.npz",
+        data=np.asarray(volume.data),
+        affine=np.asarray(volume.affine, np.float64),
+        diffdrr_pose=dd_pose,
+        nanodrr_rt_inv=rt_inv,
+        **{f"diffdrr_kw_{k}": v for k, v in dd_kwargs.items()},
+        **{f"nanodrr_kw_{k}": v for k, v in nano_kwargs.items()},
+    )
+    run = subprocess.run(
+        [PEERS_PYTHON, os.path.join(HERE, "peers_render.py"), str(folder / "in.npz"), str(folder / "out.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return volume, camera, pose, dict(np.load(folder / "out.npz"))
 
 
 @pytest.mark.slow  # the peers' subprocess (torch import, 3 renders) and 2 compiles: ~25 s
-@pytest.mark.parametrize("peer, method", [("diffdrr_siddon", "siddon"), ("diffdrr_trilinear", "trilinear"), ("nanodrr", "trilinear")])
+@pytest.mark.parametrize(
+    "peer, method", [("diffdrr_siddon", "siddon"), ("diffdrr_trilinear", "trilinear"), ("nanodrr", "trilinear")]
+)
 def test_peer_renders_match(peer_images, peer, method):
     volume, camera, pose, images = peer_images
     ours = np.asarray(fj.render(volume, camera, pose, method), np.float64)
@@ -168,8 +198,22 @@ def test_rtk_joseph_projector_matches():
     camera, pose = _view(volume)
     params = interop.to_rtk(camera, pose)
     geometry = rtk.ThreeDCircularProjectionGeometry.New()
-    geometry.AddProjection(*(params[k] for k in ("sid", "sdd", "gantry_angle", "proj_offset_x", "proj_offset_y",
-                                                 "out_of_plane_angle", "in_plane_angle", "source_offset_x", "source_offset_y")))
+    geometry.AddProjection(
+        *(
+            params[k]
+            for k in (
+                "sid",
+                "sdd",
+                "gantry_angle",
+                "proj_offset_x",
+                "proj_offset_y",
+                "out_of_plane_angle",
+                "in_plane_angle",
+                "source_offset_x",
+                "source_offset_y",
+            )
+        )
+    )
     # RTK's own reading of the geometry: the source and a pixel centre where fluorojax puts them
     lps = np.diag([-1.0, -1.0, 1.0])
     np.testing.assert_allclose(np.asarray(geometry.GetSourcePosition(0))[:3], lps @ pose[:3, 3], atol=1e-3)
@@ -208,9 +252,11 @@ def test_rtk_joseph_projector_matches():
 
 
 def test_slicer_fcsv_lps_read_as_ras(tmp_path):
-    text = ("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n"
-            "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
-            "1,10.5,-20,30,0,0,0,1,1,1,0,apex,,\n2,-1,2,-3,0,0,0,1,1,1,0,carina,,\n")
+    text = (
+        "# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n"
+        "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
+        "1,10.5,-20,30,0,0,0,1,1,1,0,apex,,\n2,-1,2,-3,0,0,0,1,1,1,0,carina,,\n"
+    )
     (tmp_path / "p.fcsv").write_text(text)
     labels, points = interop.read_landmarks(tmp_path / "p.fcsv")
     assert labels == ["apex", "carina"]
@@ -220,8 +266,15 @@ def test_slicer_fcsv_lps_read_as_ras(tmp_path):
 def test_slicer_markups_json_lps_read_as_ras(tmp_path):
     import json
 
-    document = {"markups": [{"type": "Fiducial", "coordinateSystem": "LPS",
-                             "controlPoints": [{"id": "1", "label": "T1", "position": [1.0, 2.0, 3.0]}]}]}
+    document = {
+        "markups": [
+            {
+                "type": "Fiducial",
+                "coordinateSystem": "LPS",
+                "controlPoints": [{"id": "1", "label": "T1", "position": [1.0, 2.0, 3.0]}],
+            }
+        ]
+    }
     (tmp_path / "p.mrk.json").write_text(json.dumps(document))
     labels, points = interop.read_landmarks(tmp_path / "p.mrk.json")
     assert labels == ["T1"]

@@ -160,11 +160,13 @@ def test_metaimage_written_by_hand_matches_nifti(tmp_path):
     lps = LPS @ affine
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     directions = (lps[:3, :3] / spacing).T.ravel()  # one axis' direction cosines after another
-    header = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
-              f"TransformMatrix = {' '.join(f'{v:.10f}' for v in directions)}\n"
-              f"Offset = {' '.join(f'{v:.10f}' for v in lps[:3, 3])}\n"
-              f"ElementSpacing = {' '.join(f'{v:.10f}' for v in spacing)}\n"
-              f"DimSize = {' '.join(str(n) for n in data.shape)}\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
+    header = (
+        f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        f"TransformMatrix = {' '.join(f'{v:.10f}' for v in directions)}\n"
+        f"Offset = {' '.join(f'{v:.10f}' for v in lps[:3, 3])}\n"
+        f"ElementSpacing = {' '.join(f'{v:.10f}' for v in spacing)}\n"
+        f"DimSize = {' '.join(str(n) for n in data.shape)}\nElementType = MET_SHORT\nElementDataFile = LOCAL\n"
+    )
     (tmp_path / "ct.mha").write_bytes(header.encode() + data.astype("<i2").transpose(2, 1, 0).tobytes())
     volume = fj.load_volume(tmp_path / "ct.mha")
     np.testing.assert_allclose(np.asarray(volume.affine), affine, atol=1e-5)
@@ -219,5 +221,5 @@ def test_missing_optional_package_names_the_extra(monkeypatch, tmp_path):
 
     monkeypatch.setattr(builtins, "__import__", no_pydicom)
     monkeypatch.delitem(__import__("sys").modules, "pydicom", raising=False)
-    with pytest.raises(ImportError, match=r'fluorojax\[dicom\]'):
+    with pytest.raises(ImportError, match=r"fluorojax\[dicom\]"):
         fj.load_volume(tmp_path)

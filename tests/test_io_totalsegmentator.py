@@ -41,12 +41,18 @@ def test_dataset_layout_to_generator_case(tmp_path):
         seg = root / case / "segmentations"
         seg.mkdir(parents=True)
         nib.save(nib.Nifti1Image(data, affine), root / case / "ct.nii.gz")
-        masks = {"liver": (slice(0, 4), slice(0, 4), slice(0, 3)), "spleen": (slice(3, 6), slice(3, 6), slice(2, 5)),
-                 "rib_left_1": (slice(6, 8), slice(0, 2), slice(0, 2)), "lesion_x": (slice(0, 1), slice(6, 7), slice(5, 6)),
-                 "colon": (slice(0, 0), slice(0, 0), slice(0, 0))}  # empty: not present
+        masks = {
+            "liver": (slice(0, 4), slice(0, 4), slice(0, 3)),
+            "spleen": (slice(3, 6), slice(3, 6), slice(2, 5)),
+            "rib_left_1": (slice(6, 8), slice(0, 2), slice(0, 2)),
+            "lesion_x": (slice(0, 1), slice(6, 7), slice(5, 6)),
+            "colon": (slice(0, 0), slice(0, 0), slice(0, 0)),
+        }  # empty: not present
         for name, box in masks.items():
             nib.save(nib.Nifti1Image(_mask(data.shape, box), affine), seg / f"{name}.nii.gz")
-    (root / "meta.csv").write_text("image_id;age;gender;institute;study_type;split\ns0001;60;m;A;ct thorax;train\ns0002;70;f;B;ct abdomen;test\n")
+    (root / "meta.csv").write_text(
+        "image_id;age;gender;institute;study_type;split\ns0001;60;m;A;ct thorax;train\ns0002;70;f;B;ct abdomen;test\n"
+    )
     assert ts.read_meta(root)["s0002"]["split"] == "test"
     cases = ts.find_dataset_cases(root)
     assert [c.name for c in cases] == ["s0001", "s0002"]
@@ -103,7 +109,9 @@ def test_load_case_recognises_both_layouts(tmp_path):
         nib.save(nib.Nifti1Image(data, affine), folder / "ct.nii.gz")
         if layout == "dataset":
             (folder / "segmentations").mkdir()
-            nib.save(nib.Nifti1Image(_mask(data.shape, (slice(0, 3),)), affine), folder / "segmentations" / "liver.nii.gz")
+            nib.save(
+                nib.Nifti1Image(_mask(data.shape, (slice(0, 3),)), affine), folder / "segmentations" / "liver.nii.gz"
+            )
         else:
             nib.save(nib.Nifti1Image(_mask(data.shape, (slice(0, 3),)) * 5, affine), folder / ts.MULTILABEL_NAME)
         assert ts.is_case(folder)

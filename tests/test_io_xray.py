@@ -67,7 +67,9 @@ def test_round_trip_gives_back_image_camera_pose(tmp_path):
     np.testing.assert_allclose(xray.pose, pose, atol=1e-4)
     ds = pydicom.dcmread(path)  # the standard tags another tool would read
     assert ds.Modality == "DX" and float(ds.DistanceSourceToDetector) == 1100.0
-    np.testing.assert_allclose([float(ds.PositionerPrimaryAngle), float(ds.PositionerSecondaryAngle)], [-35.0, 15.0], atol=1e-4)
+    np.testing.assert_allclose(
+        [float(ds.PositionerPrimaryAngle), float(ds.PositionerSecondaryAngle)], [-35.0, 15.0], atol=1e-4
+    )
     np.testing.assert_allclose(float(ds.DistanceSourceToPatient), 720.0, atol=1e-3)
     np.testing.assert_allclose([float(v) for v in ds.ImagerPixelSpacing], [0.4, 0.6])
     # stored as a radiograph is displayed: columns reversed from the source's view

@@ -79,7 +79,9 @@ class RenderExactTest(chex.TestCase):
         bx = (ax * k).astype(np.float32)
         by = (ay * k + rng.integers(-3, 4, n) * np.spacing(ay * k)).astype(np.float32)
         bx[:500], by[:500] = 2 * ax[:500], 2 * ay[:500]  # exactly collinear
-        exact = np.sign(ax.astype(np.float64) * by - ay.astype(np.float64) * bx)  # float32 products are exact in float64
+        exact = np.sign(
+            ax.astype(np.float64) * by - ay.astype(np.float64) * bx
+        )  # float32 products are exact in float64
         got = jax.jit(det2_sign)(ax, ay, bx, by)
         np.testing.assert_array_equal(got, exact)
         self.assertGreater(int(np.sum(np.sign(ax * by - ay * bx) != exact)), 1000)  # the naive sign is wrong often
@@ -134,7 +136,9 @@ class RenderExactTest(chex.TestCase):
         out = render_mesh(Mesh.from_trimesh(tm), CAM, pose, max_hits=4)
         s, t = (np.asarray(a, np.float64).reshape(-1, 3) for a in CAM.rays(pose))
         d = (t - s) / np.linalg.norm(t - s, axis=1, keepdims=True)
-        locations, index_ray, _ = trimesh.ray.ray_triangle.RayMeshIntersector(tm).intersects_location(s, d, multiple_hits=True)
+        locations, index_ray, _ = trimesh.ray.ray_triangle.RayMeshIntersector(tm).intersects_location(
+            s, d, multiple_hits=True
+        )
         depth = np.einsum("rk,rk->r", locations - s[index_ray], d[index_ray])
         expected = np.full((len(s), 4), np.inf)
         for r in np.unique(index_ray):
@@ -185,7 +189,9 @@ def pair_loop_scenes():
     plate = tilted(trimesh.creation.box(extents=(300.0, 300.0, 4.0)).subdivide(), 1.2, (1.0, 0.2, 0.0))
     big = tilted(trimesh.creation.box(extents=(900.0, 700.0, 500.0)).subdivide())
     ring = tilted(trimesh.creation.annulus(5.0, 15.0, 20.0, sections=20), 0.4, (1.0, 1.0, 0.0))
-    twin = trimesh.Trimesh(np.vstack([ring.vertices, ring.vertices]), np.vstack([ring.faces, ring.faces + len(ring.vertices)]))
+    twin = trimesh.Trimesh(
+        np.vstack([ring.vertices, ring.vertices]), np.vstack([ring.faces, ring.faces + len(ring.vertices)])
+    )
     stack = trimesh.util.concatenate([sphere.copy().apply_translation((0.0, 70.0 * i, 0.0)) for i in range(3)])
     return [
         # the source inside a sphere: its far side has corners on both sides of the source plane
@@ -222,7 +228,9 @@ def test_chunk_size_does_not_change_the_image():
     mesh = tilted_annulus()
     pose = look_at((10.0, -400.0, 30.0), (0.0, 0.0, 0.0))
     outs = [render_mesh(mesh, CAM, pose, max_hits=3, chunk=c) for c in (1, 64, 4096, 1 << 20)]
-    for out in outs[1:]:  # same pairs and decisions; depths may differ in the last bit as code is vectorised differently
+    for out in outs[
+        1:
+    ]:  # same pairs and decisions; depths may differ in the last bit as code is vectorised differently
         np.testing.assert_array_equal(np.isfinite(out.hits), np.isfinite(outs[0].hits))
         np.testing.assert_allclose(out.hits, outs[0].hits, atol=1e-4)
         np.testing.assert_array_equal(out.count, outs[0].count)
@@ -244,7 +252,9 @@ def test_chunk_size_does_not_change_the_image():
 def assert_same_render(a, b):
     """Two MeshRenders with the same hit decisions and the same depths up to float32 rounding."""
     np.testing.assert_array_equal(np.isfinite(a.hits), np.isfinite(b.hits))
-    np.testing.assert_allclose(np.where(np.isfinite(a.hits), a.hits, 0), np.where(np.isfinite(b.hits), b.hits, 0), atol=2e-4)
+    np.testing.assert_allclose(
+        np.where(np.isfinite(a.hits), a.hits, 0), np.where(np.isfinite(b.hits), b.hits, 0), atol=2e-4
+    )
     np.testing.assert_allclose(a.travel, b.travel, atol=2e-4)
     for name in ("mask", "count", "winding"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
@@ -272,7 +282,15 @@ def test_block_schedule_equals_pair_schedule_soft_and_gradients():
         pose = base @ se3_exp(x[6:])
         out = render_mesh(moved, cam, pose, max_hits=2, chunk=40 * 144, path=path)
         soft = render_mesh_soft(moved, cam, pose, edge_width=1.5, chunk=40 * 144, path=path)
-        return jnp.sum(weight * (out.hits[..., 0] + 0.5 * jnp.where(jnp.isfinite(out.hits[..., 1]), out.hits[..., 1], 0) + 3.0 * out.travel + 50.0 * soft))
+        return jnp.sum(
+            weight
+            * (
+                out.hits[..., 0]
+                + 0.5 * jnp.where(jnp.isfinite(out.hits[..., 1]), out.hits[..., 1], 0)
+                + 3.0 * out.travel
+                + 50.0 * soft
+            )
+        )
 
     x0 = jnp.array([0.5, -0.3, 0.2, 0.02, -0.03, 0.01, 0.3, -0.2, 0.1, 0.004, 0.002, -0.003], jnp.float32)
     soft = [render_mesh_soft(mesh, cam, base, 1.5, path=p) for p in ("pairs", "blocks")]
@@ -296,7 +314,11 @@ def _trip_count(op):
     if getattr(cmp, "name", None) != "stablehlo.compare" or "LT" not in str(cmp.attributes["comparison_direction"]):
         return None
     counter, limit = cmp.operands
-    if not isinstance(counter.owner, ir.Block) or _constant(limit) is None or _constant(op.operands[counter.arg_number]) is None:
+    if (
+        not isinstance(counter.owner, ir.Block)
+        or _constant(limit) is None
+        or _constant(op.operands[counter.arg_number]) is None
+    ):
         return None
     step = list(op.regions[1].blocks[0].operations)[-1].operands[counter.arg_number].owner
     if getattr(step, "name", None) != "stablehlo.add":
@@ -315,8 +337,14 @@ def loops_of(exported):
         if op.name == "stablehlo.while":
             n = _trip_count(op)
             trips.append(n) if n is not None else dynamic.append(f"while at {op.location}")
-        branch_index = getattr(op.operands[0].owner, "name", None) if op.name in ("stablehlo.case", "stablehlo.if") else None
-        if branch_index not in (None, "stablehlo.constant", "stablehlo.case"):  # a platform index: a constant, or a case of constants
+        branch_index = (
+            getattr(op.operands[0].owner, "name", None) if op.name in ("stablehlo.case", "stablehlo.if") else None
+        )
+        if branch_index not in (
+            None,
+            "stablehlo.constant",
+            "stablehlo.case",
+        ):  # a platform index: a constant, or a case of constants
             dynamic.append(f"{op.name} at {op.location}")
         for region in op.regions:
             for block in region.blocks:
@@ -334,7 +362,11 @@ def test_lowers_for_cuda_with_static_loops_only():
     faces, height = 20880, 512
     cam = Camera(height, height, 0.15, 1000.0)
     mesh = object.__new__(Mesh)  # a closed mesh of abstract arrays
-    for name, value in (("vertices", jax.ShapeDtypeStruct((10442, 3), jnp.float32)), ("faces", jax.ShapeDtypeStruct((faces, 3), jnp.int32)), ("open_edges", 0)):
+    for name, value in (
+        ("vertices", jax.ShapeDtypeStruct((10442, 3), jnp.float32)),
+        ("faces", jax.ShapeDtypeStruct((faces, 3), jnp.int32)),
+        ("open_edges", 0),
+    ):
         object.__setattr__(mesh, name, value)
     pose, x = jax.ShapeDtypeStruct((4, 4), jnp.float32), jax.ShapeDtypeStruct((6,), jnp.float32)
     steps = -(-faces // block_size(faces, height * height))
@@ -342,9 +374,19 @@ def test_lowers_for_cuda_with_static_loops_only():
     moved = lambda m, x: m.transform(make_pose(so3_exp(x[3:]), x[:3]))  # noqa: E731
     programs = [  # (name, function, arguments, loop iterations in all)
         ("render_mesh", lambda m, p: render_mesh(m, cam, p).travel, (mesh, pose), steps),
-        ("render_mesh pose gradient", lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh(moved(m, x), cam, p).travel))(x), (mesh, pose, x), 2 * steps),
+        (
+            "render_mesh pose gradient",
+            lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh(moved(m, x), cam, p).travel))(x),
+            (mesh, pose, x),
+            2 * steps,
+        ),
         ("render_mesh_soft", lambda m, p: render_mesh_soft(m, cam, p), (mesh, pose), steps),
-        ("render_mesh_soft pose gradient", lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh_soft(moved(m, x), cam, p)))(x), (mesh, pose, x), steps),
+        (
+            "render_mesh_soft pose gradient",
+            lambda m, p, x: jax.grad(lambda x: jnp.sum(render_mesh_soft(moved(m, x), cam, p)))(x),
+            (mesh, pose, x),
+            steps,
+        ),
     ]
     for name, fn, args, iterations in programs:
         trips, dynamic = loops_of(jax.export.export(jax.jit(fn), platforms=["cuda"])(*args))
@@ -358,7 +400,10 @@ def test_eager_calls_compile_once():
     mesh = tilted_annulus()
     cam = Camera(8, 8, 4.0, 1000.0)
     pose = np.asarray(look_at((10.0, -400.0, 30.0), (0.0, 0.0, 0.0)))
-    for call, jitted in ((lambda: render_mesh(mesh, cam, pose).travel, _render), (lambda: render_mesh_soft(mesh, cam, pose), _render_soft)):
+    for call, jitted in (
+        (lambda: render_mesh(mesh, cam, pose).travel, _render),
+        (lambda: render_mesh_soft(mesh, cam, pose), _render_soft),
+    ):
         first = np.asarray(call())
         size = jitted._cache_size()
         with jax.log_compiles(), absltest.TestCase().assertNoLogs("jax", level="WARNING"):
@@ -461,8 +506,12 @@ class BatchAndGradTest(chex.TestCase):
 
     def test_optax_recovers_tool_pose_from_two_masks(self):
         # an L-shaped tool (no symmetry, so no pose-flipped local minimum), seen in two orthogonal views
-        tm = trimesh.util.concatenate([trimesh.creation.box(extents=(4.0, 16.0, 4.0)),
-                                       trimesh.creation.box(extents=(10.0, 4.0, 3.0)).apply_translation((5.0, 6.0, 2.0))])
+        tm = trimesh.util.concatenate(
+            [
+                trimesh.creation.box(extents=(4.0, 16.0, 4.0)),
+                trimesh.creation.box(extents=(10.0, 4.0, 3.0)).apply_translation((5.0, 6.0, 2.0)),
+            ]
+        )
         mesh = Mesh.from_trimesh(tm)
         poses = jnp.stack([look_at((0.0, -400.0, 0.0), (0.0, 0.0, 0.0)), look_at((400.0, 0.0, 0.0), (0.0, 0.0, 0.0))])
         truth = jnp.array([1.5, -1.0, 0.8, 0.08, 0.12, -0.1], jnp.float32)  # translation mm, rotation vector rad

@@ -111,9 +111,13 @@ def test_rays_projection_and_intrinsics_against_float64():
 
 def test_a_point_on_a_pixel_ray_projects_to_the_pixel_centre():
     cam = fj.OrthographicCamera(6, 8, (0.7, 1.1), principal_point=(4.5, 2.0), depth=150.0)
-    poses = jnp.stack([fj.carm_pose(a, b, 90.0, (3.0, -2.0, 1.0)) for a, b in ((0.0, 0.0), (40.0, 25.0), (-70.0, -30.0))])
+    poses = jnp.stack(
+        [fj.carm_pose(a, b, 90.0, (3.0, -2.0, 1.0)) for a, b in ((0.0, 0.0), (40.0, 25.0), (-70.0, -30.0))]
+    )
     s, t = cam.rays(poses)  # (3, H, W, 3)
-    lam = np.random.default_rng(0).uniform(-0.5, 1.5, size=s.shape[:-1] + (1,)).astype(np.float32)  # also beyond the segment
+    lam = (
+        np.random.default_rng(0).uniform(-0.5, 1.5, size=s.shape[:-1] + (1,)).astype(np.float32)
+    )  # also beyond the segment
     uv = cam.project(poses[:, None, None], s + lam * (t - s))
     np.testing.assert_allclose(np.asarray(uv), np.broadcast_to(np.asarray(cam.pixel_centres()), uv.shape), atol=2e-4)
 
@@ -123,7 +127,9 @@ def test_binned_covers_the_same_detector():
     small = cam.binned(4)
     assert isinstance(small, fj.OrthographicCamera) and small.shape == (3, 2) and float(small.depth) == 500.0
     fine = np.asarray(cam.detector_points(), np.float64)
-    np.testing.assert_allclose(np.asarray(small.detector_points()), fine.reshape(3, 4, 2, 4, 3).mean(axis=(1, 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(small.detector_points()), fine.reshape(3, 4, 2, 4, 3).mean(axis=(1, 3)), atol=1e-5
+    )
     with pytest.raises(ValueError, match="divide"):
         cam.binned(5)
 
@@ -180,8 +186,15 @@ def test_trilinear_drr_of_a_uniform_box_away_from_its_edges(view):
     affine[:3, 3] = LOWER + 0.5 * spacing
     camera = fj.OrthographicCamera(28, 36, 0.625, depth=DEPTH)
     truth = VALUE * thickness(camera, POSES[view])
-    image = np.asarray(fj.render(fj.Volume(np.full(tuple(2 * n for n in SHAPE), VALUE, np.float32), affine), camera, POSES[view],
-                                 "trilinear", n_samples=400))
+    image = np.asarray(
+        fj.render(
+            fj.Volume(np.full(tuple(2 * n for n in SHAPE), VALUE, np.float32), affine),
+            camera,
+            POSES[view],
+            "trilinear",
+            n_samples=400,
+        )
+    )
     clear = edge_distance(camera, POSES[view]) > 1.0  # > half a voxel diagonal (0.88 mm) from every edge
     assert np.count_nonzero(clear & (truth > 0)) > 100 and np.count_nonzero(clear & (truth == 0)) > 100
     np.testing.assert_allclose(image[clear], truth[clear], rtol=2e-3, atol=2e-3)
@@ -191,7 +204,9 @@ def test_trilinear_drr_of_a_uniform_box_away_from_its_edges(view):
 def test_image_does_not_change_along_the_beam_unlike_the_pinhole(method):
     pose = POSES["lao 30 cra 20"]
     vol = uniform_box()
-    ortho = [np.asarray(fj.render(vol, CAMERA, along_beam(pose, dz), method, n_samples=300)) for dz in (-20.0, 0.0, 25.0)]
+    ortho = [
+        np.asarray(fj.render(vol, CAMERA, along_beam(pose, dz), method, n_samples=300)) for dz in (-20.0, 0.0, 25.0)
+    ]
     np.testing.assert_allclose(ortho[0], ortho[1], atol=5e-4)
     np.testing.assert_allclose(ortho[2], ortho[1], atol=5e-4)
     pinhole = fj.Camera(CAMERA.height, CAMERA.width, 1.25, DEPTH)
@@ -207,9 +222,13 @@ def test_labels_and_polychromatic_render_with_parallel_rays():
     a, b = slab(start, end, LOWER, UPPER)
     hit = b > a
     np.testing.assert_allclose(np.asarray(trace.travel[0]), thickness(CAMERA, pose), atol=2e-4)
-    np.testing.assert_allclose(np.asarray(trace.entry[0])[hit], a[hit] * DEPTH, atol=2e-4)  # depths from the plane z = 0
+    np.testing.assert_allclose(
+        np.asarray(trace.entry[0])[hit], a[hit] * DEPTH, atol=2e-4
+    )  # depths from the plane z = 0
     np.testing.assert_allclose(np.asarray(trace.exit[0])[hit], b[hit] * DEPTH, atol=2e-4)
-    np.testing.assert_allclose(np.asarray(fj.render_labels(labels, CAMERA, pose, (1,))[0]), thickness(CAMERA, pose), atol=2e-4)
+    np.testing.assert_allclose(
+        np.asarray(fj.render_labels(labels, CAMERA, pose, (1,))[0]), thickness(CAMERA, pose), atol=2e-4
+    )
 
     # 1 g/cm^3 of soft tissue in the box, 60 keV: Beer-Lambert over the thickness
     densities = fj.Volume(np.stack([np.zeros(SHAPE), np.ones(SHAPE), np.zeros(SHAPE)], -1).astype(np.float32), AFFINE)
@@ -243,7 +262,9 @@ def test_pose_gradient_matches_central_differences(method):
         return jnp.sum((img - target) ** 2)
 
     grad = np.asarray(jax.grad(loss)(jnp.zeros(6)))
-    eps = np.float32(1e-2 if method == "trilinear" else 3e-3)  # rotations about the plane z = 0, 100 mm away: small steps
+    eps = np.float32(
+        1e-2 if method == "trilinear" else 3e-3
+    )  # rotations about the plane z = 0, 100 mm away: small steps
     fd = np.array([(float(loss(eps * e)) - float(loss(-eps * e))) / (2 * eps) for e in np.eye(6, dtype=np.float32)])
     assert np.all(np.isfinite(grad))
     np.testing.assert_allclose(grad, fd, rtol=0.05, atol=0.03 * np.abs(fd).max())
@@ -264,7 +285,9 @@ def test_mesh_travel_of_a_closed_box_is_its_thickness(view, path):
     a, b = slab(start, end, LOWER, UPPER)
     hit = b > a
     np.testing.assert_array_equal(np.asarray(out.mask), hit)
-    np.testing.assert_allclose(np.asarray(out.hits[..., 0])[hit], a[hit] * DEPTH, atol=5e-4)  # depths from the plane z = 0
+    np.testing.assert_allclose(
+        np.asarray(out.hits[..., 0])[hit], a[hit] * DEPTH, atol=5e-4
+    )  # depths from the plane z = 0
     np.testing.assert_allclose(np.asarray(out.hits[..., 1])[hit], b[hit] * DEPTH, atol=5e-4)
     assert np.all(np.isinf(np.asarray(out.hits[..., 0])[~hit]))
     shifted = fj.render_mesh(box_mesh(), CAMERA, along_beam(pose, 15.0), max_hits=4, path=path)
@@ -280,7 +303,11 @@ def test_soft_mask_tends_to_the_hard_mask_and_has_pose_gradients():
 
     # a sideways shift of the camera by 0.3 px moves the outline: d(sum of the mask)/d(shift)
     def area(dx):
-        return jnp.sum(fj.render_mesh_soft(mesh, CAMERA, jnp.asarray(pose) @ make_pose(jnp.eye(3), jnp.stack([dx, 0.0, 0.0])), edge_width=2.0))
+        return jnp.sum(
+            fj.render_mesh_soft(
+                mesh, CAMERA, jnp.asarray(pose) @ make_pose(jnp.eye(3), jnp.stack([dx, 0.0, 0.0])), edge_width=2.0
+            )
+        )
 
     g = float(jax.grad(area)(jnp.float32(0.0)))
     eps = 0.05
@@ -306,14 +333,25 @@ def test_render_scene_with_parallel_rays_closed_form():
     pose = np.asarray(fj.look_at((0.0, 0.0, -600.0), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0)))
     bar = box_tool((60.0, 60.0, 5.0), material="iron", density=7.874)
     mono = (jnp.array([60.0]), jnp.array([1.0]))
-    out = render_scene(volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, mono], [bar],
-                       materials=physics.DEFAULT_MATERIALS, tool_materials=("iron",), max_hits=4)
+    out = render_scene(
+        volume,
+        (1,),
+        [camera, camera],
+        np.stack([pose, pose]),
+        [mono, mono],
+        [bar],
+        materials=physics.DEFAULT_MATERIALS,
+        tool_materials=("iron",),
+        max_hits=4,
+    )
     soft = float(physics.mass_attenuation("soft_tissue", 60.0))
     iron = float(physics.mass_attenuation("iron", 60.0))
     np.testing.assert_allclose(np.asarray(out.image), np.exp(-(iron * 7.874 * 5.0 + soft * 35.0) / 10.0), rtol=1e-4)
     np.testing.assert_allclose(np.asarray(out.label_travel), 40.0, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(out.label_entry), 580.0, rtol=1e-5)  # from the plane z = 0 at -600 mm
-    np.testing.assert_allclose(np.asarray(out.tool_hits[..., :2]), np.broadcast_to([597.5, 602.5], (1, 2, 6, 6, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(out.tool_hits[..., :2]), np.broadcast_to([597.5, 602.5], (1, 2, 6, 6, 2)), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="one type"):
         stack_cameras([camera, fj.Camera(6, 6, 8.0, 1000.0)])
     with pytest.raises(TypeError, match="Camera"):
@@ -327,8 +365,19 @@ def test_register_recovers_a_shift_with_parallel_rays():
     target = fj.render(vol, cam, truth, "trilinear", n_samples=100)
     start = truth @ make_pose(jnp.eye(3), jnp.array([2.0, -1.5, 0.0]))
     # NCC on the smooth phantom, no mask, rotations (nearly) frozen: the in-plane shift alone
-    res = fj.register(vol, cam, target, start, mask=jnp.ones_like(target), similarity=fj.registration.ncc,
-                      method="trilinear", steps=40, scales=(1,), lr_rotation=1e-6, lr_translation=0.2,
-                      render_kwargs={"n_samples": 100})
+    res = fj.register(
+        vol,
+        cam,
+        target,
+        start,
+        mask=jnp.ones_like(target),
+        similarity=fj.registration.ncc,
+        method="trilinear",
+        steps=40,
+        scales=(1,),
+        lr_rotation=1e-6,
+        lr_translation=0.2,
+        render_kwargs={"n_samples": 100},
+    )
     error = np.asarray(fj.transforms.invert_pose(truth) @ res.pose)[:2, 3]  # in the image plane, camera frame
     assert np.abs(error).max() < 0.3

@@ -46,8 +46,24 @@ def test_mass_attenuation_matches_nist_within_one_percent(name):
 
 
 def test_every_issue_material_is_built_in_and_physical():
-    required = {"air", "water", "lung", "adipose", "soft_tissue", "muscle", "blood", "cortical_bone",
-                "aluminium", "titanium", "iron", "stainless_steel", "copper", "lead", "polyethylene", "pmma"}
+    required = {
+        "air",
+        "water",
+        "lung",
+        "adipose",
+        "soft_tissue",
+        "muscle",
+        "blood",
+        "cortical_bone",
+        "aluminium",
+        "titanium",
+        "iron",
+        "stainless_steel",
+        "copper",
+        "lead",
+        "polyethylene",
+        "pmma",
+    }
     assert required <= set(P.material_names())
     names = sorted(required)
     table = np.asarray(jax.jit(lambda e: P.attenuation_table(names, e))(jnp.geomspace(10.0, 150.0, 40)))
@@ -107,8 +123,9 @@ def test_hu_to_density_piecewise_linear():
     expected = np.maximum(0, np.minimum(0.001029 * hu + 1.030, 0.0005886 * hu + 1.03))
     np.testing.assert_allclose(P.hu_to_density(hu), expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(P.hu_to_density(np.array([-1000.0, 0.0, 1000.0])), [0.001, 1.03, 1.6186], atol=1e-6)
-    np.testing.assert_allclose(P.hu_to_density(np.array([-950.0, -850.0]), air_below_hu=-900.0),
-                               [0.001, 0.001029 * -850 + 1.03], atol=1e-6)
+    np.testing.assert_allclose(
+        P.hu_to_density(np.array([-950.0, -850.0]), air_below_hu=-900.0), [0.001, 0.001029 * -850 + 1.03], atol=1e-6
+    )
 
 
 def test_segmentation_by_thresholds_and_labels():
@@ -202,8 +219,9 @@ class PolychromaticTest(chex.TestCase):
             areal = (cm * rho)[:, None]
             for detector in ("energy", "counting"):
                 f = self.variant(lambda a: P.intensity(a, (name,), spec, detector=detector, normalize=True))
-                np.testing.assert_allclose(f(jnp.asarray(areal)), np_transmission(areal, (name,), spec, detector),
-                                           rtol=2e-5, atol=1e-30)
+                np.testing.assert_allclose(
+                    f(jnp.asarray(areal)), np_transmission(areal, (name,), spec, detector), rtol=2e-5, atol=1e-30
+                )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_monochromatic_is_beer_lambert(self):
@@ -223,7 +241,9 @@ class PolychromaticTest(chex.TestCase):
         np.testing.assert_allclose(raw, i0 * np_transmission(np.asarray(areal), ("water",), spec), rtol=2e-5)
         capped = P.intensity(areal, ("water",), spec, upper_bound=20.0)
         np.testing.assert_allclose(capped, np.minimum(raw, 20.0))
-        np.testing.assert_allclose(P.neglog(raw, i0), -P.log_transmission(areal, ("water",), spec), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            P.neglog(raw, i0), -P.log_transmission(areal, ("water",), spec), rtol=1e-5, atol=1e-6
+        )
         assert float(P.neglog(0.0)) == pytest.approx(-np.log(1e-12))
 
     def test_beam_hardening(self):
@@ -277,8 +297,10 @@ class PolychromaticTest(chex.TestCase):
         for i in (2, 6):
             d = np.zeros_like(w0)
             d[i] = 1e-4
-            fd_i = (np.sum(np.log(np_transmission(a0, mats, (e, w0 + d)))) -
-                    np.sum(np.log(np_transmission(a0, mats, (e, w0 - d))))) / 2e-4
+            fd_i = (
+                np.sum(np.log(np_transmission(a0, mats, (e, w0 + d))))
+                - np.sum(np.log(np_transmission(a0, mats, (e, w0 - d))))
+            ) / 2e-4
             np.testing.assert_allclose(gw[i], fd_i, rtol=1e-3)
 
     def test_vmap_equals_loop(self):
@@ -356,7 +378,9 @@ def test_crosstalk_and_detector_chain():
     var = p / n0 * ((1 - 4 * f) ** 2 + 4 * f**2) + (sigma_e / n0) ** 2
     assert abs(noisy.mean() - p) < 4 * np.sqrt(var / img.size)
     assert abs(noisy.var() / var - 1) < 0.06
-    np.testing.assert_array_equal(P.detector_noise(jax.random.key(4), img, n0, crosstalk_fraction=f, electronic_std=sigma_e), noisy)
+    np.testing.assert_array_equal(
+        P.detector_noise(jax.random.key(4), img, n0, crosstalk_fraction=f, electronic_std=sigma_e), noisy
+    )
 
 
 def test_scatter_kernel():
@@ -422,7 +446,9 @@ def test_render_polychromatic_matches_numpy_chords():
     assert prepared.data.shape == (10, 10, 10) and prepared.channels == 3
     np.testing.assert_allclose(prepared.dense().data, P.material_densities(volume.data))
     for v in (prepared, prepared.dense()):
-        np.testing.assert_allclose(jax.jit(lambda p, v=v: fj.render_polychromatic(v, camera, p, spec))(pose), image, rtol=1e-6)
+        np.testing.assert_allclose(
+            jax.jit(lambda p, v=v: fj.render_polychromatic(v, camera, p, spec))(pose), image, rtol=1e-6
+        )
     with pytest.raises(ValueError, match="3 channels for 2 materials"):
         fj.render_polychromatic(prepared, camera, pose, spec, materials=("water", "cortical_bone"))
     with pytest.raises(ValueError, match="one material per class"):

@@ -8,8 +8,8 @@ from absl.testing import parameterized
 
 from fluorojax import transforms
 from fluorojax.camera import Camera, carm_pose
-from fluorojax.registration import metrics, optimize
 from fluorojax.raycast import render
+from fluorojax.registration import metrics, optimize
 from fluorojax.volume import Volume
 
 # ---------------------------------------------------------------------------------------------
@@ -26,7 +26,11 @@ def _np_ncc(x, y, w=None):
 
 def _np_patch_ncc(x, y, p):
     h, w = x.shape[0] // p, x.shape[1] // p
-    vals = [_np_ncc(x[i * p : (i + 1) * p, j * p : (j + 1) * p], y[i * p : (i + 1) * p, j * p : (j + 1) * p]) for i in range(h) for j in range(w)]
+    vals = [
+        _np_ncc(x[i * p : (i + 1) * p, j * p : (j + 1) * p], y[i * p : (i + 1) * p, j * p : (j + 1) * p])
+        for i in range(h)
+        for j in range(w)
+    ]
     return np.mean(vals)
 
 
@@ -75,7 +79,9 @@ def _images(seed=0, shape=(24, 20)):
 SIMILARITIES = {
     "ncc": jax.jit(metrics.ncc),
     "patch_ncc": jax.jit(lambda x, y, m=None: metrics.patch_ncc(x, y, m, patch_size=6)),
-    "multiscale_ncc": jax.jit(lambda x, y, m=None: metrics.multiscale_ncc(x, y, m, patch_sizes=(None, 6), weights=(0.5, 0.5))),
+    "multiscale_ncc": jax.jit(
+        lambda x, y, m=None: metrics.multiscale_ncc(x, y, m, patch_sizes=(None, 6), weights=(0.5, 0.5))
+    ),
     "gradient_ncc": jax.jit(metrics.gradient_ncc),
     "gradient_field_alignment": jax.jit(metrics.gradient_field_alignment),
     "mutual_information": jax.jit(lambda x, y, m=None: metrics.mutual_information(x, y, m, bins=16)),
@@ -145,7 +151,11 @@ class SimilarityTest(chex.TestCase):
 
     def test_mutual_information_matches_numpy(self):
         x, y = _images()
-        np.testing.assert_allclose(jax.jit(lambda a, b: metrics.mutual_information(a, b, bins=16, sigma=0.05))(x, y), _np_mi(x, y, 16, 0.05), rtol=1e-4)
+        np.testing.assert_allclose(
+            jax.jit(lambda a, b: metrics.mutual_information(a, b, bins=16, sigma=0.05))(x, y),
+            _np_mi(x, y, 16, 0.05),
+            rtol=1e-4,
+        )
         np.testing.assert_allclose(SIMILARITIES["mutual_information"](x, x), _np_mi(x, x, 16, 1.0 / 15.0), rtol=1e-4)
 
     def test_mutual_information_of_independent_images_is_small(self):
@@ -260,7 +270,9 @@ class PoseErrorTest(chex.TestCase):
         points = np.zeros((4, 3), np.float32) + [0.0, 10.0, 0.0]
         a = _pose([0.0, 0.0, 0.0], [0.0, -500.0, 0.0])
         bs = jnp.stack([transforms.make_pose(jnp.eye(3), [t, 0.0, 0.0]) @ a for t in (0.0, 1.0, 2.5)])
-        errors = jax.jit(lambda a, b: (metrics.mtre(a, b, points), metrics.translation_error(a, b), metrics.rotation_error(a, b)))
+        errors = jax.jit(
+            lambda a, b: (metrics.mtre(a, b, points), metrics.translation_error(a, b), metrics.rotation_error(a, b))
+        )
         mtre, translation, rotation = errors(a, bs)
         np.testing.assert_allclose(mtre, [0.0, 1.0, 2.5], atol=1e-4)
         np.testing.assert_allclose(translation, [0.0, 1.0, 2.5], atol=1e-4)
@@ -281,7 +293,12 @@ def _phantom(n=32, spacing=2.0):
     i = (np.arange(n) - (n - 1) / 2) * spacing
     x, y, z = np.meshgrid(i, i, i, indexing="ij")
     data = np.zeros((n, n, n), np.float32)
-    blobs = [((0, 0, 0), (22, 16, 26), 0.02), ((8, -4, 6), (6, 8, 5), 0.05), ((-9, 5, -8), (5, 4, 9), 0.04), ((2, 8, -12), (4, 4, 4), 0.06)]
+    blobs = [
+        ((0, 0, 0), (22, 16, 26), 0.02),
+        ((8, -4, 6), (6, 8, 5), 0.05),
+        ((-9, 5, -8), (5, 4, 9), 0.04),
+        ((2, 8, -12), (4, 4, 4), 0.06),
+    ]
     for c, r, v in blobs:
         data += v * ((((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2) <= 1)
     affine = np.diag([spacing] * 3 + [1.0])
@@ -317,7 +334,9 @@ class ParameterizationTest(chex.TestCase):
         before = transforms.apply_pose(transforms.invert_pose(self.init), self.pivot)
         after = transforms.apply_pose(transforms.invert_pose(pose), self.pivot)
         np.testing.assert_allclose(after, before, atol=1e-3)
-        np.testing.assert_allclose(metrics.rotation_error(pose, self.init), np.linalg.norm([0.1, -0.05, 0.08]), atol=1e-5)
+        np.testing.assert_allclose(
+            metrics.rotation_error(pose, self.init), np.linalg.norm([0.1, -0.05, 0.08]), atol=1e-5
+        )
 
     def test_translation_moves_points_along_camera_axes(self):
         params = {"rotation": jnp.zeros(3), "translation": jnp.array([1.0, -2.0, 3.0])}
@@ -373,8 +392,18 @@ class RegisterTest(chex.TestCase):
             ]
         )
         ones = np.ones(CAMERA.shape, np.float32)
-        res = optimize.register(self.volume, CAMERA, target, starts, method="trilinear", steps=(40, 60), scales=(2, 1),
-                                render_kwargs=kwargs, similarity=metrics.ncc, mask=ones)
+        res = optimize.register(
+            self.volume,
+            CAMERA,
+            target,
+            starts,
+            method="trilinear",
+            steps=(40, 60),
+            scales=(2, 1),
+            render_kwargs=kwargs,
+            similarity=metrics.ncc,
+            mask=ones,
+        )
         # the starts compete at the coarsest level; the winner goes on alone
         self.assertEqual(int(res.start), int(np.argmin(res.start_losses)))
         self.assertNotEqual(int(res.start), 0)
@@ -388,7 +417,10 @@ class RegisterTest(chex.TestCase):
         chex.assert_shape(res.poses, (100, 4, 4))
         np.testing.assert_array_equal(res.level, [0] * 40 + [1] * 60)
         np.testing.assert_allclose(res.poses[0], starts[res.start], atol=1e-5)
-        want0 = -metrics.ncc(render(self.volume, optimize.pyramid_camera(CAMERA, 2), starts[res.start], "trilinear", **kwargs), optimize.downsample(target, 2))
+        want0 = -metrics.ncc(
+            render(self.volume, optimize.pyramid_camera(CAMERA, 2), starts[res.start], "trilinear", **kwargs),
+            optimize.downsample(target, 2),
+        )
         np.testing.assert_allclose(res.losses[0], want0, atol=1e-5)
         self.assertLess(float(res.losses[-1]), float(res.losses[40]))
         # the second level starts from the first level's best pose
@@ -400,8 +432,16 @@ class RegisterTest(chex.TestCase):
         target[:, :8] = 5.0  # a corrupted band (e.g. a collimator edge), masked out
         mask[:, :8] = 0.0
         init = _offset(self.truth, [0.04, 0.03, -0.03], [-3.0, 2.0, 8.0])
-        options = dict(method="siddon", steps=80, scales=(1,), mask=mask, patience=10, lr_decay=0.05, parameterization="se3",
-                       similarity=metrics.ncc)
+        options = dict(
+            method="siddon",
+            steps=80,
+            scales=(1,),
+            mask=mask,
+            patience=10,
+            lr_decay=0.05,
+            parameterization="se3",
+            similarity=metrics.ncc,
+        )
         res = optimize.register(self.volume, CAMERA, target, init, **options)
         self.assertLess(float(metrics.mtre(self.truth, res.pose, POINTS)), 0.5)
         self.assertLess(float(metrics.rotation_error(self.truth, res.pose)), np.deg2rad(0.3))
@@ -416,8 +456,19 @@ class RegisterTest(chex.TestCase):
         # A fresh Adam moves every parameter by exactly its learning rate on its first step; with
         # the state carried from the converged coarse level the first fine step is much smaller.
         target = render(self.volume, CAMERA, self.truth, "siddon")
-        res = optimize.register(self.volume, CAMERA, target, self.truth, steps=(30, 5), scales=(2, 1), patience=100,
-                                lr_rotation=0.01, lr_translation=1.0, lr_decay=1.0, similarity=metrics.ncc)
+        res = optimize.register(
+            self.volume,
+            CAMERA,
+            target,
+            self.truth,
+            steps=(30, 5),
+            scales=(2, 1),
+            patience=100,
+            lr_rotation=0.01,
+            lr_translation=1.0,
+            lr_decay=1.0,
+            similarity=metrics.ncc,
+        )
         first, second = res.poses[30], res.poses[31]
         self.assertLess(float(metrics.rotation_error(first, second)), 0.3 * 0.01)
         self.assertLess(float(metrics.mtre(first, second, POINTS)), 0.3 * 1.0)

@@ -10,14 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
+from test_register import CAMERA, POINTS, _offset, _phantom  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 from fluorojax import transforms
 from fluorojax.camera import Camera, carm_pose
-from fluorojax.registration import animate, metrics, mismatch, optimize, preprocess
 from fluorojax.raycast import render
+from fluorojax.registration import animate, metrics, mismatch, optimize, preprocess
 from fluorojax.volume import Volume
-
-from test_register import CAMERA, POINTS, _offset, _phantom  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 
 def _pose(rotvec, translation):
@@ -52,7 +51,9 @@ class FieldMetricsTest(chex.TestCase):
     def test_mean_reprojection_error_matches_numpy(self):
         rng = np.random.default_rng(0)
         b = self.a @ _pose([0.02, -0.03, 0.01], [3.0, -2.0, 15.0])
-        points = np.asarray(transforms.apply_pose(self.a, rng.uniform([-40, -40, 350], [40, 40, 650], (6, 3))), np.float64)
+        points = np.asarray(
+            transforms.apply_pose(self.a, rng.uniform([-40, -40, 350], [40, 40, 650], (6, 3))), np.float64
+        )
         got = jax.jit(metrics.mean_reprojection_error)(self.camera, self.a, b, points.astype(np.float32))
         # float64 brute force: pixel of each point under a, the ray through it under b, distance
         k = np.asarray(self.camera.intrinsics, np.float64)
@@ -90,7 +91,9 @@ class FieldMetricsTest(chex.TestCase):
         out = metrics.summarize(self.camera, truths, poses, self.points)
         # a camera moved by s moves every point by s in its frame: mTRE = s exactly
         np.testing.assert_allclose(out["success_rate"], 0.6)
-        np.testing.assert_allclose([out["mtre_p50"], out["mtre_p75"], out["mtre_p95"]], np.percentile(shifts, [50, 75, 95]), rtol=1e-3)
+        np.testing.assert_allclose(
+            [out["mtre_p50"], out["mtre_p75"], out["mtre_p95"]], np.percentile(shifts, [50, 75, 95]), rtol=1e-3
+        )
         np.testing.assert_allclose(out["double_geodesic_p50"], 0.9, rtol=1e-3)
         with pytest.raises(ValueError, match="N, 4, 4"):
             metrics.summarize(self.camera, truths, poses[:3], self.points)
@@ -173,8 +176,16 @@ class WideRegistrationTest(chex.TestCase):
         targets = [render(self.volume, CAMERA, t, "siddon") for t in truths]
         init0 = _offset(self.truth, [0.03, -0.02, 0.02], [2.0, -3.0, 12.0])  # mostly along view 0's depth
         inits = jnp.stack([init0, init0 @ transforms.invert_pose(self.truth) @ truths[1]])
-        res = optimize.register_views(self.volume, (CAMERA, CAMERA), targets, inits, steps=(40, 40), scales=(2, 1),
-                                      similarity=metrics.ncc, masks=(None, None))
+        res = optimize.register_views(
+            self.volume,
+            (CAMERA, CAMERA),
+            targets,
+            inits,
+            steps=(40, 40),
+            scales=(2, 1),
+            similarity=metrics.ncc,
+            masks=(None, None),
+        )
         self.assertLess(float(metrics.mtre(self.truth, res.pose, POINTS)), 0.5)
         self.assertLess(float(metrics.mtre(truths[1], res.view_poses[1], POINTS)), 0.5)
         # the relative pose of the views is kept exactly

@@ -144,12 +144,18 @@ def test_segmented_volume_renders_and_differentiates_like_its_dense_form(method)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * want.max())
     w = jnp.asarray(np.random.default_rng(8).normal(size=(12, 10, 3)), jnp.float32)
     loss = lambda v, p: jnp.sum(w * render(v, p))  # noqa: E731
-    np.testing.assert_allclose(jax.grad(loss, argnums=1)(seg, pose), jax.grad(loss, argnums=1)(dense, pose), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        jax.grad(loss, argnums=1)(seg, pose), jax.grad(loss, argnums=1)(dense, pose), rtol=1e-4, atol=1e-4
+    )
     # d/d(value) of a segmented voxel is the dense gradient in its class's channel
     g_seg = jax.grad(lambda d: loss(seg.replace(data=d), pose))(seg.data)
     g_dense = jax.grad(lambda d: loss(dense.replace(data=d), pose))(dense.data)
-    np.testing.assert_allclose(g_seg, np.take_along_axis(np.asarray(g_dense), np.asarray(seg.materials)[..., None], -1)[..., 0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        g_seg,
+        np.take_along_axis(np.asarray(g_dense), np.asarray(seg.materials)[..., None], -1)[..., 0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_segmented_volume_with_labels_in_one_traversal():
@@ -180,7 +186,6 @@ class TestJit(chex.TestCase):
             fn = self.variant(lambda v, p, m=method: fj.render(v, cam, p, m, n_samples=50))
             want = np.asarray(fj.render(vol, cam, pose, method, n_samples=50))
             np.testing.assert_allclose(np.asarray(fn(vol, pose)), want, rtol=1e-5, atol=1e-6)
-
 
 
 @pytest.mark.parametrize("method", ["siddon", "trilinear"])
@@ -340,7 +345,12 @@ def test_pose_gradient_in_every_rotation_parameterization(parameterization):
 
     grad = np.asarray(jax.grad(loss)(start))
     eps = np.float32(1e-2)
-    fd = np.array([(float(loss(start + eps * e)) - float(loss(start - eps * e))) / (2 * eps) for e in np.eye(start.shape[0], dtype=np.float32)])
+    fd = np.array(
+        [
+            (float(loss(start + eps * e)) - float(loss(start - eps * e))) / (2 * eps)
+            for e in np.eye(start.shape[0], dtype=np.float32)
+        ]
+    )
     assert np.all(np.isfinite(grad))
     np.testing.assert_allclose(grad, fd, rtol=0.05, atol=0.02 * np.abs(fd).max())
 

@@ -12,10 +12,10 @@ import fluorojax as fj
 from fluorojax import physics
 from fluorojax.scene.devices import sample_device
 from fluorojax.scene.generate import read_structures
-from fluorojax.simulate.scene import interval_union, render_scene, stack_cameras, tissue_along, tool_pass, tool_union
-from fluorojax.scene.spec import DeviceRanges, SceneSpec, ToolConfig, ViewConfig, load_spec, save_spec
 from fluorojax.scene.placement import ToolPlacement, build_tool, sample_tools
+from fluorojax.scene.spec import DeviceRanges, SceneSpec, ToolConfig, ViewConfig, load_spec, save_spec
 from fluorojax.scene.views import anatomy_from_labels, angle_deg, carm_angles, direction, sample_view
+from fluorojax.simulate.scene import interval_union, render_scene, stack_cameras, tissue_along, tool_pass, tool_union
 from fluorojax.tools import box
 
 # ------------------------------------------------------------------------------------------
@@ -23,8 +23,9 @@ from fluorojax.tools import box
 
 
 def test_spec_round_trips_through_json_and_yaml(tmp_path):
-    spec = SceneSpec(images_per_ct=7, seed=5).replace(device={"image_sizes": [[32, 48]], "photons": None},
-                                                      views={"targets": ["heart"]}, render={"mode": "mono"})
+    spec = SceneSpec(images_per_ct=7, seed=5).replace(
+        device={"image_sizes": [[32, 48]], "photons": None}, views={"targets": ["heart"]}, render={"mode": "mono"}
+    )
     assert SceneSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     for name in ("spec.json", "spec.yaml"):
         assert load_spec(save_spec(spec, tmp_path / name)) == spec
@@ -46,19 +47,22 @@ def test_spec_files_are_data_only(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"imagez_per_ct": 3}, r"unknown keys \['imagez_per_ct'\] in scene spec;"),
-    ({"device": {"sdd": [1, 2]}}, r"unknown keys \['sdd'\] in scene spec section 'device'"),
-    ({"device": [900, 1200]}, "section 'device' must be a mapping"),
-    ([1, 2], "scene spec must be a mapping"),
-    ({"device": {"sdd_mm": [1200, 900]}}, "sdd_mm"),
-    ({"device": {"isocenter_fraction": [0.5, 1.2]}}, "below 1"),
-    ({"views": {"near_deg": -1}}, "near_deg"),
-    ({"tools": {"materials": ["unobtainium"]}}, "tools.materials"),
-    ({"tools": {"max_hits": 3}}, "even"),
-    ({"render": {"annotation": "polygon"}}, "render.annotation"),
-    ({"images_per_ct": 0}, "images_per_ct"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"imagez_per_ct": 3}, r"unknown keys \['imagez_per_ct'\] in scene spec;"),
+        ({"device": {"sdd": [1, 2]}}, r"unknown keys \['sdd'\] in scene spec section 'device'"),
+        ({"device": [900, 1200]}, "section 'device' must be a mapping"),
+        ([1, 2], "scene spec must be a mapping"),
+        ({"device": {"sdd_mm": [1200, 900]}}, "sdd_mm"),
+        ({"device": {"isocenter_fraction": [0.5, 1.2]}}, "below 1"),
+        ({"views": {"near_deg": -1}}, "near_deg"),
+        ({"tools": {"materials": ["unobtainium"]}}, "tools.materials"),
+        ({"tools": {"max_hits": 3}}, "even"),
+        ({"render": {"annotation": "polygon"}}, "render.annotation"),
+        ({"images_per_ct": 0}, "images_per_ct"),
+    ],
+)
 def test_spec_rejects_bad_values(data, message):
     with pytest.raises(ValueError, match=message):
         SceneSpec.from_dict(data)
@@ -95,7 +99,7 @@ def _synthetic_anatomy(rotation, pelvis=False):
     labels = np.zeros((40, 30, 60), np.int32)
     names = {1: "vertebrae_L1", 2: "vertebrae_T12", 3: "vertebrae_T11", 4: "kidney_right", 5: "kidney_left"}
     for n, k in ((1, 12), (2, 24), (3, 36)):
-        labels[17:23, 12:18, k:k + 8] = n
+        labels[17:23, 12:18, k : k + 8] = n
     labels[30:36, 12:18, 14:24] = 4  # +i is the patient's right
     labels[4:10, 12:18, 14:24] = 5
     if pelvis:
@@ -108,10 +112,19 @@ def _synthetic_anatomy(rotation, pelvis=False):
 
 
 def test_frame_from_spine_and_paired_organs():
-    rotation = np.asarray(fj.transforms.se3_exp(np.array([0.0, 0.0, 0.0, 0.2, -0.1, 0.3], np.float32))[:3, :3], np.float64)
+    rotation = np.asarray(
+        fj.transforms.se3_exp(np.array([0.0, 0.0, 0.0, 0.2, -0.1, 0.3], np.float32))[:3, :3], np.float64
+    )
     anatomy, _ = _synthetic_anatomy(rotation)
     np.testing.assert_allclose(anatomy.frame, rotation, atol=1e-5)
-    assert [v.name for v in anatomy.standard_views][:6] == ["ap", "pa", "lateral_left", "lateral_right", "lao45", "rao45"]
+    assert [v.name for v in anatomy.standard_views][:6] == [
+        "ap",
+        "pa",
+        "lateral_left",
+        "lateral_right",
+        "lao45",
+        "rao45",
+    ]
     assert "inlet" not in {v.name for v in anatomy.standard_views}
     pelvic, _ = _synthetic_anatomy(rotation, pelvis=True)
     views = {v.name: v for v in pelvic.standard_views}
@@ -133,7 +146,9 @@ def test_example_anatomy(anatomy):
     assert angle_deg(frame[:, 2], [0, 0, 1]) < 10 and angle_deg(frame[:, 0], [1, 0, 0]) < 10  # supine RAS scan
     assert anatomy.structures["vertebrae_L3"].cutoff == "I" and anatomy.structures["vertebrae_C5"].cutoff == "S"
     assert anatomy.structures["heart"].cutoff is None
-    assert "ap_T7" in {v.name for v in anatomy.standard_views} and "ap_L3" not in {v.name for v in anatomy.standard_views}
+    assert "ap_T7" in {v.name for v in anatomy.standard_views} and "ap_L3" not in {
+        v.name for v in anatomy.standard_views
+    }
 
 
 def test_carm_angles_match_carm_pose():
@@ -241,7 +256,9 @@ def test_steel_bar_attenuates_by_beer_lambert():
     bar = box((60.0, 60.0, thickness), material="iron", density=7.874)  # rays cross it along z
     kwargs = dict(materials=physics.DEFAULT_MATERIALS, tool_materials=("iron",), max_hits=4)
     mono, poly = _mono_and_poly()
-    out = render_scene(volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, poly], [bar], replace_tissue=False, **kwargs)
+    out = render_scene(
+        volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, poly], [bar], replace_tissue=False, **kwargs
+    )
     travel = thickness / cos
     np.testing.assert_allclose(np.asarray(out.tool_travel[0, 0]), travel, rtol=1e-5)
     soft = float(physics.mass_attenuation("soft_tissue", 60.0))
@@ -250,12 +267,18 @@ def test_steel_bar_attenuates_by_beer_lambert():
     tissue = 40.0 / cos
     expected = np.exp(-(iron * 7.874 * travel + soft * 1.0 * tissue) / 10.0)
     np.testing.assert_allclose(np.asarray(out.image[0]), expected, rtol=1e-4)
-    np.testing.assert_allclose(-np.log(np.asarray(out.image[0])) - soft * tissue / 10.0, NIST_IRON_60KEV * 7.874 * travel / 10.0, rtol=1e-2)
+    np.testing.assert_allclose(
+        -np.log(np.asarray(out.image[0])) - soft * tissue / 10.0, NIST_IRON_60KEV * 7.874 * travel / 10.0, rtol=1e-2
+    )
     np.testing.assert_allclose(np.asarray(out.label_travel[0, 0]), tissue, rtol=1e-4)
 
     # the tool displaces tissue: only 40 - 5 mm of soft tissue remain on each ray
-    out = render_scene(volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, poly], [bar], replace_tissue=True, **kwargs)
-    np.testing.assert_allclose(np.asarray(out.image[0]), np.exp(-(iron * 7.874 * travel + soft * (tissue - travel)) / 10.0), rtol=1e-4)
+    out = render_scene(
+        volume, (1,), [camera, camera], np.stack([pose, pose]), [mono, poly], [bar], replace_tissue=True, **kwargs
+    )
+    np.testing.assert_allclose(
+        np.asarray(out.image[0]), np.exp(-(iron * 7.874 * travel + soft * (tissue - travel)) / 10.0), rtol=1e-4
+    )
     energy, weights = (np.asarray(x, np.float64) for x in poly)
     mu_iron = np.asarray(physics.mass_attenuation("iron", poly[0]), np.float64)
     mu_soft = np.asarray(physics.mass_attenuation("soft_tissue", poly[0]), np.float64)
@@ -267,7 +290,9 @@ def test_steel_bar_attenuates_by_beer_lambert():
 def _union_length(entry, exit_):
     """Total length of the union of the valid intervals of one ray, merged in float64."""
     total, reach = 0.0, -np.inf
-    for a, b in sorted((float(a), float(b)) for a, b in zip(entry, exit_) if np.isfinite(a) and np.isfinite(b) and b > a):
+    for a, b in sorted(
+        (float(a), float(b)) for a, b in zip(entry, exit_) if np.isfinite(a) and np.isfinite(b) and b > a
+    ):
         total += max(b, reach) - max(a, reach)
         reach = max(reach, b)
     return total
@@ -282,11 +307,15 @@ def test_interval_union_matches_a_float64_merge(jit):
     exit_[rng.random(entry.shape) < 0.1] = np.nan
     entry[:3] = [[10, 10, 20, 40, 50, np.inf], [0, 5, 5, 5, 60, 70], [1, 2, 3, 4, 5, 6]]  # equal, nested, touching
     exit_[:3] = [[30, 30, 25, 50, 55, np.inf], [100, 10, 10, 8, 65, 70], [2, 3, 4, 5, 6, 7]]
-    start, stop = (np.asarray(x, np.float64) for x in (jax.jit(interval_union) if jit else interval_union)(entry, exit_))
+    start, stop = (
+        np.asarray(x, np.float64) for x in (jax.jit(interval_union) if jit else interval_union)(entry, exit_)
+    )
     piece = stop > start
     lengths = np.zeros_like(start)
     lengths[piece] = stop[piece] - start[piece]
-    np.testing.assert_allclose(lengths.sum(-1), [_union_length(a, b) for a, b in zip(entry, exit_)], rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(
+        lengths.sum(-1), [_union_length(a, b) for a, b in zip(entry, exit_)], rtol=1e-6, atol=1e-4
+    )
     for lo, hi, keep in zip(start, stop, piece):  # disjoint pieces
         order = np.argsort(lo[keep])
         assert np.all(lo[keep][order][1:] >= hi[keep][order][:-1])
@@ -297,8 +326,12 @@ def test_tools_remove_the_tissue_of_their_union_once(centres):
     """Two 10 mm steel bars across the slab: the tissue removed is density x the union of their
     intervals (15 mm per cos when they overlap by 5 mm, the sum of both when apart)."""
     volume, camera, pose, cos = _slab_scene()
-    bars = [box((60.0, 60.0, 10.0), material="iron", density=7.874).place(np.asarray(fj.transforms.make_pose(np.eye(3), (0.0, 0.0, z))))
-            for z in centres]
+    bars = [
+        box((60.0, 60.0, 10.0), material="iron", density=7.874).place(
+            np.asarray(fj.transforms.make_pose(np.eye(3), (0.0, 0.0, z)))
+        )
+        for z in centres
+    ]
     # two copies of the view (B = 2), as in the steel-bar test: the same compiled passes
     cams, poses = stack_cameras([camera, camera]), np.stack([np.asarray(pose, np.float32)] * 2)
     hits = np.stack([np.asarray(tool_pass(bar.mesh, cams, poses, 4)[0]) for bar in bars])  # (T, 2, H, W, K)
@@ -310,8 +343,18 @@ def test_tools_remove_the_tissue_of_their_union_once(centres):
     np.testing.assert_array_equal(removed[..., [0, 2]], 0.0)
 
     mono, poly = _mono_and_poly()
-    out = render_scene(volume, (1,), [camera, camera], poses, [mono, poly], bars, materials=physics.DEFAULT_MATERIALS,
-                       tool_materials=("iron",), replace_tissue=True, max_hits=4)
+    out = render_scene(
+        volume,
+        (1,),
+        [camera, camera],
+        poses,
+        [mono, poly],
+        bars,
+        materials=physics.DEFAULT_MATERIALS,
+        tool_materials=("iron",),
+        replace_tissue=True,
+        max_hits=4,
+    )
     soft = float(physics.mass_attenuation("soft_tissue", 60.0))
     iron = float(physics.mass_attenuation("iron", 60.0))
     expected = np.exp(-(iron * 7.874 * 20.0 / cos + soft * (40.0 / cos - union)) / 10.0)

@@ -24,13 +24,15 @@ def rays(rng, n, shape=SHAPE):
     s = centre + 15 * a / np.linalg.norm(a, axis=1, keepdims=True)
     t = centre + rng.normal(size=(n, 3)) * 8
     s[: n // 4] = centre + rng.normal(size=(n // 4, 3))  # starts inside
-    special = np.array([
-        [[-3.0, 2.5, 3.5], [12.0, 2.5, 3.5]],  # along the x axis, through voxel centres
-        [[-3.0, 2.0, 3.0], [12.0, 2.0, 3.0]],  # along a voxel edge
-        [[-1.0, -1.0, -1.0], [10.0, 10.0, 10.0]],  # the main diagonal, through corners
-        [[-3.0, 40.0, 3.0], [12.0, 40.0, 3.0]],  # misses the grid
-        [[4.2, 5.1, -3.0], [4.2, 5.1, 10.0]],  # along z, the grid's shortest side
-    ])
+    special = np.array(
+        [
+            [[-3.0, 2.5, 3.5], [12.0, 2.5, 3.5]],  # along the x axis, through voxel centres
+            [[-3.0, 2.0, 3.0], [12.0, 2.0, 3.0]],  # along a voxel edge
+            [[-1.0, -1.0, -1.0], [10.0, 10.0, 10.0]],  # the main diagonal, through corners
+            [[-3.0, 40.0, 3.0], [12.0, 40.0, 3.0]],  # misses the grid
+            [[4.2, 5.1, -3.0], [4.2, 5.1, 10.0]],  # along z, the grid's shortest side
+        ]
+    )
     s[-5:], t[-5:] = special[:, 0], special[:, 1]
     return jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)
 
@@ -64,7 +66,9 @@ def test_slab_chunks_do_not_change_the_result():
     values = jnp.asarray(rng.uniform(size=(np.prod(SHAPE), 1)), jnp.float32)
     s, t = rays(rng, 100)
     whole = jax.jit(siddon_slab.integrate, static_argnums=(0, 1, 2))(SHAPE, 0, 0, values, None, None, s, t)
-    chunked = jax.jit(siddon_slab.integrate, static_argnums=(0, 1, 2, 8))(SHAPE, 0, 0, values, None, None, s, t, 3 * max(SHAPE) * 7)
+    chunked = jax.jit(siddon_slab.integrate, static_argnums=(0, 1, 2, 8))(
+        SHAPE, 0, 0, values, None, None, s, t, 3 * max(SHAPE) * 7
+    )
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)  # summation order may differ
 
 
@@ -140,7 +144,11 @@ def test_cuda_lowering_has_no_loops():
     cam = fj.Camera(8, 8, 2.0, 100.0)
     pose = fj.carm_pose(15.0, 20.0, 50.0, vol.center)
     grad = jax.grad(lambda w: jnp.sum(fj.render(vol, cam, pose @ se3_exp(w))))
-    for fn, arg in ((lambda p: fj.render(vol, cam, p), pose), (grad, jnp.zeros(6)), (lambda p: fj.render_labels(vol, cam, p, [1]), pose)):
+    for fn, arg in (
+        (lambda p: fj.render(vol, cam, p), pose),
+        (grad, jnp.zeros(6)),
+        (lambda p: fj.render_labels(vol, cam, p, [1]), pose),
+    ):
         cuda = jax.export.export(jax.jit(fn), platforms=["cuda"])(arg).mlir_module()
         cpu = jax.export.export(jax.jit(fn), platforms=["cpu"])(arg).mlir_module()
         assert "stablehlo.while" not in cuda

@@ -19,7 +19,20 @@ _FORMAT_DOC_MERGES = {
     "gluteus": set(range(80, 86)),
     "tool": {1000},
 }
-_ORDINAL_WORDS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth"]
+_ORDINAL_WORDS = [
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+]
 
 
 def test_category_table_matches_the_format():
@@ -102,7 +115,9 @@ def test_examples_from_the_issue():
     assert "atlas" in text.describe("vertebrae_C1") and "axis" in text.describe("vertebrae_C2")
 
 
-@pytest.mark.parametrize("region,word,count", [("C", "cervical", 7), ("T", "thoracic", 12), ("L", "lumbar", 5), ("S", "sacral", 1)])
+@pytest.mark.parametrize(
+    "region,word,count", [("C", "cervical", 7), ("T", "thoracic", 12), ("L", "lumbar", 5), ("S", "sacral", 1)]
+)
 def test_vertebra_ordinals(region, word, count):
     for n in range(1, count + 1):
         phrases = text.describe(f"vertebrae_{region}{n}")

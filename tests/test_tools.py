@@ -44,7 +44,9 @@ def test_kwire_trocar_tip():
     facets = np.array([np.pi / 3, np.pi, 5 * np.pi / 3])
     support = np.max(v[:, :1] * np.cos(facets) + v[:, 1:2] * np.sin(facets), axis=1)
     np.testing.assert_allclose(support, v[:, 2] / 3.0, atol=1e-6)
-    shaft = tm.vertices[(tm.vertices[:, 2] >= 3.0) & (np.linalg.norm(tm.vertices[:, :2], axis=1) > 0)]  # not the end pole
+    shaft = tm.vertices[
+        (tm.vertices[:, 2] >= 3.0) & (np.linalg.norm(tm.vertices[:, :2], axis=1) > 0)
+    ]  # not the end pole
     np.testing.assert_allclose(np.linalg.norm(shaft[:, :2], axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(tm.vertices[np.argmin(tm.vertices[:, 2])], 0.0, atol=1e-9)  # the point
 
@@ -80,7 +82,9 @@ def test_plate_volume_and_holes():
     plate = tools.plate(n_holes=3, hole_diameter=3.6, hole_spacing=12.0, width=11.0, thickness=3.0, segments=4)
     tm = closed(plate)
     corners = np.array([[6.0, -5.5], [6.0, 5.5], [-6.0, 5.5], [-6.0, -5.5]])
-    ring = np.concatenate([c + np.arange(4)[:, None] / 4 * (np.roll(corners, -1, 0)[k] - c) for k, c in enumerate(corners)])
+    ring = np.concatenate(
+        [c + np.arange(4)[:, None] / 4 * (np.roll(corners, -1, 0)[k] - c) for k, c in enumerate(corners)]
+    )
     angle = np.arctan2(ring[:, 1], ring[:, 0])
     hole = 0.5 * np.abs(np.sum(np.sin(np.diff(np.r_[angle, angle[0] + 2 * np.pi])))) * 1.8**2
     np.testing.assert_allclose(tm.volume, (36.0 * 11.0 - 3 * hole) * 3.0, rtol=1e-6)

@@ -17,8 +17,18 @@ from fluorojax import transforms
 # Every function under test is jitted once per shape: eager op-by-op dispatch is far slower on a
 # shared CPU. Eager/jit parity is checked by JitParityTest with the raw functions.
 _NAMES = [
-    "so3_exp", "so3_log", "quaternion_to_matrix", "matrix_to_quaternion", "rotation_6d_to_matrix",
-    "matrix_to_rotation_6d", "se3_exp", "se3_log", "make_pose", "invert_pose", "apply_pose", "rotation_angle",
+    "so3_exp",
+    "so3_log",
+    "quaternion_to_matrix",
+    "matrix_to_quaternion",
+    "rotation_6d_to_matrix",
+    "matrix_to_rotation_6d",
+    "se3_exp",
+    "se3_log",
+    "make_pose",
+    "invert_pose",
+    "apply_pose",
+    "rotation_angle",
 ]
 T = types.SimpleNamespace(
     **{name: jax.jit(getattr(transforms, name)) for name in _NAMES},
@@ -171,7 +181,11 @@ def test_euler_to_matrix_matches_scipy_intrinsic(convention):
     assert_rotation(got)
     # documented product R = R_c0(a0) R_c1(a1) R_c2(a2)
     prod = functools.reduce(
-        np.matmul, [Rotation.from_rotvec(np.eye(3)["XYZ".index(ax)] * a[:, n : n + 1]).as_matrix() for n, ax in enumerate(convention)]
+        np.matmul,
+        [
+            Rotation.from_rotvec(np.eye(3)["XYZ".index(ax)] * a[:, n : n + 1]).as_matrix()
+            for n, ax in enumerate(convention)
+        ],
     )
     np.testing.assert_allclose(got, prod, atol=2e-6)
     # lowercase names the same convention here
@@ -202,7 +216,11 @@ def test_matrix_to_euler_round_trips_random_rotations(convention):
     r = Rotation.random(300, random_state=10)
     # stay 5e-3 rad from gimbal lock (see the near-lock test below)
     mid = r.as_euler(convention)[:, 1]
-    lock = np.minimum(np.abs(mid), np.abs(np.pi - mid)) if convention[0] == convention[2] else np.abs(np.pi / 2 - np.abs(mid))
+    lock = (
+        np.minimum(np.abs(mid), np.abs(np.pi - mid))
+        if convention[0] == convention[2]
+        else np.abs(np.pi / 2 - np.abs(mid))
+    )
     m = r.as_matrix()[lock > 5e-3].astype(np.float32)
     back = T.euler_to_matrix(T.matrix_to_euler(m, convention), convention)
     np.testing.assert_allclose(np.asarray(back), m, atol=1e-4)
@@ -211,7 +229,7 @@ def test_matrix_to_euler_round_trips_random_rotations(convention):
 @pytest.mark.parametrize("convention", CONVENTIONS)
 def test_matrix_to_euler_at_gimbal_lock_still_round_trips(convention):
     proper = convention[0] == convention[2]
-    for middle in ([0.0, np.pi] if proper else [np.pi / 2, -np.pi / 2]):
+    for middle in [0.0, np.pi] if proper else [np.pi / 2, -np.pi / 2]:
         for a1, a3 in [(0.7, -0.4), (-2.5, 1.9), (0.0, 0.0), (3.0, 3.0)]:
             r = Rotation.from_euler(convention, [a1, middle, a3]).as_matrix().astype(np.float32)
             got = np.asarray(T.matrix_to_euler(r, convention))
@@ -269,7 +287,9 @@ def random_twists(rng, n, max_angle=np.pi - 1e-2):
 
 def test_se3_exp_matches_matrix_exponential():
     rng = np.random.default_rng(13)
-    twists = np.concatenate([random_twists(rng, 50, np.pi), [[10.0, -20.0, 30.0, 0, 0, 0], [1.0, 2.0, 3.0, 1e-6, 0, 0]]])
+    twists = np.concatenate(
+        [random_twists(rng, 50, np.pi), [[10.0, -20.0, 30.0, 0, 0, 0], [1.0, 2.0, 3.0, 1e-6, 0, 0]]]
+    )
     got = np.asarray(T.se3_exp(twists))
     want = np.stack([scipy.linalg.expm(twist_matrix(t)) for t in twists])
     np.testing.assert_allclose(got[:, :3, :3], want[:, :3, :3], atol=2e-6)
@@ -301,7 +321,8 @@ def test_se3_round_trip_at_small_and_large_angles(angle):
 def se3_translation_jacobian_fd(twist, h=1e-7):
     """d translation(expm(twist)) / d twist, (3, 6), float64 central differences."""
     cols = [
-        (scipy.linalg.expm(twist_matrix(twist + h * e))[:3, 3] - scipy.linalg.expm(twist_matrix(twist - h * e))[:3, 3]) / (2 * h)
+        (scipy.linalg.expm(twist_matrix(twist + h * e))[:3, 3] - scipy.linalg.expm(twist_matrix(twist - h * e))[:3, 3])
+        / (2 * h)
         for e in np.eye(6)
     ]
     return np.stack(cols, 1)
@@ -315,7 +336,9 @@ def test_se3_exp_value_and_jacobian_match_float64(angle):
     twist = np.concatenate([[30.0, -50.0, 20.0], AXIS * angle])
     jac = SE3_TRANSLATION_JACOBIAN(jnp.asarray(twist, jnp.float32))
     np.testing.assert_allclose(np.asarray(jac), se3_translation_jacobian_fd(twist), atol=1e-3)
-    np.testing.assert_allclose(np.asarray(T.se3_exp(twist))[:3, 3], scipy.linalg.expm(twist_matrix(twist))[:3, 3], atol=2e-5)
+    np.testing.assert_allclose(
+        np.asarray(T.se3_exp(twist))[:3, 3], scipy.linalg.expm(twist_matrix(twist))[:3, 3], atol=2e-5
+    )
 
 
 @pytest.mark.parametrize("angle", [2e-4, 1e-3, 1e-2])
@@ -323,7 +346,9 @@ def test_se3_exp_value_and_jacobian_above_taylor_threshold(angle):
     twist = np.concatenate([[30.0, -50.0, 20.0], AXIS * angle])
     jac = SE3_TRANSLATION_JACOBIAN(jnp.asarray(twist, jnp.float32))
     np.testing.assert_allclose(np.asarray(jac), se3_translation_jacobian_fd(twist), atol=1e-3)
-    np.testing.assert_allclose(np.asarray(T.se3_exp(twist))[:3, 3], scipy.linalg.expm(twist_matrix(twist))[:3, 3], atol=2e-5)
+    np.testing.assert_allclose(
+        np.asarray(T.se3_exp(twist))[:3, 3], scipy.linalg.expm(twist_matrix(twist))[:3, 3], atol=2e-5
+    )
 
 
 # ---------------------------------------------------------------- poses
@@ -343,9 +368,7 @@ def test_make_invert_apply_pose_against_numpy():
     # broadcasting: one rotation, many translations; poses (20, 4, 4) on points (7, 20, 3)
     assert T.make_pose(r[0], t).shape == (20, 4, 4)
     pts2 = rng.normal(size=(7, 20, 3))
-    np.testing.assert_allclose(
-        np.asarray(T.apply_pose(pose, pts2)), np.einsum("nij,knj->kni", r, pts2) + t, atol=1e-4
-    )
+    np.testing.assert_allclose(np.asarray(T.apply_pose(pose, pts2)), np.einsum("nij,knj->kni", r, pts2) + t, atol=1e-4)
 
 
 def test_batched_shapes():
@@ -423,7 +446,10 @@ def test_so3_exp_gradient_matches_finite_differences():
         g = np.asarray(grad(jnp.asarray(v, jnp.float32)))
         h = 1e-6
         fd = [
-            (np.sum(weights * Rotation.from_rotvec(v + h * e).as_matrix()) - np.sum(weights * Rotation.from_rotvec(v - h * e).as_matrix()))
+            (
+                np.sum(weights * Rotation.from_rotvec(v + h * e).as_matrix())
+                - np.sum(weights * Rotation.from_rotvec(v - h * e).as_matrix())
+            )
             / (2 * h)
             for e in np.eye(3)
         ]
@@ -488,8 +514,12 @@ class JitParityTest(chex.TestCase):
         want = np.stack([scipy.linalg.expm(twist_matrix(t.astype(np.float64))) for t in tw])
         np.testing.assert_allclose(np.asarray(pose), want, atol=1e-5)
         np.testing.assert_allclose(np.asarray(self.variant(transforms.se3_log)(pose)), tw, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(self.variant(transforms.invert_pose)(pose)), np.linalg.inv(want), atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(self.variant(transforms.invert_pose)(pose)), np.linalg.inv(want), atol=1e-5
+        )
         r6 = self.variant(transforms.matrix_to_rotation_6d)(pose[:, :3, :3])
-        np.testing.assert_allclose(np.asarray(self.variant(transforms.rotation_6d_to_matrix)(r6)), want[:, :3, :3], atol=2e-6)
+        np.testing.assert_allclose(
+            np.asarray(self.variant(transforms.rotation_6d_to_matrix)(r6)), want[:, :3, :3], atol=2e-6
+        )
         ang = self.variant(transforms.rotation_angle)(pose[:1, :3, :3], pose[:, :3, :3])
         np.testing.assert_allclose(np.asarray(ang), [0.0, np.linalg.norm(tw[0, 3:])], atol=1e-5)

@@ -51,7 +51,12 @@ def test_pose_gradient_matches_central_differences_in_every_component(pixels):
 
     grad = np.asarray(jax.grad(loss)(jnp.zeros(6)), np.float64)
     steps = np.array([0.1, 0.1, 0.1, 1e-3, 1e-3, 1e-3], np.float32)  # mm, rad
-    fd = np.array([(float(loss(h * e)) - float(loss(-h * e))) / (2.0 * float(h)) for h, e in zip(steps, np.eye(6, dtype=np.float32))])
+    fd = np.array(
+        [
+            (float(loss(h * e)) - float(loss(-h * e))) / (2.0 * float(h))
+            for h, e in zip(steps, np.eye(6, dtype=np.float32))
+        ]
+    )
     assert abs(fd[2]) > 0.03 * np.abs(fd[:3]).max()  # the depth term: small beside x and y, not negligible
     np.testing.assert_allclose(grad, fd, rtol=0.02, atol=0.01 * abs(fd[2]))
 
@@ -63,7 +68,11 @@ def test_integrals_match_a_float64_midpoint_sum():
     t = rng.uniform(8.0, 12.0, size=(9, 3))
     values = np.stack([volume.data.reshape(-1), np.arange(120.0) / 120.0], -1)
     n = 17
-    got = np.asarray(trilinear.integrate(volume.shape, n, jnp.asarray(values, jnp.float32), jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)))
+    got = np.asarray(
+        trilinear.integrate(
+            volume.shape, n, jnp.asarray(values, jnp.float32), jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)
+        )
+    )
     # independent truth: scipy-free float64 trilinear interpolation of the zero-padded grid
     grid = np.pad(values.reshape(6, 5, 4, 2), ((1, 1), (1, 1), (1, 1), (0, 0)))
     want = np.zeros((9, 2))
@@ -136,7 +145,14 @@ def _while_trip_counts(text):
     counts = []
     for match in re.finditer(r"stablehlo\.while\(.*?\n(.*?)\} do \{", text, re.DOTALL):
         compare = re.search(r"stablehlo\.compare\s+LT,\s*%[\w#]+,\s*(%[\w#]+)", match.group(1))
-        limits = [] if compare is None else re.findall(rf"{re.escape(compare.group(1))} = stablehlo\.constant dense<(\d+)> : tensor<i32>", text[: match.start()])
+        limits = (
+            []
+            if compare is None
+            else re.findall(
+                rf"{re.escape(compare.group(1))} = stablehlo\.constant dense<(\d+)> : tensor<i32>",
+                text[: match.start()],
+            )
+        )
         counts.append(int(limits[-1]) if limits else None)
     return counts
 

@@ -1,6 +1,5 @@
 """fluorojax.viz: the 3D scene's geometry, checked headless after a GLB round trip."""
 
-
 import numpy as np
 import pytest
 
@@ -42,7 +41,9 @@ def test_scene_geometry_after_glb_round_trip(tmp_path):
     # detector corners project to the image corners and lie sdd along the principal ray
     corners = world("detector")
     assert corners.shape == (4, 3)
-    np.testing.assert_allclose(np.asarray(camera.project(pose, corners)), [[0, 0], [16, 0], [16, 12], [0, 12]], atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(camera.project(pose, corners)), [[0, 0], [16, 0], [16, 12], [0, 12]], atol=1e-3
+    )
     np.testing.assert_allclose((corners - pose[:3, 3]) @ pose[:3, 2], 800.0, atol=1e-3)
     # the isosurface of the ball: radius ~12 mm around the volume's centre
     radii = np.linalg.norm(world("anatomy") - np.asarray(volume.center), axis=1)
@@ -61,7 +62,7 @@ def test_html_is_self_contained(tmp_path):
     path = viz.save_scene(viz.scene(None, camera, pose, image=image), tmp_path / "scene.html")
     html = open(path, encoding="utf-8").read()
     assert "base64" in html.lower() or "B64" in html
-    assert "<script src=\"http" not in html  # three.js is inline: no network needed
+    assert '<script src="http' not in html  # three.js is inline: no network needed
 
 
 def test_bad_inputs():

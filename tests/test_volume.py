@@ -96,7 +96,9 @@ def test_bad_segmentations(kwargs, error, match):
 
 
 def test_volume_is_a_pytree_usable_under_jit():
-    vol = Volume(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.diag([1.0, 2.0, 3.0, 1.0]), np.zeros((2, 3, 4), int))
+    vol = Volume(
+        np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.diag([1.0, 2.0, 3.0, 1.0]), np.zeros((2, 3, 4), int)
+    )
     leaves = jax.tree_util.tree_leaves(vol)
     assert len(leaves) == 3
     total = jax.jit(lambda v: v.data.sum() * v.spacing[1])(vol)
@@ -281,7 +283,9 @@ def test_hu_to_mu_formula():
 def test_hu_to_mu_under_jit_and_grad():
     vol = Volume(np.array([[[-1200.0, 0.0, 500.0]]], np.float32), np.eye(4))
     grad = jax.grad(lambda v: hu_to_mu(v).data.sum())(vol)
-    np.testing.assert_allclose(np.asarray(grad.data), [[[0.0, MU_WATER_PER_MM / 1000.0, MU_WATER_PER_MM / 1000.0]]], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(grad.data), [[[0.0, MU_WATER_PER_MM / 1000.0, MU_WATER_PER_MM / 1000.0]]], rtol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- bundled example

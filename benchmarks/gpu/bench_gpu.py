@@ -73,14 +73,32 @@ class Sizes:
 
 
 FULL = Sizes()
-DRY = Sizes(drr=(16, 24), batch=4, labels=16, mesh=16, poly=16, generate=32, generate_views=2, generate_scenes=1,
-            register=(16, 32), register_steps=(2, 2), register_scales=(2, 1), augment_batch=2, augment=32,
-            augment_masks=2, repeat_budget_s=0.05)
+DRY = Sizes(
+    drr=(16, 24),
+    batch=4,
+    labels=16,
+    mesh=16,
+    poly=16,
+    generate=32,
+    generate_views=2,
+    generate_scenes=1,
+    register=(16, 32),
+    register_steps=(2, 2),
+    register_scales=(2, 1),
+    augment_batch=2,
+    augment=32,
+    augment_masks=2,
+    repeat_budget_s=0.05,
+)
 
 # (row id, what is measured) in table order; ids name the full run's sizes
 ROWS = [
-    *[(f"{m}-{n}-{mode}", f"{m.capitalize()} {mode} {n} x {n}") for n in FULL.drr for m in ("siddon", "trilinear")
-      for mode in ("forward", "forward+backward")],
+    *[
+        (f"{m}-{n}-{mode}", f"{m.capitalize()} {mode} {n} x {n}")
+        for n in FULL.drr
+        for m in ("siddon", "trilinear")
+        for mode in ("forward", "forward+backward")
+    ],
     ("siddon-batch64", "Siddon forward, batch of 64 poses, 200 x 200"),
     ("labels-all", "all-label pass (DRR + travel/entry/exit of every label), 448 x 448"),
     ("mesh-screw", "mesh screw render_mesh (hits K=8 + travel), 512 x 512"),
@@ -91,17 +109,33 @@ ROWS = [
     ("register-256", "one registration 256 x 256 (scales 4,2,1; 60 steps each)"),
     ("augment-32x448", "augmentation batch 32 x 448 x 448, 16 masks (apply_batch, default_pipeline)"),
     ("render-augmented-32x448", "render_augmented 32 x 448 x 448, 16 masks (default_pipeline)"),
-    *[(f"{p}-{n}-{mode}", f"{label} {mode} {n} x {n}") for n in FULL.drr
-      for p, label in (("nanodrr", "nanodrr Triton"), ("diffdrr-siddon", "DiffDRR Siddon"),
-                       ("diffdrr-trilinear", "DiffDRR trilinear")) for mode in ("forward", "forward+backward")],
+    *[
+        (f"{p}-{n}-{mode}", f"{label} {mode} {n} x {n}")
+        for n in FULL.drr
+        for p, label in (
+            ("nanodrr", "nanodrr Triton"),
+            ("diffdrr-siddon", "DiffDRR Siddon"),
+            ("diffdrr-trilinear", "DiffDRR trilinear"),
+        )
+        for mode in ("forward", "forward+backward")
+    ],
 ]
-CHECKS = ["siddon vs float64", "trilinear vs CPU", "labels travel vs float64", "labels entry/exit vs CPU",
-          "mesh hits/travel vs CPU", "mesh soft vs CPU", "siddon pose gradient vs CPU", "trilinear pose gradient vs CPU",
-          "mesh soft pose gradient vs CPU"]
+CHECKS = [
+    "siddon vs float64",
+    "trilinear vs CPU",
+    "labels travel vs float64",
+    "labels entry/exit vs CPU",
+    "mesh hits/travel vs CPU",
+    "mesh soft vs CPU",
+    "siddon pose gradient vs CPU",
+    "trilinear pose gradient vs CPU",
+    "mesh soft pose gradient vs CPU",
+]
 
 
 def targets(results):
     """{row id: (target text, verdict)} from issue 13 item 4 and issue 19 item 3."""
+
     def t(row):
         return results.get(row, {}).get("median_s")
 
@@ -111,12 +145,18 @@ def targets(results):
         out[row] = (text, "-" if ok is None else ("pass" if ok else "FAIL"))
 
     nano = t("nanodrr-200-forward")
-    judge("trilinear-200-forward", "FPS >= nanodrr Triton's", None if None in (t("trilinear-200-forward"), nano)
-          else t("trilinear-200-forward") <= nano)
+    judge(
+        "trilinear-200-forward",
+        "FPS >= nanodrr Triton's",
+        None if None in (t("trilinear-200-forward"), nano) else t("trilinear-200-forward") <= nano,
+    )
     diff = t("diffdrr-siddon-200-forward")
     sid = t("siddon-200-forward")
-    judge("siddon-200-forward", "<= 2x nanodrr Triton; >= 50x faster than DiffDRR Siddon",
-          None if None in (sid, nano, diff) else sid <= 2 * nano and sid * 50 <= diff)
+    judge(
+        "siddon-200-forward",
+        "<= 2x nanodrr Triton; >= 50x faster than DiffDRR Siddon",
+        None if None in (sid, nano, diff) else sid <= 2 * nano and sid * 50 <= diff,
+    )
     for n in FULL.drr:
         for m in ("siddon", "trilinear"):
             fwd, bwd = t(f"{m}-{n}-forward"), t(f"{m}-{n}-forward+backward")
@@ -145,8 +185,9 @@ def timed(fn, *args, budget_s=2.0, min_repeats=3, max_repeats=20):
     out = jax.block_until_ready(fn(*args))
     first = time.perf_counter() - start
     times = []
-    while len(times) < max_repeats and (not times or ((len(times) < min_repeats or sum(times) < budget_s)
-                                                      and sum(times) < 5 * budget_s)):
+    while len(times) < max_repeats and (
+        not times or ((len(times) < min_repeats or sum(times) < budget_s) and sum(times) < 5 * budget_s)
+    ):
         start = time.perf_counter()
         out = jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
@@ -198,8 +239,9 @@ class Run:
         Path(self.args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(self.args.out).write_text(markdown(self))
         if self.args.json:
-            Path(self.args.json).write_text(json.dumps({"info": self.info, "checks": self.checks,
-                                                        "results": self.results}, indent=1, default=str))
+            Path(self.args.json).write_text(
+                json.dumps({"info": self.info, "checks": self.checks, "results": self.results}, indent=1, default=str)
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -261,21 +303,33 @@ def run_checks(run):
     siddon = jax.jit(lambda v, p: fj.render(v, camera, p))
     reference = np.array([siddon_reference(volume.data, volume.affine, s, t) for s, t in zip(sources, targets_)])
     check("siddon vs float64", relative_error(siddon(volume, pose).reshape(-1), reference), 1e-4)
-    check("trilinear vs CPU", relative_error(*both(jax.jit(lambda v, p: fj.render(v, camera, p, "trilinear")), volume, pose)),
-          1e-4)
+    check(
+        "trilinear vs CPU",
+        relative_error(*both(jax.jit(lambda v, p: fj.render(v, camera, p, "trilinear")), volume, pose)),
+        1e-4,
+    )
     ids = (1, 2, 3)
     labelled = jax.jit(lambda v, p: fj.render_with_labels(v, camera, p, ids))
     gpu, host = both(labelled, volume, pose)
-    truth = np.array([[label_reference(volume.labels, volume.affine, s, t, i)[0] for s, t in zip(sources, targets_)]
-                      for i in ids])
+    truth = np.array(
+        [[label_reference(volume.labels, volume.affine, s, t, i)[0] for s, t in zip(sources, targets_)] for i in ids]
+    )
     check("labels travel vs float64", relative_error(gpu.travel.reshape(len(ids), -1), truth), 1e-4)
-    check("labels entry/exit vs CPU", max(relative_error(gpu.entry, host.entry), relative_error(gpu.exit, host.exit)), 1e-4)
+    check(
+        "labels entry/exit vs CPU",
+        max(relative_error(gpu.entry, host.entry), relative_error(gpu.exit, host.exit)),
+        1e-4,
+    )
 
     screw = cortical_screw(length=20.0, segments=16, rings_per_pitch=4).mesh
     mesh_camera = fj.Camera(32, 32, 0.5, 500.0)
     mesh_pose = fj.look_at((200.0, -250.0, 30.0), (0.0, 0.0, 10.0))
     gpu, host = both(jax.jit(lambda m, p: fj.render_mesh(m, mesh_camera, p, max_hits=8)), screw, mesh_pose)
-    check("mesh hits/travel vs CPU", max(relative_error(gpu.hits, host.hits), relative_error(gpu.travel, host.travel)), 1e-4)
+    check(
+        "mesh hits/travel vs CPU",
+        max(relative_error(gpu.hits, host.hits), relative_error(gpu.travel, host.travel)),
+        1e-4,
+    )
     soft = jax.jit(lambda m, p: fj.render_mesh_soft(m, mesh_camera, p))
     check("mesh soft vs CPU", relative_error(*both(soft, screw, mesh_pose)), 1e-4)
 
@@ -302,6 +356,7 @@ def run_drr(run, volume, keep):
     for nominal, n in zip(FULL.drr, run.sizes.drr):
         camera = fj.Camera(n, n, PIXEL_MM.get(n, 400.0 / n), SDD_MM)
         for method in ("siddon", "trilinear"):
+
             def forward(n=n, nominal=nominal, camera=camera, method=method):
                 fn = jax.jit(lambda v, p: fj.render(v, camera, p, method))
                 record, image = timed(fn, volume, pose, budget_s=run.sizes.repeat_budget_s)
@@ -341,8 +396,9 @@ def run_labels(run, example):
     ids = tuple(int(i) for i in np.unique(np.asarray(example.labels)) if i > 0)
     camera = fj.Camera(n, n, 300.0 / n, SDD_MM)
     pose = fj.carm_pose(0.0, 0.0, 600.0, example.center)
-    record, _ = timed(jax.jit(lambda v, p: fj.render_with_labels(v, camera, p, ids)), mu, pose,
-                      budget_s=run.sizes.repeat_budget_s)
+    record, _ = timed(
+        jax.jit(lambda v, p: fj.render_with_labels(v, camera, p, ids)), mu, pose, budget_s=run.sizes.repeat_budget_s
+    )
     run.results["labels-all"] = {**record, "ran_at": f"{n} x {n}, {len(ids)} labels"}
 
 
@@ -377,8 +433,12 @@ def run_poly(run, example):
     spec = fj.spectrum(90)
     camera = fj.Camera(n, n, 300.0 / n, SDD_MM)
     pose = fj.carm_pose(0.0, 0.0, 600.0, example.center)
-    record, _ = timed(jax.jit(lambda v, p: fj.render_polychromatic(v, camera, p, spec)), densities, pose,
-                      budget_s=run.sizes.repeat_budget_s)
+    record, _ = timed(
+        jax.jit(lambda v, p: fj.render_polychromatic(v, camera, p, spec)),
+        densities,
+        pose,
+        budget_s=run.sizes.repeat_budget_s,
+    )
     run.results["poly-200"] = {**record, "ran_at": f"{n} x {n}, {int(spec[0].shape[0])} energies"}
 
 
@@ -406,7 +466,10 @@ def run_generate(run):
         count += len(records)
         masks += [len(r.annotations) for r in records]
     run.results["generate-448"] = {
-        "first_s": first, "median_s": sum(times) / count, "repeats": count, "images_per_s": count / sum(times),
+        "first_s": first,
+        "median_s": sum(times) / count,
+        "repeats": count,
+        "images_per_s": count / sum(times),
         "ran_at": f"{n} x {n}, {count} images in {scenes} scenes, {np.mean(masks):.0f} masks/image",
     }
 
@@ -423,16 +486,24 @@ def run_register(run):
     init = correction_to_pose(params, truth, volume.center)
     options = {"steps": run.sizes.register_steps, "scales": run.sizes.register_scales}
     for nominal, n in zip(FULL.register, run.sizes.register):
+
         def one(n=n, nominal=nominal):
             camera = fj.Camera(n, n, 384.0 / n, SDD_MM)
             target = fj.render(volume, camera, truth)
-            record, result = timed(lambda t, p: register(volume, camera, t, p, **options), target, init,
-                                   budget_s=run.sizes.repeat_budget_s, max_repeats=3)
+            record, result = timed(
+                lambda t, p: register(volume, camera, t, p, **options),
+                target,
+                init,
+                budget_s=run.sizes.repeat_budget_s,
+                max_repeats=3,
+            )
             run.results[f"register-{nominal}"] = {
-                **record, "ran_at": f"{n} x {n}, {int(np.sum(result.steps_taken))} steps",
+                **record,
+                "ran_at": f"{n} x {n}, {int(np.sum(result.steps_taken))} steps",
                 "error_mm": float(translation_error(result.pose, truth)),
                 "start_error_mm": float(translation_error(init, truth)),
             }
+
         run.step([f"register-{nominal}"], one)
 
 
@@ -468,15 +539,27 @@ def run_augment(run, example):
         images, masks = jax.numpy.exp(-trace.image), trace.travel > 0
         fn = jax.jit(lambda k, i, m: augment.apply_batch(pipeline, k, i, m))
         record, _ = timed(fn, keys, images, masks, budget_s=run.sizes.repeat_budget_s, max_repeats=5)
-        run.results["augment-32x448"] = {**record, "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",
-                                         "images_per_s": b / record["median_s"]}
+        run.results["augment-32x448"] = {
+            **record,
+            "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",
+            "images_per_s": b / record["median_s"],
+        }
 
     def fused():
         fn = jax.jit(fj.render_augmented, static_argnames=("transform", "label_ids", "method", "vectorize"))
-        record, _ = timed(lambda k, v, p: fn(k, v, camera, p, pipeline, label_ids=ids), jax.random.key(1), mu, poses,
-                          budget_s=run.sizes.repeat_budget_s, max_repeats=5)
-        run.results["render-augmented-32x448"] = {**record, "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",
-                                                  "images_per_s": b / record["median_s"]}
+        record, _ = timed(
+            lambda k, v, p: fn(k, v, camera, p, pipeline, label_ids=ids),
+            jax.random.key(1),
+            mu,
+            poses,
+            budget_s=run.sizes.repeat_budget_s,
+            max_repeats=5,
+        )
+        run.results["render-augmented-32x448"] = {
+            **record,
+            "ran_at": f"{b} x {n} x {n}, {len(ids)} masks",
+            "images_per_s": b / record["median_s"],
+        }
 
     run.step(["augment-32x448"], batch, reserve_s=45.0)
     run.step(["render-augmented-32x448"], fused, reserve_s=45.0)
@@ -492,9 +575,22 @@ def run_peers(run, ct_path, keep):
         return
     budget = max(run.left() - 30.0, 10.0) if run.args.dry_run else min(120.0, run.left() - 60.0)
     with tempfile.TemporaryDirectory() as images:
-        command = [sys.executable, str(HERE / "peers_gpu.py"), "--ct", str(ct_path), "--images", images,
-                   "--device", "cpu" if run.args.dry_run else "cuda", "--budget-s", f"{budget:.0f}",
-                   "--repeats", "3" if run.args.dry_run else "10", "--sizes", *map(str, run.sizes.drr)]
+        command = [
+            sys.executable,
+            str(HERE / "peers_gpu.py"),
+            "--ct",
+            str(ct_path),
+            "--images",
+            images,
+            "--device",
+            "cpu" if run.args.dry_run else "cuda",
+            "--budget-s",
+            f"{budget:.0f}",
+            "--repeats",
+            "3" if run.args.dry_run else "10",
+            "--sizes",
+            *map(str, run.sizes.drr),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=budget + 90.0, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"peers_gpu.py exit {done.returncode}: {done.stderr[-600:]}")
@@ -535,8 +631,10 @@ def machine_info(ct_text, dry_run):
     return {
         "device": f"{device.platform}: {getattr(device, 'device_kind', device)}",
         "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "versions": {"fluorojax": f"{fluorojax.__version__} at {Path(fluorojax.__file__).parent}",
-                     **{name: version(name) for name in ("jax", "jaxlib", "jax-cuda13-plugin", "numpy")}},
+        "versions": {
+            "fluorojax": f"{fluorojax.__version__} at {Path(fluorojax.__file__).parent}",
+            **{name: version(name) for name in ("jax", "jaxlib", "jax-cuda13-plugin", "numpy")},
+        },
         "ct": ct_text,
         "dry_run": dry_run,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -553,20 +651,29 @@ def markdown(run):
     lines = [
         "# fluorojax on the GPU: benchmarks/gpu/bench_gpu.py",
         "",
-        ("DRY RUN: tiny sizes on the CPU; the numbers only show that every step runs." if info.get("dry_run") else
-         "One run on one machine; nanodrr and DiffDRR in a child process on the same GPU, after fluorojax."),
+        (
+            "DRY RUN: tiny sizes on the CPU; the numbers only show that every step runs."
+            if info.get("dry_run")
+            else "One run on one machine; nanodrr and DiffDRR in a child process on the same GPU, after fluorojax."
+        ),
         "",
         f"- device: {info.get('device')}; host: {info.get('host')}; {info.get('date')}",
         f"- versions: {info.get('versions')}",
-        (f"- peers: {info.get('peers', {}).get('versions')} on {info.get('peers', {}).get('device')}; "
-         f"notes: {info.get('peers', {}).get('notes')}"),
-        (f"- DRR rows render {info.get('ct')}; labels, polychromatic, generation, registration and augmentation"
-         " rows the bundled example CT (170 x 170 x 133, 89 labels)"),
+        (
+            f"- peers: {info.get('peers', {}).get('versions')} on {info.get('peers', {}).get('device')}; "
+            f"notes: {info.get('peers', {}).get('notes')}"
+        ),
+        (
+            f"- DRR rows render {info.get('ct')}; labels, polychromatic, generation, registration and augmentation"
+            " rows the bundled example CT (170 x 170 x 133, 89 labels)"
+        ),
         f"- time: {info.get('elapsed_s', 0.0):.0f} s of the {run.args.time_limit:.0f} s limit",
         f"- errors: {info.get('errors', [])}",
         f"- seconds per step (wall, CPU of this process): {info.get('steps_s')}",
-        ("- timing: first call (compile + run), then the median of warm calls, each ended by block_until_ready;"
-         " forward+backward = value and gradient of the image sum with respect to the pose (se(3) twist)"),
+        (
+            "- timing: first call (compile + run), then the median of warm calls, each ended by block_until_ready;"
+            " forward+backward = value and gradient of the image sum with respect to the pose (se(3) twist)"
+        ),
         "",
         "## Checks: default device vs float64 references and the CPU device (small cases)",
         "",
@@ -575,11 +682,21 @@ def markdown(run):
     ]
     for name in CHECKS:
         c = run.checks.get(name)
-        lines.append(f"| {name} | " + ("not run | - | - |" if c is None else
-                     f"{c['error']:.1e} | {c['tolerance']:.0e} | {'pass' if c['ok'] else 'FAIL'} |"))
-    lines += ["", "## Timings", "",
-              "| measurement | ran at | median ms | images/s | first call s | target (issues 13, 19) | result | notes |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | "
+            + (
+                "not run | - | - |"
+                if c is None
+                else f"{c['error']:.1e} | {c['tolerance']:.0e} | {'pass' if c['ok'] else 'FAIL'} |"
+            )
+        )
+    lines += [
+        "",
+        "## Timings",
+        "",
+        "| measurement | ran at | median ms | images/s | first call s | target (issues 13, 19) | result | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row, title in ROWS:
         r = run.results.get(row, {"skipped": "not reached"})
         target, verdict = verdicts.get(row, ("-", "-"))
@@ -588,10 +705,18 @@ def markdown(run):
         if "skipped" in r:
             lines.append(f"| {title} | - | - | - | - | {target} | - | {r['skipped']} |")
             continue
-        notes = "; ".join(str(x) for x in (r.get("note"), r.get("error_mm") is not None and
-                          f"pose error {r['start_error_mm']:.1f} -> {r['error_mm']:.2f} mm") if x)
-        lines.append(f"| {title} | {r.get('ran_at', '-')} | {1e3 * r['median_s']:.3f} | "
-                     f"{_cell(r.get('images_per_s'), '.1f')} | {r['first_s']:.2f} | {target} | {verdict} | {notes} |")
+        notes = "; ".join(
+            str(x)
+            for x in (
+                r.get("note"),
+                r.get("error_mm") is not None and f"pose error {r['start_error_mm']:.1f} -> {r['error_mm']:.2f} mm",
+            )
+            if x
+        )
+        lines.append(
+            f"| {title} | {r.get('ran_at', '-')} | {1e3 * r['median_s']:.3f} | "
+            f"{_cell(r.get('images_per_s'), '.1f')} | {r['first_s']:.2f} | {target} | {verdict} | {notes} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -607,10 +732,24 @@ STEPS = {  # in run order: the issue's headline numbers first, so a run cut shor
     "mesh": lambda run, c: run_mesh(run),
     "poly": lambda run, c: run_poly(run, c["example"]),
 }
-RESERVE_S = {"peers": 60.0, "register": 60.0, "generate": 60.0, "augment": 90.0}  # seconds that must be left to start a step
-PREFIXES = {"drr": tuple(f"{m}-{n}-" for m in ("siddon", "trilinear") for n in FULL.drr), "batch": ("siddon-batch",), "peers": ("nanodrr", "diffdrr"),
-            "register": ("register-",), "generate": ("generate-",), "augment": ("augment-", "render-augmented-"),
-            "labels": ("labels-",), "mesh": ("mesh-",), "poly": ("poly-",), "checks": ()}
+RESERVE_S = {
+    "peers": 60.0,
+    "register": 60.0,
+    "generate": 60.0,
+    "augment": 90.0,
+}  # seconds that must be left to start a step
+PREFIXES = {
+    "drr": tuple(f"{m}-{n}-" for m in ("siddon", "trilinear") for n in FULL.drr),
+    "batch": ("siddon-batch",),
+    "peers": ("nanodrr", "diffdrr"),
+    "register": ("register-",),
+    "generate": ("generate-",),
+    "augment": ("augment-", "render-augmented-"),
+    "labels": ("labels-",),
+    "mesh": ("mesh-",),
+    "poly": ("poly-",),
+    "checks": (),
+}
 
 
 def step_rows(name):
@@ -620,13 +759,19 @@ def step_rows(name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the default device, peers only if installed")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny sizes on the default device, peers only if installed"
+    )
     parser.add_argument("--time-limit", type=float, default=420.0, help="seconds; steps that do not fit are skipped")
     parser.add_argument("--ct", help="benchmark CT (default: see the module docstring)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu.md"))
     parser.add_argument("--json", help="also write every number here")
-    parser.add_argument("--steps", type=lambda text: text.split(","), default=list(STEPS),
-                        help=f"comma-separated subset of {','.join(STEPS)} (the others' rows say 'not selected')")
+    parser.add_argument(
+        "--steps",
+        type=lambda text: text.split(","),
+        default=list(STEPS),
+        help=f"comma-separated subset of {','.join(STEPS)} (the others' rows say 'not selected')",
+    )
     args = parser.parse_args(argv)
     if set(args.steps) - set(STEPS):
         parser.error(f"--steps: unknown {sorted(set(args.steps) - set(STEPS))}; choose from {list(STEPS)}")
@@ -639,7 +784,9 @@ def main(argv=None):
 
     if not args.dry_run and jax.default_backend() != "gpu":
         parser.error(f"no GPU: JAX's default backend is {jax.default_backend()!r} (use --dry-run on a CPU)")
-    ct_path, ct_text = (None, "the bundled example CT (--dry-run)") if args.dry_run and not args.ct else find_ct(args.ct)
+    ct_path, ct_text = (
+        (None, "the bundled example CT (--dry-run)") if args.dry_run and not args.ct else find_ct(args.ct)
+    )
     run = Run(args, sizes)
     run.info = machine_info(ct_text, args.dry_run)
     example = fj.load_example()
@@ -653,7 +800,10 @@ def main(argv=None):
             continue
         wall, cpu = time.perf_counter(), time.process_time()
         run.step(rows, lambda step=step: step(run, context), reserve_s=RESERVE_S.get(name, 20.0))
-        run.info.setdefault("steps_s", {})[name] = (round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1))
+        run.info.setdefault("steps_s", {})[name] = (
+            round(time.perf_counter() - wall, 1),
+            round(time.process_time() - cpu, 1),
+        )
     print(markdown(run))
 
 

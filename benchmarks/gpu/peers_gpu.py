@@ -56,8 +56,9 @@ def build_nanodrr(data, affine, size, pixel, device, n_samples):
     from nanodrr.drr import DRR
 
     subject = Subject.from_images(_scalar_image(data, affine), convert_to_mu=False).to(device)
-    drr = DRR.from_carm_intrinsics(sdd=SDD_MM, delx=pixel, dely=pixel, x0=0.0, y0=0.0, height=size, width=size,
-                                   dtype=torch.float32).to(device)
+    drr = DRR.from_carm_intrinsics(
+        sdd=SDD_MM, delx=pixel, dely=pixel, x0=0.0, y0=0.0, height=size, width=size, dtype=torch.float32
+    ).to(device)
     backend = "triton" if torch.device(device).type == "cuda" else "torch"
 
     def render(rotation, translation):
@@ -141,9 +142,13 @@ def main(argv=None):
 
     image = nib.load(args.ct)
     data, affine = np.asarray(image.dataobj, np.float32), np.asarray(image.affine, np.float64)
-    out = {"versions": {name: _version(name) for name in ("torch", "triton", "nanodrr", "diffdrr", "torchio")},
-           "device": torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else args.device,
-           "notes": [n for n in [note] if n], "rows": [], "errors": []}
+    out = {
+        "versions": {name: _version(name) for name in ("torch", "triton", "nanodrr", "diffdrr", "torchio")},
+        "device": torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else args.device,
+        "notes": [n for n in [note] if n],
+        "rows": [],
+        "errors": [],
+    }
     peers = ("nanodrr", "diffdrr-siddon", "diffdrr-trilinear")
     for size in args.sizes:
         pixel = PIXEL_MM.get(size, 400.0 / size)
@@ -156,7 +161,9 @@ def main(argv=None):
                     if peer == "nanodrr":
                         built = build_nanodrr(data, affine, size, pixel, args.device, args.n_samples)
                     else:
-                        built = build_diffdrr(data, affine, size, pixel, args.device, peer.split("-")[1], args.n_samples)
+                        built = build_diffdrr(
+                            data, affine, size, pixel, args.device, peer.split("-")[1], args.n_samples
+                        )
                     render, rotation, translation, label = built
                     first, median, img = time_peer(render, rotation, translation, mode, args.device, args.repeats)
                 except Exception as error:  # noqa: BLE001  a peer that fails is a row that says why, not a lost run
@@ -165,8 +172,17 @@ def main(argv=None):
                 finally:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-                out["rows"].append({"peer": peer, "label": label, "size": size, "mode": mode, "first_s": first,
-                                    "median_s": median, "repeats": args.repeats})
+                out["rows"].append(
+                    {
+                        "peer": peer,
+                        "label": label,
+                        "size": size,
+                        "mode": mode,
+                        "first_s": first,
+                        "median_s": median,
+                        "repeats": args.repeats,
+                    }
+                )
                 if args.images and mode == "forward":
                     np.save(Path(args.images) / f"{peer}-{size}.npy", img.float().cpu().numpy())
     print(json.dumps(out))

@@ -15,44 +15,23 @@ to the image; each module's docstring says how (8-bit steps by stand-in gradient
 choices held fixed).
 """
 
-from fluorojax.augment.artefacts import FONT
-from fluorojax.augment.artefacts import burnt_in_text
-from fluorojax.augment.artefacts import coarse_dropout
-from fluorojax.augment.artefacts import collimator
-from fluorojax.augment.artefacts import pixel_dropout
-from fluorojax.augment.blur import binomial_blur
-from fluorojax.augment.blur import detector_blur
-from fluorojax.augment.blur import emboss
-from fluorojax.augment.blur import median_blur
-from fluorojax.augment.blur import motion_blur
-from fluorojax.augment.blur import sharpen
-from fluorojax.augment.core import Transform
-from fluorojax.augment.core import apply_batch
-from fluorojax.augment.core import identity
-from fluorojax.augment.core import one_of
-from fluorojax.augment.core import sequence
-from fluorojax.augment.core import some_of
-from fluorojax.augment.core import with_probability
-from fluorojax.augment.geometric import elastic
-from fluorojax.augment.geometric import random_affine
-from fluorojax.augment.geometric import resize
-from fluorojax.augment.geometric import sample_affine
-from fluorojax.augment.geometric import warp_affine
-from fluorojax.augment.intensity import brightness_contrast
-from fluorojax.augment.intensity import channel_shuffle
-from fluorojax.augment.intensity import gamma
-from fluorojax.augment.intensity import gaussian_contrast
-from fluorojax.augment.intensity import invert
-from fluorojax.augment.intensity import negative_log
-from fluorojax.augment.detector_noise import electronic_noise
-from fluorojax.augment.detector_noise import quantum_noise
+from fluorojax.augment.artefacts import FONT, burnt_in_text, coarse_dropout, collimator, pixel_dropout
+from fluorojax.augment.blur import binomial_blur, detector_blur, emboss, median_blur, motion_blur, sharpen
+from fluorojax.augment.core import Transform, apply_batch, identity, one_of, sequence, some_of, with_probability
+from fluorojax.augment.detector_noise import electronic_noise, quantum_noise
 from fluorojax.augment.equalisation import clahe
-from fluorojax.augment.pipelines import default_pipeline
-from fluorojax.augment.pipelines import validation_pipeline
-from fluorojax.augment.weather import drizzle
-from fluorojax.augment.weather import fog
-from fluorojax.augment.windowing import mixture_window
-from fluorojax.augment.windowing import window
+from fluorojax.augment.geometric import elastic, random_affine, resize, sample_affine, warp_affine
+from fluorojax.augment.intensity import (
+    brightness_contrast,
+    channel_shuffle,
+    gamma,
+    gaussian_contrast,
+    invert,
+    negative_log,
+)
+from fluorojax.augment.pipelines import default_pipeline, validation_pipeline
+from fluorojax.augment.weather import drizzle, fog
+from fluorojax.augment.windowing import mixture_window, window
 
 __all__ = [
     "FONT",

@@ -68,14 +68,10 @@ def hsv_to_rgb(hsv: jnp.ndarray) -> jnp.ndarray:
 def _mat3(m: np.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     """``x @ m.T`` for (..., 3) x as multiply-adds (XLA:CPU runs a dot over a trailing axis of 3
     an order of magnitude slower)."""
-    return jnp.stack(
-        [sum(x[..., j] * m[i, j].item() for j in range(3)) for i in range(3)], axis=-1
-    )
+    return jnp.stack([sum(x[..., j] * m[i, j].item() for j in range(3)) for i in range(3)], axis=-1)
 
 
-_RGB_TO_XYZ = np.array(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-)
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
 _WHITE = np.array([0.950456, 1.0, 1.088754])
 _CBRT_T = 0.008856  # below it the cube root is replaced by a line
 _LINE_K = 7.787  # slope of that line

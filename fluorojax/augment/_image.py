@@ -17,9 +17,7 @@ def check(image: jax.Array, masks: jax.Array, name: str) -> None:
     if not jnp.issubdtype(image.dtype, jnp.floating):
         raise TypeError(f"{name}: image must be a float array, got dtype {image.dtype}")
     if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
-        raise ValueError(
-            f"{name}: masks must be (N, H, W) with (H, W) = {image.shape[:2]}, got {masks.shape}"
-        )
+        raise ValueError(f"{name}: masks must be (N, H, W) with (H, W) = {image.shape[:2]}, got {masks.shape}")
 
 
 def image_only(fn=None, *, hwc: bool = False):

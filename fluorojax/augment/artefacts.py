@@ -136,8 +136,7 @@ def _render_text(text: str) -> np.ndarray:
     unknown = sorted(set(text) - set(FONT))
     if not text or unknown:
         raise ValueError(
-            f"burnt_in_text: text {text!r} must be non-empty and use only {''.join(FONT)!r}; "
-            f"unknown {unknown}"
+            f"burnt_in_text: text {text!r} must be non-empty and use only {''.join(FONT)!r}; unknown {unknown}"
         )
     gap = np.zeros((7, 1), bool)
     parts = []

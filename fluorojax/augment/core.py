@@ -58,9 +58,7 @@ def _normalised_weights(weights: Sequence[float] | None, n: int, name: str) -> j
         return jnp.full((n,), 1.0 / n, jnp.float32)
     weights = tuple(float(w) for w in weights)
     if len(weights) != n or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(
-            f"{name}: weights must be {n} non-negative numbers with a positive sum, got {weights}"
-        )
+        raise ValueError(f"{name}: weights must be {n} non-negative numbers with a positive sum, got {weights}")
     total = sum(weights)
     return jnp.asarray([w / total for w in weights], jnp.float32)
 
@@ -127,9 +125,7 @@ def some_of(
     transforms = _check_transforms(transforms, "some_of")
     lo, hi = (int(n), int(n)) if isinstance(n, numbers.Integral) else (int(n[0]), int(n[1]))
     if not 0 <= lo <= hi <= len(transforms):
-        raise ValueError(
-            f"some_of: n must satisfy 0 <= lo <= hi <= {len(transforms)}, got {n!r}"
-        )
+        raise ValueError(f"some_of: n must satisfy 0 <= lo <= hi <= {len(transforms)}, got {n!r}")
     log_w = jnp.log(_normalised_weights(weights, len(transforms), "some_of"))
 
     def apply(key, image, masks):

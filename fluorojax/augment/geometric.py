@@ -23,9 +23,7 @@ _MASK_ORDERS = {"nearest": 0, "linear": 1}
 
 def _mask_order(mask_interpolation: str) -> int:
     if mask_interpolation not in _MASK_ORDERS:
-        raise ValueError(
-            f"mask_interpolation must be one of {sorted(_MASK_ORDERS)}, got {mask_interpolation!r}"
-        )
+        raise ValueError(f"mask_interpolation must be one of {sorted(_MASK_ORDERS)}, got {mask_interpolation!r}")
     return _MASK_ORDERS[mask_interpolation]
 
 
@@ -92,9 +90,7 @@ def _remap(image, masks, src_y, src_x, mask_interpolation: str, fill: float):
     return _image.like(out, image), _cast_mask(m, masks.dtype)
 
 
-def warp_affine(
-    image, masks, matrix, *, mask_interpolation: str = "nearest", fill: float = 0.0
-):
+def warp_affine(image, masks, matrix, *, mask_interpolation: str = "nearest", fill: float = 0.0):
     """Warp image (H, W[, C]) and masks (N, H, W) by ``matrix`` (3, 3): the content at input
     point p moves to ``matrix @ p`` (continuous pixel coordinates, see module docstring)."""
     _image.check(image, masks, "warp_affine")
@@ -153,4 +149,3 @@ def elastic(
     d = jax.image.resize(coarse, (2, h, w), "cubic") * _image.uniform(k_a, alpha_px)
     rows, cols = _image.pixel_grid(h, w)
     return _remap(image, masks, rows + d[0], cols + d[1], mask_interpolation, fill)
-

@@ -127,9 +127,7 @@ def _default_pipeline(size: tuple[int, int], intensity_count) -> core.Transform:
                     _P(blur.median_blur, kernel_size=(3, 5)),
                 ]
             ),
-            core.one_of(
-                [_P(blur.sharpen, alpha=(0.2, 0.5)), _P(blur.emboss, alpha=(0.2, 0.5))]
-            ),
+            core.one_of([_P(blur.sharpen, alpha=(0.2, 0.5)), _P(blur.emboss, alpha=(0.2, 0.5))]),
             _P(intensity.brightness_contrast, brightness=(0.0, 0.0), contrast=(-2.0, 2.0)),
             _P(intensity.gaussian_contrast, alpha=(0.6, 1.4), sigma=(0.1, 0.5)),
             core.one_of(
@@ -150,12 +148,14 @@ def _default_pipeline(size: tuple[int, int], intensity_count) -> core.Transform:
         n=intensity_count,
         weights=(0.5, 0.5, 0.5, 1.0, 0.5, 3.0, 0.5),
     )
-    return jax.jit(core.sequence(
-        *_mixture_preamble(),
-        core.with_probability(0.5, intensity.invert),
-        core.with_probability(0.5, core.one_of([clahe, intensity_transforms])),
-        _P(geometric.resize, shape=size),
-    ))
+    return jax.jit(
+        core.sequence(
+            *_mixture_preamble(),
+            core.with_probability(0.5, intensity.invert),
+            core.with_probability(0.5, core.one_of([clahe, intensity_transforms])),
+            _P(geometric.resize, shape=size),
+        )
+    )
 
 
 def validation_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transform:
@@ -167,6 +167,4 @@ def validation_pipeline(image_size: tuple[int, int] = (448, 448)) -> core.Transf
 
 @functools.cache
 def _validation_pipeline(size: tuple[int, int]) -> core.Transform:
-    return jax.jit(
-        core.sequence(*_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size))
-    )
+    return jax.jit(core.sequence(*_mixture_preamble(), intensity.invert, _P(geometric.resize, shape=size)))

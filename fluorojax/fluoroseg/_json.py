@@ -8,8 +8,15 @@ reader can tell "an empty list" from "no list at all" after streaming the file o
 
 from __future__ import annotations
 
-KINDS = {"start_map": "an object", "start_array": "a list", "string": "a string", "number": "a number",
-         "boolean": "a boolean", "null": "null", None: "nothing"}
+KINDS = {
+    "start_map": "an object",
+    "start_array": "a list",
+    "string": "a string",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+    None: "nothing",
+}
 """The JSON kind each ijson start event begins (None: no event at all)."""
 
 

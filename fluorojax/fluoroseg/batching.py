@@ -53,7 +53,9 @@ def _stream(dataset, order, batch_size, drop_last, max_objects, stop: threading.
             if dataset.categories == "full":
                 sample = pad_objects(sample, max_objects)
             if samples and sample["image"].shape != samples[0]["image"].shape:
-                raise ValueError(f"{sample['file_name']}: image size {sample['image'].shape} differs from the batch's {samples[0]['image'].shape}; pass image_size to batch images of different sizes")
+                raise ValueError(
+                    f"{sample['file_name']}: image size {sample['image'].shape} differs from the batch's {samples[0]['image'].shape}; pass image_size to batch images of different sizes"
+                )
         except (OSError, ValueError) as err:
             if dataset.on_error == "raise" or isinstance(err, UnsafePathError):
                 raise
@@ -67,13 +69,16 @@ def _stream(dataset, order, batch_size, drop_last, max_objects, stop: threading.
         yield collate(samples)
 
 
-def batches(dataset, batch_size, *, shuffle=False, seed=0, drop_last=True, max_objects=None,
-            prefetch=2) -> Iterator[dict[str, Any]]:
+def batches(
+    dataset, batch_size, *, shuffle=False, seed=0, drop_last=True, max_objects=None, prefetch=2
+) -> Iterator[dict[str, Any]]:
     """See ``FluoroSegDataset.batches``."""
     batch_size = _validate.positive_int("batch_size", batch_size)
     if dataset.categories == "full":
         if max_objects is None:
-            raise ValueError("categories='full' needs max_objects (a positive int) to pad objects to a fixed count, got None")
+            raise ValueError(
+                "categories='full' needs max_objects (a positive int) to pad objects to a fixed count, got None"
+            )
         max_objects = _validate.positive_int("max_objects", max_objects)
     prefetch = _validate.integer("prefetch", prefetch, minimum=0)
     seed = _validate.integer("seed", seed, minimum=0)

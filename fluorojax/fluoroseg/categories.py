@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Mapping
 from importlib import resources
-from typing import Mapping
 
 CUTOFF_ID_OFFSET = 10000
 _ANATOMICAL_SUPERCATEGORIES = ("totalsegmentator", "totalsegmentator_bone")
@@ -58,7 +58,9 @@ def _load_base_rows() -> tuple[Category, ...]:
     for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
         reduced = row["reduced_index"].strip()
         if bool(reduced) != bool(row["reduced_name"].strip()):
-            raise ValueError(f"fluoroseg_categories.csv line {line}: reduced_index and reduced_name must be both set or both empty, got {row!r}")
+            raise ValueError(
+                f"fluoroseg_categories.csv line {line}: reduced_index and reduced_name must be both set or both empty, got {row!r}"
+            )
         cid = int(row["id"])
         rows.append(
             Category(
@@ -96,10 +98,17 @@ def _build_table() -> tuple[tuple[Category, ...], tuple[str, ...]]:
         raise ValueError("fluoroseg_categories.csv: category ids and names must be unique")
     reduced: dict[int, str] = {}
     for cat in base:
-        if cat.reduced_index is not None and reduced.setdefault(cat.reduced_index, cat.reduced_name) != cat.reduced_name:
-            raise ValueError(f"fluoroseg_categories.csv: reduced index {cat.reduced_index} has two names, {reduced[cat.reduced_index]!r} and {cat.reduced_name!r}")
+        if (
+            cat.reduced_index is not None
+            and reduced.setdefault(cat.reduced_index, cat.reduced_name) != cat.reduced_name
+        ):
+            raise ValueError(
+                f"fluoroseg_categories.csv: reduced index {cat.reduced_index} has two names, {reduced[cat.reduced_index]!r} and {cat.reduced_name!r}"
+            )
     if sorted(reduced) != list(range(len(reduced))):
-        raise ValueError(f"fluoroseg_categories.csv: reduced indices must be 0..{len(reduced) - 1}, got {sorted(reduced)}")
+        raise ValueError(
+            f"fluoroseg_categories.csv: reduced indices must be 0..{len(reduced) - 1}, got {sorted(reduced)}"
+        )
     return table, tuple(reduced[i] for i in range(len(reduced)))
 
 
@@ -116,7 +125,9 @@ def get_category(key: int | str) -> Category:
     """The category with FluoroSeg id ``key`` (int) or name ``key`` (str); ValueError if unknown."""
     table = _BY_NAME if isinstance(key, str) else _BY_ID
     if isinstance(key, bool) or key not in table:
-        raise ValueError(f"unknown FluoroSeg category {key!r}: expected an id or name from fluoroseg_categories.csv (ids 1-117, 301-311, 1000, cut-off ids from {CUTOFF_ID_OFFSET})")
+        raise ValueError(
+            f"unknown FluoroSeg category {key!r}: expected an id or name from fluoroseg_categories.csv (ids 1-117, 301-311, 1000, cut-off ids from {CUTOFF_ID_OFFSET})"
+        )
     return table[key]
 
 

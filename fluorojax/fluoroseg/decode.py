@@ -38,9 +38,13 @@ def read_image(path: Path, height: int, width: int) -> np.ndarray:
     except (ValueError, OSError, tifffile.TiffFileError) as err:
         raise ValueError(f"{path}: corrupt TIFF ({err})") from err
     if image.ndim != 2 or image.dtype != np.float32:
-        raise ValueError(f"{path}: expected a single-channel float32 image, got dtype {image.dtype} shape {image.shape}")
+        raise ValueError(
+            f"{path}: expected a single-channel float32 image, got dtype {image.dtype} shape {image.shape}"
+        )
     if image.shape != (height, width):
-        raise ValueError(f"{path}: image is {image.shape[0]} x {image.shape[1]} but its case entry says {height} x {width}")
+        raise ValueError(
+            f"{path}: image is {image.shape[0]} x {image.shape[1]} but its case entry says {height} x {width}"
+        )
     if not np.all(np.isfinite(image)):
         raise ValueError(f"{path}: image holds non-finite intensities")
     return image
@@ -59,7 +63,9 @@ def read_annotations(path: Path, height: int, width: int, categories: str, min_a
         raise FileNotFoundError(f"annotation file {path} does not exist") from None
     with f:
         try:
-            for i, annotation in enumerate(ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("",)), "item")):
+            for i, annotation in enumerate(
+                ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("",)), "item")
+            ):
                 if not isinstance(annotation, dict) or not {"category_id", "segmentation"} <= set(annotation):
                     raise ValueError(f"annotation {i} lacks category_id or segmentation")
                 category_id = annotation["category_id"]
@@ -77,13 +83,17 @@ def read_annotations(path: Path, height: int, width: int, categories: str, min_a
                 descriptions = annotation.get("descriptions")
                 if descriptions is None:
                     descriptions = list(describe(category_id)) if is_known_category(category_id) else []
-                objects.append({"category_id": category_id, "mask": mask, "travel": travel, "descriptions": list(descriptions)})
+                objects.append(
+                    {"category_id": category_id, "mask": mask, "travel": travel, "descriptions": list(descriptions)}
+                )
         except ijson.JSONError as err:
             raise ValueError(f"{path}: corrupt annotation file ({err})") from err
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
     if seen.get("") != "start_array":
-        raise ValueError(f"{path}: an annotation file must be a JSON list of annotations, got {KINDS[seen.get('')]} at the top level")
+        raise ValueError(
+            f"{path}: an annotation file must be a JSON list of annotations, got {KINDS[seen.get('')]} at the top level"
+        )
     return objects
 
 
@@ -116,7 +126,9 @@ def assemble(image: np.ndarray, objects: list[dict], size: tuple[int, int], cate
             boxes[slot] = np.concatenate([np.fmin(boxes[slot, :2], box[:2]), np.fmax(boxes[slot, 2:], box[2:])])
     valid = ~np.isnan(boxes[:, 0])
     boxes = np.nan_to_num(boxes)
-    bboxes = np.stack([boxes[:, 0] * sx, boxes[:, 1] * sy, (boxes[:, 2] - boxes[:, 0]) * sx, (boxes[:, 3] - boxes[:, 1]) * sy], axis=1).astype(np.float32)
+    bboxes = np.stack(
+        [boxes[:, 0] * sx, boxes[:, 1] * sy, (boxes[:, 2] - boxes[:, 0]) * sx, (boxes[:, 3] - boxes[:, 1]) * sy], axis=1
+    ).astype(np.float32)
     if categories == "reduced":
         descriptions = [list(describe_reduced(c)) if valid[c] else [] for c in range(n)]
     else:

@@ -28,7 +28,13 @@ class UnsafePathError(ValueError):
 
 def safe_relative(name, where: str) -> str:
     """``name`` if it is a relative path that stays inside its folder; UnsafePathError otherwise."""
-    if not isinstance(name, str) or not name or os.path.isabs(name) or name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+    if (
+        not isinstance(name, str)
+        or not name
+        or os.path.isabs(name)
+        or name.startswith(("/", "\\"))
+        or re.match(r"[A-Za-z]:", name)
+    ):
         raise UnsafePathError(f"{where}: refusing {name!r}: expected a relative path inside the dataset root")
     if ".." in re.split(r"[\\/]", name):
         raise UnsafePathError(f"{where}: refusing {name!r}: '..' would leave the dataset root")
@@ -40,8 +46,10 @@ def inside_root(root: Path, path: Path, where: str) -> Path:
     UnsafePathError naming where it leads otherwise."""
     real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if real != real_root and real_root not in real.parents:
-        raise UnsafePathError(f"{where}: refusing {str(path)!r}: a symbolic link leads it to {str(real)!r}, "
-                              f"outside the dataset root {str(real_root)!r}")
+        raise UnsafePathError(
+            f"{where}: refusing {str(path)!r}: a symbolic link leads it to {str(real)!r}, "
+            f"outside the dataset root {str(real_root)!r}"
+        )
     return path
 
 
@@ -83,11 +91,18 @@ def read_case(root: Path, case_path: Path, split: str, min_grad_ncc: float | Non
     seen: dict = {}
     with open(case_path, "rb") as f:
         try:
-            for i, image in enumerate(ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("", "images")), "images.item")):
+            for i, image in enumerate(
+                ijson.items(note_kinds(ijson.parse(f, use_float=True), seen, ("", "images")), "images.item")
+            ):
                 if not isinstance(image, dict) or not {"file_name", "height", "width"} <= set(image):
                     raise ValueError(f"{case_path}: image entry {i} lacks file_name, height or width")
-                if not all(isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0 for k in ("height", "width")):
-                    raise ValueError(f"{case_path}: image entry {i} has height {image['height']!r}, width {image['width']!r}; expected positive ints")
+                if not all(
+                    isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0
+                    for k in ("height", "width")
+                ):
+                    raise ValueError(
+                        f"{case_path}: image entry {i} has height {image['height']!r}, width {image['width']!r}; expected positive ints"
+                    )
                 name = safe_relative(image["file_name"], f"{case_path} image entry {i}")
                 path = inside_root(root, image_dir / name, f"{case_path} image entry {i}")
                 grad_ncc = image.get("grad_ncc", np.inf)
@@ -99,9 +114,10 @@ def read_case(root: Path, case_path: Path, split: str, min_grad_ncc: float | Non
         except ijson.JSONError as err:
             raise ValueError(f"{case_path}: corrupt case file ({err})") from err
     if seen.get("") != "start_map":
-        raise ValueError(f"{case_path}: a case file must be a JSON object with an 'images' list, got {KINDS[seen.get('')]} at the top level")
+        raise ValueError(
+            f"{case_path}: a case file must be a JSON object with an 'images' list, got {KINDS[seen.get('')]} at the top level"
+        )
     if seen.get("images") != "start_array":
         found = "no 'images' key" if "images" not in seen else f"'images' is {KINDS[seen['images']]}"
         raise ValueError(f"{case_path}: expected 'images' to be a list of image entries, found {found}")
     return entries
-

@@ -100,7 +100,9 @@ class FluoroSegDataset:
         self.image_size = None if image_size is None else _validate.size("image_size", image_size)
         self.min_area, self.max_area = _area_bound("min_area", min_area), _area_bound("max_area", max_area)
         self.min_grad_ncc = None if min_grad_ncc is None else _validate.number("min_grad_ncc", min_grad_ncc)
-        train_fraction = _validate.number("train_fraction", train_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        train_fraction = _validate.number(
+            "train_fraction", train_fraction, low=0.0, high=1.0, low_open=True, high_open=True
+        )
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"FluoroSeg dataset root {self.root} is not a directory")
@@ -142,12 +144,14 @@ class FluoroSegDataset:
         objects = read_annotations(annotations, height, width, self.categories, self.min_area, self.max_area)
         size = (height, width) if self.image_size is None else self.image_size
         sample = assemble(image, objects, size, self.categories)
-        sample.update({
-            "original_size": np.array([height, width], np.int64),
-            "camera": info.get("camera"),
-            "image_info": info,
-            "file_name": str(path),
-        })
+        sample.update(
+            {
+                "original_size": np.array([height, width], np.int64),
+                "camera": info.get("camera"),
+                "image_info": info,
+                "file_name": str(path),
+            }
+        )
         return sample
 
     def batches(
@@ -175,5 +179,12 @@ class FluoroSegDataset:
           (B, C, 4), ``original_size`` (B, 2); ``descriptions``, ``camera``, ``image_info``,
           ``file_name`` as lists of length B.
         """
-        return batching.batches(self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                                max_objects=max_objects, prefetch=prefetch)
+        return batching.batches(
+            self,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            max_objects=max_objects,
+            prefetch=prefetch,
+        )

@@ -36,7 +36,9 @@ def segmentation_kind(segmentation) -> str:
     if isinstance(segmentation, dict) and frozenset(segmentation) in _KEYS:
         return _KEYS[frozenset(segmentation)]
     keys = sorted(segmentation) if isinstance(segmentation, dict) else type(segmentation).__name__
-    raise ValueError(f"unknown segmentation type with keys {keys}: expected {{size, counts}}, {{size, counts, travel}}, {{size, counts, hits}} or a polygon list")
+    raise ValueError(
+        f"unknown segmentation type with keys {keys}: expected {{size, counts}}, {{size, counts, travel}}, {{size, counts, hits}} or a polygon list"
+    )
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:
@@ -88,12 +90,18 @@ def decode_rle(counts: str, size) -> np.ndarray:
         raise ValueError(f"RLE counts must be a COCO compressed string, got {type(counts).__name__}")
     runs = rle_run_lengths(counts)
     if (runs.size and runs.min() < 0) or runs.sum() != h * w:
-        raise ValueError(f"RLE runs cover {int(runs.sum())} pixels (min run {int(runs.min()) if runs.size else 0}), but its size {h} x {w} has {h * w}")
+        raise ValueError(
+            f"RLE runs cover {int(runs.sum())} pixels (min run {int(runs.min()) if runs.size else 0}), but its size {h} x {w} has {h * w}"
+        )
     return coco_mask.decode({"size": [h, w], "counts": counts.encode("ascii")}).astype(bool)
 
 
 def _check_size(size) -> tuple[int, int]:
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
         raise ValueError(f"segmentation size must be [height, width] positive ints, got {size!r}")
     return int(size[0]), int(size[1])
 
@@ -124,7 +132,9 @@ def encode_travel(travel) -> dict:
     """TRAVEL segmentation of (H, W) path lengths in mm; the mask is ``travel > 0``."""
     travel = np.asarray(travel)
     if travel.ndim != 2 or not np.issubdtype(travel.dtype, np.floating) or not np.all(np.isfinite(travel)):
-        raise ValueError(f"travel must be a finite (H, W) float array in mm, got dtype {travel.dtype} shape {travel.shape}")
+        raise ValueError(
+            f"travel must be a finite (H, W) float array in mm, got dtype {travel.dtype} shape {travel.shape}"
+        )
     mask = travel > 0
     return {"size": list(mask.shape), "counts": encode_rle(mask), "travel": encode_values(travel[mask])}
 
@@ -138,7 +148,9 @@ def encode_hits(hits) -> dict:
     """
     hits = np.asarray(hits)
     if hits.ndim != 4 or hits.shape[1] != 2 or hits.shape[0] < 1 or not np.issubdtype(hits.dtype, np.floating):
-        raise ValueError(f"hits must be a (K, 2, H, W) float array of entry / exit depths, got dtype {hits.dtype} shape {hits.shape}")
+        raise ValueError(
+            f"hits must be a (K, 2, H, W) float array of entry / exit depths, got dtype {hits.dtype} shape {hits.shape}"
+        )
     layers = np.isfinite(hits)
     if np.any(layers[:, 0] != layers[:, 1]):
         raise ValueError("hits entry and exit depths must be finite at the same pixels")
@@ -165,8 +177,12 @@ def decode_segmentation(segmentation, height: int, width: int):
     """
     kind = segmentation_kind(segmentation)
     if kind == POLYGON:
-        if not segmentation or not all(isinstance(ring, list) and len(ring) >= 6 and len(ring) % 2 == 0 for ring in segmentation):
-            raise ValueError("polygon segmentation must be a non-empty list of [x0, y0, x1, y1, ...] rings with at least 3 points")
+        if not segmentation or not all(
+            isinstance(ring, list) and len(ring) >= 6 and len(ring) % 2 == 0 for ring in segmentation
+        ):
+            raise ValueError(
+                "polygon segmentation must be a non-empty list of [x0, y0, x1, y1, ...] rings with at least 3 points"
+            )
         rles = coco_mask.frPyObjects(segmentation, height, width)
         return kind, coco_mask.decode(coco_mask.merge(rles)).astype(bool), None, None
     size = _check_size(segmentation["size"])
@@ -181,7 +197,9 @@ def decode_segmentation(segmentation, height: int, width: int):
         return kind, mask, travel, None
     counts, payloads = segmentation["counts"], segmentation["hits"]
     if not isinstance(counts, list) or not isinstance(payloads, list) or not counts or len(payloads) != 2 * len(counts):
-        raise ValueError(f"HITS segmentation needs a non-empty list of RLEs and twice as many payloads, got {len(counts) if isinstance(counts, list) else counts!r} and {len(payloads) if isinstance(payloads, list) else payloads!r}")
+        raise ValueError(
+            f"HITS segmentation needs a non-empty list of RLEs and twice as many payloads, got {len(counts) if isinstance(counts, list) else counts!r} and {len(payloads) if isinstance(payloads, list) else payloads!r}"
+        )
     hits = np.full((len(counts), 2) + size, np.inf, np.float32)
     layers = np.stack([decode_rle(counts_k, size) for counts_k in counts])
     for k, layer in enumerate(layers):

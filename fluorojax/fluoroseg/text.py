@@ -15,8 +15,18 @@ import re
 from fluorojax.fluoroseg.categories import REDUCED_NAMES, get_category, reduced_members
 
 _ORDINALS = (
-    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-    "eleventh", "twelfth",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
 )
 _SPINE_REGIONS = {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}
 _SPECIAL_VERTEBRAE = {"C1": "atlas", "C2": "axis"}
@@ -50,7 +60,11 @@ _NOUNS = {
     "atrial_appendage": ("atrial appendage", "auricle"),
     "superior_vena_cava": ("superior vena cava", "SVC"),
     "inferior_vena_cava": ("inferior vena cava", "IVC"),
-    "portal_vein_and_splenic_vein": ("portal and splenic veins", "portal vein and splenic vein", "portal venous system"),
+    "portal_vein_and_splenic_vein": (
+        "portal and splenic veins",
+        "portal vein and splenic vein",
+        "portal venous system",
+    ),
     "iliac_artery": ("iliac artery", "common iliac artery"),
     "iliac_vena": ("iliac vein", "common iliac vein"),
     "humerus": ("humerus", "upper arm bone"),
@@ -137,13 +151,20 @@ def _words(name: str) -> str:
 
 
 def _numeric(number: int) -> str:
-    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number, 'th')}"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number, 'th') }"
 
 
 def _vertebra(level: str) -> tuple[str, ...]:
     region, number = _SPINE_REGIONS[level[0]], int(level[1:])
     ordinal, numeric = _ORDINALS[number - 1], _numeric(number)
-    phrases = [f"{level} vertebra", f"{ordinal} {region} vertebra", level, f"{numeric} {region} vertebra", f"{region} vertebra {level}", f"vertebra {level}"]
+    phrases = [
+        f"{level} vertebra",
+        f"{ordinal} {region} vertebra",
+        level,
+        f"{numeric} {region} vertebra",
+        f"{region} vertebra {level}",
+        f"vertebra {level}",
+    ]
     if level in _SPECIAL_VERTEBRAE:
         phrases.append(_SPECIAL_VERTEBRAE[level])
     return tuple(phrases)
@@ -151,11 +172,22 @@ def _vertebra(level: str) -> tuple[str, ...]:
 
 def _rib(side: str, number: int) -> tuple[str, ...]:
     ordinal, numeric = _ORDINALS[number - 1], _numeric(number)
-    return (f"{side} {ordinal} rib", f"{ordinal} {side} rib", f"{side} {numeric} rib", f"{side} rib {number}", f"rib {number} on the {side}")
+    return (
+        f"{side} {ordinal} rib",
+        f"{ordinal} {side} rib",
+        f"{side} {numeric} rib",
+        f"{side} rib {number}",
+        f"rib {number} on the {side}",
+    )
 
 
 def _lung_lobe(lobe: str, side: str) -> tuple[str, ...]:
-    return (f"{side} {lobe} lobe", f"{lobe} lobe of the {side} lung", f"{side} {lobe} lung lobe", f"{side} lung {lobe} lobe")
+    return (
+        f"{side} {lobe} lobe",
+        f"{lobe} lobe of the {side} lung",
+        f"{side} {lobe} lung lobe",
+        f"{side} lung {lobe} lobe",
+    )
 
 
 def _structure(name: str) -> tuple[str, ...]:
@@ -204,7 +236,9 @@ def describe_tool(kind: str, material: str | None = None) -> tuple[str, ...]:
     if not isinstance(kind, str) or not kind.strip("_ "):
         raise ValueError(f"tool kind must be a non-empty string such as {sorted(_TOOL_KINDS)}, got {kind!r}")
     if material is not None and (not isinstance(material, str) or not material.strip("_ ")):
-        raise ValueError(f"tool material must be None or a non-empty string such as {sorted(_MATERIALS)}, got {material!r}")
+        raise ValueError(
+            f"tool material must be None or a non-empty string such as {sorted(_MATERIALS)}, got {material!r}"
+        )
     key = kind.lower().replace("-", "_")
     kinds = _TOOL_KINDS.get(key, (_words(kind),))
     phrases = []
@@ -212,4 +246,3 @@ def describe_tool(kind: str, material: str | None = None) -> tuple[str, ...]:
         words = _MATERIALS.get(material.lower(), _words(material))
         phrases += [f"{words} {k}" for k in kinds]
     return _unique(phrases + list(kinds) + list(_NOUNS["tool"]))
-

@@ -48,9 +48,24 @@ _IMAGE_NAME = re.compile(r"(\d{10})\.(json|tiff)")
 _TEMP_NAME = re.compile(r"\..+\.tmp-\d+")
 _CASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ANNOTATION_KEYS = ("category_id", "bbox", "area", "segmentation", "descriptions")
-_IMAGE_KEYS = ("id", "file_name", "height", "width", "camera", "intrinsics", "pose", "projection_matrix", "view", "spectrum", "seed")
+_IMAGE_KEYS = (
+    "id",
+    "file_name",
+    "height",
+    "width",
+    "camera",
+    "intrinsics",
+    "pose",
+    "projection_matrix",
+    "view",
+    "spectrum",
+    "seed",
+)
 _CAMERA_KEYS = {"focal_length", "pixel_size", "intrinsics", "pose", "projection_matrix"}
-DEFAULT_INFO = {"description": "FluoroSeg-format dataset written by fluorojax", "url": "https://github.com/arcadelab/fluorosam"}
+DEFAULT_INFO = {
+    "description": "FluoroSeg-format dataset written by fluorojax",
+    "url": "https://github.com/arcadelab/fluorosam",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,10 +141,14 @@ def encode_annotation(annotation: Annotation, height: int, width: int) -> dict |
     get_category(annotation.category_id)
     given = [name for name in ("mask", "travel", "hits") if getattr(annotation, name) is not None]
     if len(given) != 1:
-        raise ValueError(f"annotation of category {annotation.category_id} needs exactly one of mask, travel, hits; got {given or 'none'}")
+        raise ValueError(
+            f"annotation of category {annotation.category_id} needs exactly one of mask, travel, hits; got {given or 'none'}"
+        )
     data = np.asarray(getattr(annotation, given[0]))
     if data.shape[-2:] != (height, width):
-        raise ValueError(f"annotation {given[0]} of category {annotation.category_id} has shape {data.shape}, expected (..., {height}, {width}) like the image")
+        raise ValueError(
+            f"annotation {given[0]} of category {annotation.category_id} has shape {data.shape}, expected (..., {height}, {width}) like the image"
+        )
     if given == ["mask"]:
         segmentation, mask = rle.encode_binary(data), data
     elif given == ["travel"]:
@@ -175,7 +194,9 @@ def camera_dict(camera, pose) -> dict:
 def _camera_entries(camera: Mapping[str, Any]) -> tuple[dict, dict]:
     unknown = sorted(set(camera) - _CAMERA_KEYS)
     if unknown or "focal_length" not in camera or "pixel_size" not in camera:
-        raise ValueError(f"camera must have focal_length (mm) and pixel_size (mm), optionally intrinsics, pose, projection_matrix; got keys {sorted(camera)}")
+        raise ValueError(
+            f"camera must have focal_length (mm) and pixel_size (mm), optionally intrinsics, pose, projection_matrix; got keys {sorted(camera)}"
+        )
     focal_length = _validate.positive_number("camera focal_length", camera["focal_length"], unit="mm")
     pixel_size = _validate.positive_array("camera pixel_size (mm)", camera["pixel_size"])
     if pixel_size.shape not in ((), (1,), (2,)):
@@ -289,11 +310,25 @@ class FluoroSegWriter:
         if self.is_complete(case, index):
             return False
         image = np.asarray(image)
-        if image.ndim != 2 or 0 in image.shape or not np.issubdtype(image.dtype, np.floating) or not np.all(np.isfinite(image)):
-            raise ValueError(f"image must be a finite (H, W) float array of raw intensities, got dtype {image.dtype} shape {image.shape}")
+        if (
+            image.ndim != 2
+            or 0 in image.shape
+            or not np.issubdtype(image.dtype, np.floating)
+            or not np.all(np.isfinite(image))
+        ):
+            raise ValueError(
+                f"image must be a finite (H, W) float array of raw intensities, got dtype {image.dtype} shape {image.shape}"
+            )
         height, width = image.shape
         camera_entry, camera_extras = _camera_entries(camera)
-        entry = {"id": int(index), "file_name": f"{stem}.tiff", "height": height, "width": width, "camera": camera_entry, **camera_extras}
+        entry = {
+            "id": int(index),
+            "file_name": f"{stem}.tiff",
+            "height": height,
+            "width": width,
+            "camera": camera_entry,
+            **camera_extras,
+        }
         for key, value in (("view", view), ("spectrum", spectrum), ("seed", seed)):
             if value is not None:
                 entry[key] = _jsonable(value, key)
@@ -301,7 +336,13 @@ class FluoroSegWriter:
         encoded = [encode_annotation(a, height, width) for a in annotations]
         annotation_bytes = _dumps([a for a in encoded if a is not None])
         tiff = io.BytesIO()
-        tifffile.imwrite(tiff, image.astype("<f4"), photometric="minisblack", description=_dumps(entry).decode("ascii"), metadata=None)
+        tifffile.imwrite(
+            tiff,
+            image.astype("<f4"),
+            photometric="minisblack",
+            description=_dumps(entry).decode("ascii"),
+            metadata=None,
+        )
 
         folder = self._case_dir(case)
         folder.mkdir(exist_ok=True)
@@ -319,12 +360,23 @@ class FluoroSegWriter:
         except FileNotFoundError:
             raise FileNotFoundError(f"image {index} of case {case!r} is not written: {path} does not exist") from None
         except (ValueError, tifffile.TiffFileError, IndexError) as err:
-            raise ValueError(f"{path}: not a fluorojax TIFF with a JSON image entry in its ImageDescription ({err})") from err
+            raise ValueError(
+                f"{path}: not a fluorojax TIFF with a JSON image entry in its ImageDescription ({err})"
+            ) from err
         if not isinstance(entry, dict) or entry.get("file_name") != path.name:
-            raise ValueError(f"{path}: its ImageDescription entry names {entry.get('file_name') if isinstance(entry, dict) else entry!r}, not {path.name}")
+            raise ValueError(
+                f"{path}: its ImageDescription entry names {entry.get('file_name') if isinstance(entry, dict) else entry!r}, not {path.name}"
+            )
         return entry
 
-    def write_case(self, case: str, *, volumes: Sequence[Mapping[str, Any]] = (), info: Mapping[str, Any] | None = None, licenses: Sequence[Mapping[str, Any]] = ()) -> Path:
+    def write_case(
+        self,
+        case: str,
+        *,
+        volumes: Sequence[Mapping[str, Any]] = (),
+        info: Mapping[str, Any] | None = None,
+        licenses: Sequence[Mapping[str, Any]] = (),
+    ) -> Path:
         """Write ``CASE.json`` listing every complete image of the case, by index.
 
         Args:
@@ -360,7 +412,9 @@ class FluoroSegWriter:
             raise ValueError(f"cases {both} are in both train and val")
         for case in train + val:
             if not (self.root / f"{case}.json").is_file():
-                raise FileNotFoundError(f"case file {self.root / f'{case}.json'} does not exist: call write_case({case!r}) first")
+                raise FileNotFoundError(
+                    f"case file {self.root / f'{case}.json'} does not exist: call write_case({case!r}) first"
+                )
         paths = (self.root / "train.txt", self.root / "val.txt")
         for path, cases in zip(paths, (train, val)):
             write_atomic(path, "".join(f"{case}.json\n" for case in cases).encode("ascii"))

@@ -70,15 +70,23 @@ def list_series(directory) -> list[dict]:
     for uid, items in _headers(directory).items():
         ds = items[0][1]
         number = ds.get("SeriesNumber")
-        rows.append({"uid": uid, "number": None if number in (None, "") else int(number),
-                     "description": str(ds.get("SeriesDescription", "")), "modality": str(ds.get("Modality", "")),
-                     "files": len(items)})
+        rows.append(
+            {
+                "uid": uid,
+                "number": None if number in (None, "") else int(number),
+                "description": str(ds.get("SeriesDescription", "")),
+                "modality": str(ds.get("Modality", "")),
+                "files": len(items),
+            }
+        )
     return sorted(rows, key=lambda r: (r["number"] is None, r["number"] or 0, r["uid"]))
 
 
 def _describe(rows):
-    return "\n".join(f"  series={r['uid']!r} (SeriesNumber {r['number']}, {r['modality']}, {r['files']} files, "
-                     f"{r['description']!r})" for r in rows)
+    return "\n".join(
+        f"  series={r['uid']!r} (SeriesNumber {r['number']}, {r['modality']}, {r['files']} files, {r['description']!r})"
+        for r in rows
+    )
 
 
 def _pick(directory, series):
@@ -88,11 +96,15 @@ def _pick(directory, series):
     rows = list_series(directory) if len(groups) > 1 or series is not None else None
     if series is None:
         if len(groups) > 1:
-            raise ValueError(f"{directory} holds {len(groups)} DICOM series; choose one with series=UID or SeriesNumber:\n{_describe(rows)}")
+            raise ValueError(
+                f"{directory} holds {len(groups)} DICOM series; choose one with series=UID or SeriesNumber:\n{_describe(rows)}"
+            )
         return next(iter(groups.values()))
     chosen = [r["uid"] for r in rows if series in (r["uid"], r["number"], str(r["number"]))]
     if len(chosen) != 1:
-        raise ValueError(f"series={series!r} matches {len(chosen)} of the series under {directory}; they are:\n{_describe(rows)}")
+        raise ValueError(
+            f"series={series!r} matches {len(chosen)} of the series under {directory}; they are:\n{_describe(rows)}"
+        )
     return groups[chosen[0]]
 
 
@@ -109,19 +121,27 @@ def _geometry(items):
     """Sorted items, (3, 3) LPS axis vectors (columns: column step, row step, slice step) and origin."""
     path0, ds0 = items[0]
     if int(ds0.get("NumberOfFrames", 1) or 1) != 1:
-        raise ValueError(f"{path0} is a multi-frame (enhanced) image; only single-frame CT series are read "
-                         "(convert it with dcm2niix)")
+        raise ValueError(
+            f"{path0} is a multi-frame (enhanced) image; only single-frame CT series are read "
+            "(convert it with dcm2niix)"
+        )
     orientation = _vector(ds0, "ImageOrientationPatient", 6, path0)
     spacing = _vector(ds0, "PixelSpacing", 2, path0)
     shape = (int(ds0.Rows), int(ds0.Columns))
     for path, ds in items[1:]:
         if not np.allclose(_vector(ds, "ImageOrientationPatient", 6, path), orientation, atol=_ORIENTATION_TOL):
-            raise ValueError(f"inconsistent series: {path} has ImageOrientationPatient {list(ds.ImageOrientationPatient)}, "
-                             f"{path0} has {orientation.tolist()}")
+            raise ValueError(
+                f"inconsistent series: {path} has ImageOrientationPatient {list(ds.ImageOrientationPatient)}, "
+                f"{path0} has {orientation.tolist()}"
+            )
         if not np.allclose(_vector(ds, "PixelSpacing", 2, path), spacing, rtol=1e-4):
-            raise ValueError(f"inconsistent series: {path} has PixelSpacing {list(ds.PixelSpacing)}, {path0} has {spacing.tolist()}")
+            raise ValueError(
+                f"inconsistent series: {path} has PixelSpacing {list(ds.PixelSpacing)}, {path0} has {spacing.tolist()}"
+            )
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise ValueError(f"inconsistent series: {path} is {ds.Rows} x {ds.Columns} pixels, {path0} is {shape[0]} x {shape[1]}")
+            raise ValueError(
+                f"inconsistent series: {path} is {ds.Rows} x {ds.Columns} pixels, {path0} is {shape[0]} x {shape[1]}"
+            )
     x, y = orientation[:3], orientation[3:]
     normal = np.cross(x, y)
     positions = np.stack([_vector(ds, "ImagePositionPatient", 3, p) for p, ds in items])
@@ -133,18 +153,24 @@ def _geometry(items):
         steps = np.diff(along)
         if np.any(steps < _POSITION_TOL_MM):
             dup = int(np.argmin(steps))
-            raise ValueError(f"inconsistent series: {items[dup][0]} and {items[dup + 1][0]} lie at the same position "
-                             f"{positions[dup].tolist()} (several acquisitions or echoes in one series?)")
+            raise ValueError(
+                f"inconsistent series: {items[dup][0]} and {items[dup + 1][0]} lie at the same position "
+                f"{positions[dup].tolist()} (several acquisitions or echoes in one series?)"
+            )
         if np.ptp(steps) > max(_POSITION_TOL_MM, 1e-3 * np.median(steps)):
-            raise ValueError(f"inconsistent series: slice spacing varies from {steps.min():.4g} to {steps.max():.4g} mm "
-                             "(missing slices?); a volume needs uniform spacing")
+            raise ValueError(
+                f"inconsistent series: slice spacing varies from {steps.min():.4g} to {steps.max():.4g} mm "
+                "(missing slices?); a volume needs uniform spacing"
+            )
         offsets = positions - positions[0]
         lateral = offsets - np.outer(offsets @ normal, normal)
         tilt = np.degrees(np.arctan2(np.linalg.norm(lateral[-1]), abs(along[-1] - along[0])))
         if np.max(np.linalg.norm(lateral, axis=1)) > _POSITION_TOL_MM + 1e-4 * abs(along[-1] - along[0]):
-            raise ValueError(f"gantry-tilted series refused: slice positions drift {tilt:.3g} degrees off the slice normal "
-                             f"(GantryDetectorTilt {ds0.get('GantryDetectorTilt', 'absent')}); resample it to an orthogonal grid "
-                             "first (e.g. dcm2niix, which corrects tilt)")
+            raise ValueError(
+                f"gantry-tilted series refused: slice positions drift {tilt:.3g} degrees off the slice normal "
+                f"(GantryDetectorTilt {ds0.get('GantryDetectorTilt', 'absent')}); resample it to an orthogonal grid "
+                "first (e.g. dcm2niix, which corrects tilt)"
+            )
         step = (positions[-1] - positions[0]) / (len(items) - 1)
     else:
         thickness = float(ds0.get("SpacingBetweenSlices", ds0.get("SliceThickness", 1.0)) or 1.0)
@@ -213,7 +239,9 @@ def save_dicom_series(folder, data, affine, series_description: str = "fluorojax
     spacing = np.linalg.norm(lps[:3, :2], axis=0)
     x, y = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
     if abs(x @ y) > 1e-6 or abs(np.cross(x, y) @ lps[:3, 2]) < 0.999 * np.linalg.norm(lps[:3, 2]):
-        raise ValueError("the affine's slice axis must be orthogonal to its first two axes (DICOM has no sheared series)")
+        raise ValueError(
+            "the affine's slice axis must be orthogonal to its first two axes (DICOM has no sheared series)"
+        )
     os.makedirs(folder, exist_ok=True)
     study, series = generate_uid(), generate_uid()
     paths = []

@@ -33,4 +33,6 @@ def read_image(path, series=None) -> tuple[np.ndarray, np.ndarray]:
         return read_nrrd(path)
     if lower.endswith((".mha", ".mhd")):
         return read_metaimage(path)
-    raise ValueError(f"cannot tell the format of {path!r}: expected .nii/.nii.gz, {', '.join(SUFFIXES)} or a DICOM folder")
+    raise ValueError(
+        f"cannot tell the format of {path!r}: expected .nii/.nii.gz, {', '.join(SUFFIXES)} or a DICOM folder"
+    )

@@ -17,9 +17,20 @@ import numpy as np
 
 from fluorojax.io.dicom_series import LPS_TO_RAS
 
-_TYPES = {"MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2", "MET_INT": "i4",
-          "MET_UINT": "u4", "MET_LONG": "i4", "MET_ULONG": "u4", "MET_LONG_LONG": "i8", "MET_ULONG_LONG": "u8",
-          "MET_FLOAT": "f4", "MET_DOUBLE": "f8"}
+_TYPES = {
+    "MET_CHAR": "i1",
+    "MET_UCHAR": "u1",
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_INT": "i4",
+    "MET_UINT": "u4",
+    "MET_LONG": "i4",
+    "MET_ULONG": "u4",
+    "MET_LONG_LONG": "i8",
+    "MET_ULONG_LONG": "u8",
+    "MET_FLOAT": "f4",
+    "MET_DOUBLE": "f8",
+}
 
 
 def _header(raw, path):
@@ -61,17 +72,23 @@ def read_metaimage(path) -> tuple[np.ndarray, np.ndarray]:
         raw = f.read()
     fields, data_start = _header(raw, path)
     if int(fields.get("NDims", 0)) != 3 or int(fields.get("ElementNumberOfChannels", 1)) != 1:
-        raise ValueError(f"{path}: expected a 3-D scalar MetaImage, got NDims {fields.get('NDims')}, "
-                         f"{fields.get('ElementNumberOfChannels', 1)} channels")
+        raise ValueError(
+            f"{path}: expected a 3-D scalar MetaImage, got NDims {fields.get('NDims')}, "
+            f"{fields.get('ElementNumberOfChannels', 1)} channels"
+        )
     if fields.get("ElementType") not in _TYPES:
-        raise ValueError(f"{path}: unsupported ElementType {fields.get('ElementType')!r}; expected one of {sorted(_TYPES)}")
+        raise ValueError(
+            f"{path}: unsupported ElementType {fields.get('ElementType')!r}; expected one of {sorted(_TYPES)}"
+        )
     shape = tuple(int(v) for v in _numbers(fields, "DimSize", 3, path))
     spacing = _numbers(fields, "ElementSpacing", 3, path, default=(1.0, 1.0, 1.0))
     key = next((k for k in ("Offset", "Position", "Origin") if k in fields), "Offset")
     origin = _numbers(fields, key, 3, path, default=(0.0, 0.0, 0.0))
     key = next((k for k in ("TransformMatrix", "Rotation", "Orientation") if k in fields), "TransformMatrix")
     directions = _numbers(fields, key, 9, path, default=np.eye(3).ravel()).reshape(3, 3)
-    big_endian = any(fields.get(k, "False").lower() == "true" for k in ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"))
+    big_endian = any(
+        fields.get(k, "False").lower() == "true" for k in ("BinaryDataByteOrderMSB", "ElementByteOrderMSB")
+    )
     dtype = np.dtype(_TYPES[fields["ElementType"]]).newbyteorder(">" if big_endian else "<")
     source = fields["ElementDataFile"]
     if source == "LOCAL":
@@ -88,9 +105,11 @@ def read_metaimage(path) -> tuple[np.ndarray, np.ndarray]:
         payload = zlib.decompress(payload)
     count = int(np.prod(shape))
     header_size = int(fields.get("HeaderSize", 0))
-    payload = payload[len(payload) - count * dtype.itemsize:] if header_size == -1 else payload[header_size:]
+    payload = payload[len(payload) - count * dtype.itemsize :] if header_size == -1 else payload[header_size:]
     if len(payload) < count * dtype.itemsize:
-        raise ValueError(f"{path}: {len(payload)} bytes of voxel data, expected {count * dtype.itemsize} for {shape} {fields['ElementType']}")
+        raise ValueError(
+            f"{path}: {len(payload)} bytes of voxel data, expected {count * dtype.itemsize} for {shape} {fields['ElementType']}"
+        )
     data = np.frombuffer(payload, dtype, count).reshape(shape[::-1]).transpose(2, 1, 0)
     affine = np.eye(4)
     affine[:3, :3] = directions.T * spacing

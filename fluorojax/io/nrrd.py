@@ -14,10 +14,14 @@ from fluorojax._optional import import_optional
 
 # Sign of each world axis, from the header's space, to reach RAS+.
 _SPACE_SIGNS = {
-    "right-anterior-superior": (1, 1, 1), "ras": (1, 1, 1),
-    "left-anterior-superior": (-1, 1, 1), "las": (-1, 1, 1),
-    "left-posterior-superior": (-1, -1, 1), "lps": (-1, -1, 1),
-    "scanner-xyz": (1, 1, 1), "3d-right-handed": (1, 1, 1),
+    "right-anterior-superior": (1, 1, 1),
+    "ras": (1, 1, 1),
+    "left-anterior-superior": (-1, 1, 1),
+    "las": (-1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1),
+    "lps": (-1, -1, 1),
+    "scanner-xyz": (1, 1, 1),
+    "3d-right-handed": (1, 1, 1),
 }
 
 
@@ -33,13 +37,17 @@ def read_nrrd(path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"cannot read {path} as NRRD: {err}") from err
     space = str(header.get("space", "")).lower()
     if space not in _SPACE_SIGNS:
-        raise ValueError(f"{path}: NRRD space {header.get('space')!r} is not supported; expected one of {sorted(_SPACE_SIGNS)}")
+        raise ValueError(
+            f"{path}: NRRD space {header.get('space')!r} is not supported; expected one of {sorted(_SPACE_SIGNS)}"
+        )
     directions = np.asarray(header.get("space directions"), dtype=object)
     spatial = [i for i, d in enumerate(directions) if d is not None and not (isinstance(d, float) and np.isnan(d))]
     spatial = [i for i in spatial if np.all(np.isfinite(np.asarray(directions[i], np.float64)))]
     extra = [i for i in range(data.ndim) if i not in spatial]
     if len(spatial) != 3 or any(data.shape[i] != 1 for i in extra):
-        raise ValueError(f"{path}: expected a 3-D scalar volume, got shape {data.shape} with space directions {header.get('space directions')}")
+        raise ValueError(
+            f"{path}: expected a 3-D scalar volume, got shape {data.shape} with space directions {header.get('space directions')}"
+        )
     data = np.squeeze(data, axis=tuple(extra)) if extra else data
     affine = np.eye(4)
     affine[:3, :3] = np.stack([np.asarray(directions[i], np.float64) for i in spatial], axis=1)

@@ -27,23 +27,86 @@ import numpy as np
 
 from fluorojax.volume import Volume, load_volume
 
-_VERTEBRAE = ["S1"] + [f"L{i}" for i in range(5, 0, -1)] + [f"T{i}" for i in range(12, 0, -1)] + [f"C{i}" for i in range(7, 0, -1)]
+_VERTEBRAE = (
+    ["S1"]
+    + [f"L{i}" for i in range(5, 0, -1)]
+    + [f"T{i}" for i in range(12, 0, -1)]
+    + [f"C{i}" for i in range(7, 0, -1)]
+)
 _NAMES = (
-    ["spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas", "adrenal_gland_right",
-     "adrenal_gland_left", "lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
-     "lung_middle_lobe_right", "lung_lower_lobe_right", "esophagus", "trachea", "thyroid_gland", "small_bowel",
-     "duodenum", "colon", "urinary_bladder", "prostate", "kidney_cyst_left", "kidney_cyst_right", "sacrum"]
+    [
+        "spleen",
+        "kidney_right",
+        "kidney_left",
+        "gallbladder",
+        "liver",
+        "stomach",
+        "pancreas",
+        "adrenal_gland_right",
+        "adrenal_gland_left",
+        "lung_upper_lobe_left",
+        "lung_lower_lobe_left",
+        "lung_upper_lobe_right",
+        "lung_middle_lobe_right",
+        "lung_lower_lobe_right",
+        "esophagus",
+        "trachea",
+        "thyroid_gland",
+        "small_bowel",
+        "duodenum",
+        "colon",
+        "urinary_bladder",
+        "prostate",
+        "kidney_cyst_left",
+        "kidney_cyst_right",
+        "sacrum",
+    ]
     + [f"vertebrae_{v}" for v in _VERTEBRAE]
-    + ["heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right", "subclavian_artery_left",
-       "common_carotid_artery_right", "common_carotid_artery_left", "brachiocephalic_vein_left",
-       "brachiocephalic_vein_right", "atrial_appendage_left", "superior_vena_cava", "inferior_vena_cava",
-       "portal_vein_and_splenic_vein", "iliac_artery_left", "iliac_artery_right", "iliac_vena_left", "iliac_vena_right",
-       "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left", "clavicula_right",
-       "femur_left", "femur_right", "hip_left", "hip_right", "spinal_cord", "gluteus_maximus_left",
-       "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right", "gluteus_minimus_left",
-       "gluteus_minimus_right", "autochthon_left", "autochthon_right", "iliopsoas_left", "iliopsoas_right", "brain",
-       "skull"]
-    + [f"rib_left_{i}" for i in range(1, 13)] + [f"rib_right_{i}" for i in range(1, 13)]
+    + [
+        "heart",
+        "aorta",
+        "pulmonary_vein",
+        "brachiocephalic_trunk",
+        "subclavian_artery_right",
+        "subclavian_artery_left",
+        "common_carotid_artery_right",
+        "common_carotid_artery_left",
+        "brachiocephalic_vein_left",
+        "brachiocephalic_vein_right",
+        "atrial_appendage_left",
+        "superior_vena_cava",
+        "inferior_vena_cava",
+        "portal_vein_and_splenic_vein",
+        "iliac_artery_left",
+        "iliac_artery_right",
+        "iliac_vena_left",
+        "iliac_vena_right",
+        "humerus_left",
+        "humerus_right",
+        "scapula_left",
+        "scapula_right",
+        "clavicula_left",
+        "clavicula_right",
+        "femur_left",
+        "femur_right",
+        "hip_left",
+        "hip_right",
+        "spinal_cord",
+        "gluteus_maximus_left",
+        "gluteus_maximus_right",
+        "gluteus_medius_left",
+        "gluteus_medius_right",
+        "gluteus_minimus_left",
+        "gluteus_minimus_right",
+        "autochthon_left",
+        "autochthon_right",
+        "iliopsoas_left",
+        "iliopsoas_right",
+        "brain",
+        "skull",
+    ]
+    + [f"rib_left_{i}" for i in range(1, 13)]
+    + [f"rib_right_{i}" for i in range(1, 13)]
     + ["sternum", "costal_cartilages"]
 )
 TOTAL_V2_CLASSES: dict[int, str] = dict(enumerate(_NAMES, start=1))
@@ -99,8 +162,10 @@ def load_case(folder) -> tuple[Volume, dict[int, str]]:
         return load_dataset_case(folder)
     ct = find_ct(folder)
     if ct is None or not (folder / MULTILABEL_NAME).is_file():
-        raise FileNotFoundError(f"{folder} is not a TotalSegmentator case: expected a CT (ct.nii.gz or ct/) with segmentations/ "
-                                f"or {MULTILABEL_NAME}")
+        raise FileNotFoundError(
+            f"{folder} is not a TotalSegmentator case: expected a CT (ct.nii.gz or ct/) with segmentations/ "
+            f"or {MULTILABEL_NAME}"
+        )
     return load_multilabel(ct, folder / MULTILABEL_NAME)
 
 
@@ -132,7 +197,9 @@ def find_dataset_cases(directory) -> list[Path]:
     cases = sorted(p for p in directory.iterdir() if p.is_dir() and is_dataset_case(p))
     missing = sorted(set(read_meta(directory)) - {p.name for p in cases})
     if missing:
-        raise FileNotFoundError(f"{directory}/meta.csv lists cases without a CT and segmentations/ folder: {missing[:10]}")
+        raise FileNotFoundError(
+            f"{directory}/meta.csv lists cases without a CT and segmentations/ folder: {missing[:10]}"
+        )
     if not cases:
         raise FileNotFoundError(f"no TotalSegmentator case folders (ct.nii.gz with segmentations/) under {directory}")
     return cases
@@ -173,8 +240,10 @@ def load_multilabel(ct, label_map, class_map: dict[int, str] | None = None) -> t
     ids = np.unique(np.asarray(volume.labels))
     unknown = [int(i) for i in ids if i != 0 and int(i) not in class_map]
     if unknown:
-        raise ValueError(f"label map {label_map} has ids {unknown[:10]} outside the class map (ids {min(class_map)}-{max(class_map)}); "
-                         "pass class_map= for other TotalSegmentator tasks")
+        raise ValueError(
+            f"label map {label_map} has ids {unknown[:10]} outside the class map (ids {min(class_map)}-{max(class_map)}); "
+            "pass class_map= for other TotalSegmentator tasks"
+        )
     return volume, {int(i): class_map[int(i)] for i in ids if i != 0}
 
 
@@ -203,7 +272,9 @@ def write_generator_case(volume: Volume, structures: dict[int, str], folder) -> 
     affine = np.asarray(volume.affine, np.float64)
     labels = np.asarray(volume.labels)
     nib.save(nib.Nifti1Image(np.asarray(volume.data, np.float32), affine), folder / "ct.nii.gz")
-    nib.save(nib.Nifti1Image(labels.astype(np.int16 if labels.max() < 2**15 else np.int32), affine), folder / "labels.nii.gz")
+    nib.save(
+        nib.Nifti1Image(labels.astype(np.int16 if labels.max() < 2**15 else np.int32), affine), folder / "labels.nii.gz"
+    )
     with open(folder / "structures.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["id", "structure"])

@@ -39,8 +39,8 @@ import os
 
 import numpy as np
 
-from fluorojax.camera import Camera, carm_pose
 from fluorojax._optional import import_optional
+from fluorojax.camera import Camera, carm_pose
 
 _XRAY_MODALITIES = ("XA", "RF", "DX", "CR", "MG", "PX", "IO")
 
@@ -69,8 +69,12 @@ def positioner_pose(primary_deg, secondary_deg, source_to_isocenter, isocenter=(
     """Pose (..., 4, 4) world_from_camera (RAS+ mm) from DICOM positioner angles, which place the
     detector: ``carm_pose(primary_deg + 180, -secondary_deg, source_to_isocenter, isocenter)``
     (see the module docstring for the derivation and the clinical meaning)."""
-    return carm_pose(np.asarray(primary_deg, np.float32) + 180.0, -np.asarray(secondary_deg, np.float32),
-                     source_to_isocenter, isocenter)
+    return carm_pose(
+        np.asarray(primary_deg, np.float32) + 180.0,
+        -np.asarray(secondary_deg, np.float32),
+        source_to_isocenter,
+        isocenter,
+    )
 
 
 def positioner_angles(pose, isocenter=(0.0, 0.0, 0.0)) -> tuple[float, float, float]:
@@ -86,15 +90,19 @@ def positioner_angles(pose, isocenter=(0.0, 0.0, 0.0)) -> tuple[float, float, fl
     distance = float(to_iso @ z)
     miss = np.linalg.norm(to_iso - distance * z)
     if distance <= 0 or miss > 1e-3 * max(distance, 1.0):
-        raise ValueError(f"the isocentre {list(isocenter)} must lie on the pose's principal ray in front of the source; "
-                         f"it is {miss:.3g} mm off the ray at depth {distance:.3g} mm")
+        raise ValueError(
+            f"the isocentre {list(isocenter)} must lie on the pose's principal ray in front of the source; "
+            f"it is {miss:.3g} mm off the ray at depth {distance:.3g} mm"
+        )
     secondary = np.degrees(np.arcsin(np.clip(z[2], -1.0, 1.0)))
     primary = np.degrees(np.arctan2(-z[0], z[1])) if np.hypot(z[0], z[1]) > 1e-9 else 0.0
     expected = np.asarray(positioner_pose(primary, secondary, distance, isocenter), np.float64)
     roll = np.degrees(np.arctan2(expected[:3, 0] @ pose[:3, 1], expected[:3, 1] @ pose[:3, 1]))
     if abs(roll) > 1e-2:
-        raise ValueError(f"the pose is rolled {roll:.3g} degrees about its principal ray; DICOM positioner angles describe "
-                         "only head-up views (rotate the image, or use a pose from positioner_pose / carm_pose)")
+        raise ValueError(
+            f"the pose is rolled {roll:.3g} degrees about its principal ray; DICOM positioner angles describe "
+            "only head-up views (rotate the image, or use a pose from positioner_pose / carm_pose)"
+        )
     return float(primary), float(secondary), distance
 
 
@@ -109,8 +117,16 @@ def _tag(ds, keyword, n=None):
 
 
 def _dicom_geometry(ds, width, height, isocenter):
-    tags = {k: _tag(ds, k) for k in ("DistanceSourceToDetector", "DistanceSourceToPatient", "PositionerPrimaryAngle",
-                                     "PositionerSecondaryAngle", "EstimatedRadiographicMagnificationFactor")}
+    tags = {
+        k: _tag(ds, k)
+        for k in (
+            "DistanceSourceToDetector",
+            "DistanceSourceToPatient",
+            "PositionerPrimaryAngle",
+            "PositionerSecondaryAngle",
+            "EstimatedRadiographicMagnificationFactor",
+        )
+    }
     for keyword in ("ImagerPixelSpacing", "PixelSpacing", "DetectorActiveOrigin"):
         tags[keyword] = _tag(ds, keyword, 2)
     sid, sod = tags["DistanceSourceToDetector"], tags["DistanceSourceToPatient"]
@@ -170,17 +186,23 @@ def load_xray(path, frame=None, camera=None, pose=None, isocenter=(0.0, 0.0, 0.0
         if camera is None:
             raise ValueError(f"{path} carries no geometry: pass camera= (and pose= if known)")
         if camera.shape != image.shape:
-            raise ValueError(f"camera is {camera.shape[0]} x {camera.shape[1]} pixels, the image {image.shape[0]} x {image.shape[1]}")
+            raise ValueError(
+                f"camera is {camera.shape[0]} x {camera.shape[1]} pixels, the image {image.shape[0]} x {image.shape[1]}"
+            )
         return XRay(image, camera, None if pose is None else np.asarray(pose, np.float32), {})
     pydicom = import_optional("pydicom", "dicom", "reading DICOM X-ray images")
     try:
         ds = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError as err:
-        raise ValueError(f"{path} is not a DICOM file (X-ray images are read from DICOM, PNG, TIFF or NPY): {err}") from err
+        raise ValueError(
+            f"{path} is not a DICOM file (X-ray images are read from DICOM, PNG, TIFF or NPY): {err}"
+        ) from err
     modality = str(ds.get("Modality", ""))
     if modality not in _XRAY_MODALITIES:
-        raise ValueError(f"{path}: Modality {modality!r} is not a projection X-ray; expected one of {_XRAY_MODALITIES} "
-                         "(read CT series with fluorojax.load_volume)")
+        raise ValueError(
+            f"{path}: Modality {modality!r} is not a projection X-ray; expected one of {_XRAY_MODALITIES} "
+            "(read CT series with fluorojax.load_volume)"
+        )
     pixels = np.asarray(ds.pixel_array, np.float64)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
@@ -196,10 +218,20 @@ def load_xray(path, frame=None, camera=None, pose=None, isocenter=(0.0, 0.0, 0.0
     image = (pixels * slope + intercept)[:, ::-1].astype(np.float32)
     height, width = image.shape
     dicom_camera, dicom_pose, tags = _dicom_geometry(ds, width, height, isocenter)
-    tags.update(Modality=modality, PhotometricInterpretation=str(ds.get("PhotometricInterpretation", "")),
-                RescaleSlope=slope, RescaleIntercept=intercept, frame=frame, stored_columns_reversed=True)
-    return XRay(image, camera if camera is not None else dicom_camera,
-                np.asarray(pose, np.float32) if pose is not None else dicom_pose, tags)
+    tags.update(
+        Modality=modality,
+        PhotometricInterpretation=str(ds.get("PhotometricInterpretation", "")),
+        RescaleSlope=slope,
+        RescaleIntercept=intercept,
+        frame=frame,
+        stored_columns_reversed=True,
+    )
+    return XRay(
+        image,
+        camera if camera is not None else dicom_camera,
+        np.asarray(pose, np.float32) if pose is not None else dicom_pose,
+        tags,
+    )
 
 
 def _orientation_letters(direction):
@@ -269,7 +301,10 @@ def save_xray(path, image, camera: Camera, pose=None, isocenter=(0.0, 0.0, 0.0),
         ds.PositionerSecondaryAngle = f"{secondary:.10g}"
         ds.DistanceSourceToPatient = f"{distance:.10g}"
         ds.EstimatedRadiographicMagnificationFactor = f"{float(camera.sdd) / distance:.10g}"
-        ds.PixelSpacing = [f"{row_spacing * distance / float(camera.sdd):.10g}", f"{col_spacing * distance / float(camera.sdd):.10g}"]
+        ds.PixelSpacing = [
+            f"{row_spacing * distance / float(camera.sdd):.10g}",
+            f"{col_spacing * distance / float(camera.sdd):.10g}",
+        ]
         axes = np.asarray(pose, np.float64)[:3, :2]
         ds.PatientOrientation = [_orientation_letters(-axes[:, 0]), _orientation_letters(axes[:, 1])]
     if not hasattr(path, "write"):  # a path; an open binary file is written as it is

@@ -11,7 +11,7 @@ g/cm^2 (``MM_PER_CM``).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,9 @@ def log_transmission(areal_density, materials: Sequence[MaterialLike], spec, *, 
     """
     areal_density = jnp.asarray(areal_density, jnp.float32)
     if areal_density.shape[-1:] != (len(materials),):
-        raise ValueError(f"areal_density's last axis must hold the {len(materials)} materials, got shape {areal_density.shape}")
+        raise ValueError(
+            f"areal_density's last axis must hold the {len(materials)} materials, got shape {areal_density.shape}"
+        )
     energy, _ = spec
     weights = _detector_weights(spec, detector)
     mu = attenuation_table(materials, energy)  # (M, E) cm^2/g
@@ -70,8 +72,15 @@ def flat_field(spec, *, detector: str = "energy"):
     return jnp.sum(_detector_weights(spec, detector))
 
 
-def intensity(areal_density, materials: Sequence[MaterialLike], spec, *, detector: str = "energy",
-              normalize: bool = False, upper_bound=None):
+def intensity(
+    areal_density,
+    materials: Sequence[MaterialLike],
+    spec,
+    *,
+    detector: str = "energy",
+    normalize: bool = False,
+    upper_bound=None,
+):
     """Detector intensity I = sum_E w(E) E exp(-sum_m (mu/rho)_m(E) A_m).
 
     Args:
@@ -99,8 +108,9 @@ def neglog(image, i0=1.0, eps: float = 1e-12):
     return -jnp.log(jnp.maximum(image / i0, eps))
 
 
-def material_classes(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS,
-                     label_classes: Mapping[int, int] | None = None):
+def material_classes(
+    hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS, label_classes: Mapping[int, int] | None = None
+):
     """Material class of every voxel of a CT in HU.
 
     Classes come from the HU thresholds (``segment_hu``), overridden by ``label_classes`` for
@@ -125,8 +135,14 @@ def material_classes(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESH
     return segment_labels(labels, label_classes, default=classes)
 
 
-def material_densities(hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS,
-                       label_classes: Mapping[int, int] | None = None, air_below_hu: float | None = None):
+def material_densities(
+    hu,
+    labels=None,
+    *,
+    thresholds: Sequence[float] = HU_THRESHOLDS,
+    label_classes: Mapping[int, int] | None = None,
+    air_below_hu: float | None = None,
+):
     """Per-material density channels from a CT in HU: (I, J, K, M) float32 g/cm^3, each voxel's
     density (``hu_to_density``) in the channel of its class (``material_classes``), 0 in the
     others. ``material_volume`` holds the same compactly."""
@@ -134,12 +150,19 @@ def material_densities(hu, labels=None, *, thresholds: Sequence[float] = HU_THRE
     return density_channels(hu_to_density(hu, air_below_hu), classes, len(thresholds) + 1)
 
 
-def material_volume(volume, *, thresholds: Sequence[float] = HU_THRESHOLDS,
-                    label_classes: Mapping[int, int] | None = None, air_below_hu: float | None = None):
+def material_volume(
+    volume,
+    *,
+    thresholds: Sequence[float] = HU_THRESHOLDS,
+    label_classes: Mapping[int, int] | None = None,
+    air_below_hu: float | None = None,
+):
     """A segmented ``Volume`` from a HU ``Volume`` (same affine and labels): data (I, J, K) the
     density in g/cm^3 (``hu_to_density``), ``materials`` the class of each voxel
     (``material_classes``), ``n_materials`` M. Rendering it gives every material's line
     integral (g/cm^3 x mm) in one traversal, at about the cost of a one-channel DRR;
     ``.dense()`` is the (I, J, K, M) form of ``material_densities``."""
     classes = material_classes(volume.data, volume.labels, thresholds=thresholds, label_classes=label_classes)
-    return volume.replace(data=hu_to_density(volume.data, air_below_hu), materials=classes, n_materials=len(thresholds) + 1)
+    return volume.replace(
+        data=hu_to_density(volume.data, air_below_hu), materials=classes, n_materials=len(thresholds) + 1
+    )

@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Mapping, Sequence, Union
+from typing import Union
 
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +64,7 @@ class Material:
 MaterialLike = Union[str, Material]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _element_tables():
     path = resources.files("fluorojax.physics") / "data" / "element_mass_attenuation.npz"
     with path.open("rb") as f, np.load(f) as npz:
@@ -134,7 +135,7 @@ def material_from_elements(name: str, mass_fractions: Mapping, density: float) -
     return Material(name, density, composition, grid, mu)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin_rows():
     path = resources.files("fluorojax.physics") / "data" / "materials.csv"
     with path.open("r", newline="") as f:
@@ -147,7 +148,7 @@ def material_names() -> tuple[str, ...]:
     return tuple(_builtin_rows())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def material(name: str) -> Material:
     """The built-in material called ``name`` (one of ``material_names()``)."""
     rows = _builtin_rows()

@@ -18,7 +18,7 @@ from fluorojax._pytree import is_concrete
 from fluorojax.physics.materials import MaterialLike, as_material, mass_attenuation
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _table():
     path = resources.files("fluorojax.physics") / "data" / "spectra.csv"
     with path.open("r", newline="") as f:
@@ -26,8 +26,15 @@ def _table():
     out = {}
     for row in rows:
         kvp = int(row["kvp"])
-        out.setdefault(kvp, {"filtration_mm_al": float(row["filtration_mm_al"]),
-                             "hvl_mm_al": float(row["hvl_mm_al"]), "energy": [], "weight": []})
+        out.setdefault(
+            kvp,
+            {
+                "filtration_mm_al": float(row["filtration_mm_al"]),
+                "hvl_mm_al": float(row["hvl_mm_al"]),
+                "energy": [],
+                "weight": [],
+            },
+        )
         out[kvp]["energy"].append(float(row["energy_keV"]))
         out[kvp]["weight"].append(float(row["photon_fraction"]))
     return out
@@ -47,8 +54,10 @@ def spectrum_info(kvp: int) -> dict:
 def _check_kvp(kvp):
     table = _table()
     if kvp not in table:
-        raise ValueError(f"no shipped spectrum for {kvp!r} kVp; available: {available_kvps()} "
-                         "(pass your own with custom_spectrum(energies, weights))")
+        raise ValueError(
+            f"no shipped spectrum for {kvp!r} kVp; available: {available_kvps()} "
+            "(pass your own with custom_spectrum(energies, weights))"
+        )
     return kvp
 
 
@@ -90,7 +99,9 @@ def custom_spectrum(energy_keV, weights) -> tuple[jnp.ndarray, jnp.ndarray]:
     energy = jnp.asarray(energy_keV, jnp.float32)
     weights = jnp.asarray(weights, jnp.float32)
     if energy.ndim != 1 or weights.shape != energy.shape:
-        raise ValueError(f"spectrum needs (E,) energies and (E,) weights, got shapes {energy.shape} and {weights.shape}")
+        raise ValueError(
+            f"spectrum needs (E,) energies and (E,) weights, got shapes {energy.shape} and {weights.shape}"
+        )
     if is_concrete(energy, weights):
         e, w = np.asarray(energy), np.asarray(weights)
         if not (np.all(np.isfinite(e)) and np.all(e > 0)):
@@ -113,7 +124,9 @@ def filter_spectrum(spec, material: MaterialLike, thickness_mm, density=None):
     energy, weights = spec
     mat = as_material(material)
     rho = mat.density if density is None else density
-    transmitted = weights * jnp.exp(-mass_attenuation(mat, energy) * rho * jnp.asarray(thickness_mm, jnp.float32) / 10.0)
+    transmitted = weights * jnp.exp(
+        -mass_attenuation(mat, energy) * rho * jnp.asarray(thickness_mm, jnp.float32) / 10.0
+    )
     return energy, transmitted / jnp.sum(transmitted)
 
 

@@ -20,7 +20,9 @@ METHODS = ("siddon", "trilinear")
 def check_rays(sources, targets):
     """Validate rays (..., 3) world mm (shapes; finite, non-zero length when concrete)."""
     if sources.shape[-1:] != (3,) or targets.shape[-1:] != (3,):
-        raise ValueError(f"sources and targets must be (..., 3) world mm, got shapes {sources.shape} and {targets.shape}")
+        raise ValueError(
+            f"sources and targets must be (..., 3) world mm, got shapes {sources.shape} and {targets.shape}"
+        )
     try:
         batch = jnp.broadcast_shapes(sources.shape, targets.shape)
     except ValueError:
@@ -33,10 +35,14 @@ def check_rays(sources, targets):
         length = np.linalg.norm(np.broadcast_to(t, batch) - np.broadcast_to(s, batch), axis=-1)
         if np.any(length == 0):
             first = np.argwhere(length == 0)[0].tolist()
-            raise ValueError(f"zero-length ray (source == target) at index {first}: every ray needs distinct end points")
+            raise ValueError(
+                f"zero-length ray (source == target) at index {first}: every ray needs distinct end points"
+            )
 
 
-def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None):
+def line_integrals(
+    volume: Volume, sources, targets, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None
+):
     """Integrals of ``volume.data`` along the segments from ``sources`` to ``targets``.
 
     Args:
@@ -66,7 +72,9 @@ def line_integrals(volume: Volume, sources, targets, method: str = "siddon", *, 
 def _line_integrals(volume: Volume, sources, targets, method, n_samples, chunk, impl):
     batch, s, t, length = grid_rays(volume, sources, targets)
     if method == "siddon":
-        out = exact_integrals(volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t, impl=impl)
+        out = exact_integrals(
+            volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t, impl=impl
+        )
     else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
         out = trilinear.integrate(volume.shape, n_samples, flat_values(volume.dense())[0], s, t)
     return unflatten_values(volume, out * length[:, None], batch)
@@ -83,7 +91,9 @@ def check_options(method, n_samples, chunk_size) -> int:
 
 def check_chunk(chunk_size) -> int:
     """The Siddon chunk size (default ``siddon.DEFAULT_CHUNK``), or ValueError."""
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return int(chunk_size or siddon.DEFAULT_CHUNK)
 
@@ -116,7 +126,9 @@ def check_pose(pose):
     if pose.shape[-2:] != (4, 4) or pose.ndim not in (2, 3):
         raise ValueError(f"pose must be (4, 4) or (B, 4, 4) world_from_camera, got shape {pose.shape}")
     if is_concrete(pose) and not np.all(np.isfinite(np.asarray(pose))):
-        raise ValueError(f"pose must be a finite world_from_camera matrix, got {int((~np.isfinite(np.asarray(pose))).sum())} NaN/inf entries")
+        raise ValueError(
+            f"pose must be a finite world_from_camera matrix, got {int((~np.isfinite(np.asarray(pose))).sum())} NaN/inf entries"
+        )
     return pose
 
 
@@ -148,7 +160,9 @@ def unflatten_values(volume: Volume, out, batch):
     return out if volume.channels is not None else out[..., 0]
 
 
-def render(volume: Volume, camera: Camera, pose, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None):
+def render(
+    volume: Volume, camera: Camera, pose, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None
+):
     """The DRR of ``volume`` seen by ``camera`` from ``pose``.
 
     Args:

@@ -105,8 +105,9 @@ def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
     table[list(ids)] = np.arange(1, len(ids) + 1)
     labels = jnp.asarray(_label_map(volume)).reshape(-1).astype(jnp.int32)
     channels = jnp.asarray(table)[jnp.clip(labels, 0, max(ids) + 1)]
-    image, travel, entry, exit_ = exact_integrals(volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume),
-                                                  channels, s, t, impl=impl)
+    image, travel, entry, exit_ = exact_integrals(
+        volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume), channels, s, t, impl=impl
+    )
     length = length[:, None]
     travel = jax.lax.stop_gradient(travel * length)
     missed = travel <= 0
@@ -121,7 +122,9 @@ def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
     )
 
 
-def render_with_labels(volume: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None) -> LabelTrace:
+def render_with_labels(
+    volume: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None
+) -> LabelTrace:
     """The DRR and every label's travel and depths for ``pose`` (4, 4) or (B, 4, 4), one pass.
 
     Per-label arrays are channel-first: travel, entry and exit (L, H, W), or (B, L, H, W).

@@ -159,7 +159,9 @@ def _hits_pairs(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
 
     def body(carry, face, pixel, live):
         best, ids, sums = carry
-        _, t, sign = crossing(origin[pixel], direction[pixel], t0[pixel], tri[face], lo[face], hi[face], orient[face], skip_exact=True)
+        _, t, sign = crossing(
+            origin[pixel], direction[pixel], t0[pixel], tri[face], lo[face], hi[face], orient[face], skip_exact=True
+        )
         sign = jnp.where(live, sign, 0)
         target = jnp.where(sign != 0, pixel, npix)
         signf = sign.astype(jnp.float32)
@@ -186,14 +188,22 @@ def _hits_blocks(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
         tri_b, lo_b, hi_b, orient_b = (x[None] for x in block)
         _, t, sign = crossing(o, d, tt0, tri_b, lo_b, hi_b, orient_b, skip_exact=False)
         signf = jnp.where(in_box, sign, 0).astype(jnp.float32)
-        sums = sums + jnp.stack([jnp.sum(signf * t, axis=1), jnp.sum(signf, axis=1), jnp.sum(jnp.abs(signf), axis=1)], axis=-1)
+        sums = sums + jnp.stack(
+            [jnp.sum(signf * t, axis=1), jnp.sum(signf, axis=1), jnp.sum(jnp.abs(signf), axis=1)], axis=-1
+        )
         depth = jnp.concatenate([best, jnp.where(signf != 0, tt0 + t, jnp.inf)], axis=1)
         faces = jnp.concatenate([ids, jnp.where(signf != 0, face[None], -1)], axis=1)
         neg, index = jax.lax.top_k(-depth, k)  # ties: the lower index first, so stored, then lower faces
         return (-neg, jnp.take_along_axis(faces, index, axis=1), sums), None
 
-    init = (jnp.full((npix, k), jnp.inf, jnp.float32), jnp.full((npix, k), -1, jnp.int32), jnp.zeros((npix, 3), jnp.float32))
-    (best, ids, sums), _ = block_scan(body, init, (tri, lo, hi, orient), boxes, cfg.width, npix, cfg.chunk or PAIRS_PER_STEP)
+    init = (
+        jnp.full((npix, k), jnp.inf, jnp.float32),
+        jnp.full((npix, k), -1, jnp.int32),
+        jnp.zeros((npix, 3), jnp.float32),
+    )
+    (best, ids, sums), _ = block_scan(
+        body, init, (tri, lo, hi, orient), boxes, cfg.width, npix, cfg.chunk or PAIRS_PER_STEP
+    )
     return best, ids, sums
 
 
@@ -201,7 +211,17 @@ def _hits_and_travel(cfg, tri, lo, hi, orient, boxes, origin, direction, t0):
     """(hits (P, K) mm, travel (P,) mm, count (P,), winding (P,)) and the faces of the kept hits
     (P, K) int32 (-1 for none), over P = H * W pixel rays."""
     best, ids, sums = by_platform(
-        cfg.path, functools.partial(_hits_pairs, cfg), functools.partial(_hits_blocks, cfg), tri, lo, hi, orient, boxes, origin, direction, t0
+        cfg.path,
+        functools.partial(_hits_pairs, cfg),
+        functools.partial(_hits_blocks, cfg),
+        tri,
+        lo,
+        hi,
+        orient,
+        boxes,
+        origin,
+        direction,
+        t0,
     )
     travel = sums[:, 0] + t0 * sums[:, 1]
     return (best, travel, sums[:, 2].astype(jnp.int32), sums[:, 1].astype(jnp.int32)), ids
@@ -246,7 +266,9 @@ def _grads_blocks(cfg, tri, lo, hi, orient, boxes, origin, direction, t0, ids, g
         return (g_o + go[:, 0], g_d + gd[:, 0]), gt[0]
 
     zeros = (jnp.zeros_like(origin), jnp.zeros_like(direction))
-    (g_o, g_d), g_tri = block_scan(body, zeros, (tri, lo, hi, orient), boxes, cfg.width, origin.shape[0], cfg.chunk or PAIRS_PER_STEP)
+    (g_o, g_d), g_tri = block_scan(
+        body, zeros, (tri, lo, hi, orient), boxes, cfg.width, origin.shape[0], cfg.chunk or PAIRS_PER_STEP
+    )
     return g_tri, g_o, g_d
 
 
@@ -254,7 +276,9 @@ def _fragments_bwd(cfg, res, cotangents):
     """Reruns the schedule: every hit passes its depth's cotangent (travel's, by its sign, plus
     that of the hits slot it holds) to its triangle's corners and its ray."""
     g_hits, g_travel = cotangents[0], cotangents[1]
-    g_tri, g_o, g_d = by_platform(cfg.path, functools.partial(_grads_pairs, cfg), functools.partial(_grads_blocks, cfg), *res, g_hits, g_travel)
+    g_tri, g_o, g_d = by_platform(
+        cfg.path, functools.partial(_grads_pairs, cfg), functools.partial(_grads_blocks, cfg), *res, g_hits, g_travel
+    )
     return g_tri, None, None, None, None, g_o, g_d, None
 
 
@@ -283,7 +307,9 @@ def _render(mesh, camera, pose, cfg):
     return map_poses(functools.partial(_render_one, mesh, camera, cfg), pose)
 
 
-def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: int | None = None, path: str = "auto") -> MeshRender:
+def render_mesh(
+    mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: int | None = None, path: str = "auto"
+) -> MeshRender:
     """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
 
     Args:
@@ -311,4 +337,6 @@ def render_mesh(mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: i
             "direction), so it bounds no solid and its hits and travel are undefined; close it (trimesh: "
             "mesh.fill_holes()) or use render_mesh_soft for its outline"
         )
-    return _render(mesh, camera, pose, HardConfig(camera.width, int(max_hits), None if chunk is None else int(chunk), path))
+    return _render(
+        mesh, camera, pose, HardConfig(camera.width, int(max_hits), None if chunk is None else int(chunk), path)
+    )

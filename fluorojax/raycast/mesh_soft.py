@@ -92,7 +92,9 @@ def _nearest_blocks(cfg, uv, boxes, pixels):
 def _nearest_faces(cfg, uv, boxes, pixels):
     """(P,) int32 index of the projected triangle nearest each pixel centre among those whose
     (padded) boxes hold it, -1 for none. uv: (F, 3, 2) px; pixels: (P, 2) px."""
-    return by_platform(cfg.path, functools.partial(_nearest_pairs, cfg), functools.partial(_nearest_blocks, cfg), uv, boxes, pixels)
+    return by_platform(
+        cfg.path, functools.partial(_nearest_pairs, cfg), functools.partial(_nearest_blocks, cfg), uv, boxes, pixels
+    )
 
 
 def _render_soft_one(mesh, camera, cfg, edge_width, pose):
@@ -112,7 +114,9 @@ def _render_soft(mesh, camera, pose, edge_width, cfg):
     return map_poses(functools.partial(_render_soft_one, mesh, camera, cfg, edge_width), pose)
 
 
-def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk: int | None = None, path: str = "auto") -> jax.Array:
+def render_mesh_soft(
+    mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk: int | None = None, path: str = "auto"
+) -> jax.Array:
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 
     The value is ``smoothstep(1 - d / edge_width)`` with d the distance in pixels from the pixel
@@ -137,4 +141,6 @@ def render_mesh_soft(mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk:
         if not np.all(np.asarray(edge_width) > 0):
             raise ValueError(f"edge_width must be > 0 pixels, got {edge_width!r}")
     edge_width = jnp.asarray(edge_width, jnp.float32)
-    return _render_soft(mesh, camera, pose, edge_width, SoftConfig(camera.width, None if chunk is None else int(chunk), path))
+    return _render_soft(
+        mesh, camera, pose, edge_width, SoftConfig(camera.width, None if chunk is None else int(chunk), path)
+    )

@@ -38,8 +38,10 @@ def pixel_boxes(camera, pose, tri, pad=0.0):
     u = homog[..., 0] / ws
     v = homog[..., 1] / ws
     # a camera-frame error e moves (u, v) by (P_row - (u, v) P_w) . e / w: its L1 norm bounds the gain
-    gain = (jnp.sum(jnp.abs(proj[0, :3] - u[..., None] * proj[2, :3]), axis=-1)
-            + jnp.sum(jnp.abs(proj[1, :3] - v[..., None] * proj[2, :3]), axis=-1)) / ws
+    gain = (
+        jnp.sum(jnp.abs(proj[0, :3] - u[..., None] * proj[2, :3]), axis=-1)
+        + jnp.sum(jnp.abs(proj[1, :3] - v[..., None] * proj[2, :3]), axis=-1)
+    ) / ws
     reach = jnp.max(jnp.abs(tri), axis=(1, 2)) + jnp.max(jnp.abs(pose[:3, 3]))
     margin = pad + 0.05 + 1e-5 * jnp.max(gain, axis=-1) * reach
 

@@ -273,7 +273,9 @@ def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, 
       integrals are differentiable, with respect to ``values``, ``s`` and ``t``.
     """
     n = s.shape[0]
-    fn = functools.partial(_forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels)
+    fn = functools.partial(
+        _forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels
+    )
     out = jax.lax.map(functools.partial(_apply, fn), (split(s, chunk), split(t, chunk)))
     return jax.tree_util.tree_map(functools.partial(merge, n=n), out)
 

@@ -80,7 +80,9 @@ def _segments(shape, s, t):
         plane = jnp.where(d[:, a, None] > 0, jnp.floor(q) + 1.0, jnp.ceil(q) - 1.0)
         crossings.append(jnp.where(moving[:, a, None], (plane - s[:, a, None]) * inv_d[:, a, None], jnp.inf))
     c_min = jnp.minimum(jnp.minimum(crossings[0], crossings[1]), crossings[2])
-    c_mid = jnp.maximum(jnp.minimum(crossings[0], crossings[1]), jnp.minimum(jnp.maximum(crossings[0], crossings[1]), crossings[2]))
+    c_mid = jnp.maximum(
+        jnp.minimum(crossings[0], crossings[1]), jnp.minimum(jnp.maximum(crossings[0], crossings[1]), crossings[2])
+    )
     a1 = jnp.clip(c_min, a0, a3)
     a2 = jnp.clip(c_mid, a1, a3)
     starts = jnp.stack([a0, a1, a2], axis=-1)  # (R, S, 3)
@@ -108,7 +110,9 @@ def _chunk(shape, n_labels, n_materials, values, materials, channels, s, t):
     if not n_labels:
         return out
     slots = n_labels + 1  # slot 0 collects voxels of no requested label
-    slot = (jnp.arange(r, dtype=jnp.int32)[:, None, None] * slots + channels.at[index].get(mode="promise_in_bounds")).reshape(-1)
+    slot = (
+        jnp.arange(r, dtype=jnp.int32)[:, None, None] * slots + channels.at[index].get(mode="promise_in_bounds")
+    ).reshape(-1)
     lengths = jax.lax.stop_gradient(lengths).reshape(-1)
     starts = jax.lax.stop_gradient(starts).reshape(-1)
     live = lengths > MIN_DEPTH_PIECE

@@ -118,7 +118,9 @@ def _sums_chunk(shape, n_samples, with_gradient, padded, rays):
     dz = by_y[:, :, 1] - by_y[:, :, 0]  # (R, n, C)
     value = by_y[:, :, 0] + fz * dz
     dx_y = dx[:, :, 0] + fy[..., None, :] * (dx[:, :, 1] - dx[:, :, 0])  # (R, n, 2, C)
-    grad = jnp.stack([dx_y[:, :, 0] + fz * (dx_y[:, :, 1] - dx_y[:, :, 0]), dy[:, :, 0] + fz * (dy[:, :, 1] - dy[:, :, 0]), dz], -1)
+    grad = jnp.stack(
+        [dx_y[:, :, 0] + fz * (dx_y[:, :, 1] - dx_y[:, :, 0]), dy[:, :, 0] + fz * (dy[:, :, 1] - dy[:, :, 0]), dz], -1
+    )
     return jnp.sum(value, axis=1), jnp.sum(grad, axis=1), jnp.einsum("n,rncd->rcd", _centres(n_samples), grad)
 
 
@@ -209,7 +211,14 @@ def _integrate_bwd(shape, n_samples, path, residuals, g):
         s_sum, g_sum, m_sum = sums
         _, span = _interval(shape, s, t)
         d_s, d_t = jax.grad(_surrogate, argnums=(6, 7))(
-            shape, n_samples, span / n_samples, jnp.sum(s_sum * g, 1), jnp.einsum("rcd,rc->rd", g_sum, g), jnp.einsum("rcd,rc->rd", m_sum, g), s, t
+            shape,
+            n_samples,
+            span / n_samples,
+            jnp.sum(s_sum * g, 1),
+            jnp.einsum("rcd,rc->rd", g_sum, g),
+            jnp.einsum("rcd,rc->rd", m_sum, g),
+            s,
+            t,
         )
     if values is None:
         return None, d_s, d_t

@@ -40,10 +40,14 @@ def write_animation(path, volume, camera, target_image, poses, *, method="siddon
 
     poses = np.asarray(poses, np.float32)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
-        raise ValueError(f"write_animation: poses must be (N, 4, 4) world_from_camera with N >= 1, got shape {poses.shape}")
+        raise ValueError(
+            f"write_animation: poses must be (N, 4, 4) world_from_camera with N >= 1, got shape {poses.shape}"
+        )
     target = np.asarray(target_image, np.float32)
     if target.shape != camera.shape:
-        raise ValueError(f"write_animation: target_image must be (H, W) = {camera.shape} like the camera, got {target.shape}")
+        raise ValueError(
+            f"write_animation: target_image must be (H, W) = {camera.shape} like the camera, got {target.shape}"
+        )
     drrs = np.asarray(_drrs(volume, camera, poses, method, tuple(sorted((render_kwargs or {}).items()))))
     frames = [Image.fromarray(overlay(target, drr)) for drr in drrs]
     durations = [duration_ms] * (len(frames) - 1) + [1000]

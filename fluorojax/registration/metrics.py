@@ -11,8 +11,8 @@ Pose errors compare two camera poses ``pose_a, pose_b`` (..., 4, 4) world_from_c
 from __future__ import annotations
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 
 from fluorojax.transforms import apply_pose, invert_pose, rotation_angle
 
@@ -315,8 +315,12 @@ def summarize(camera, true_poses, poses, points, *, success_mm: float = 1.0):
     p50, p75, p95 = np.percentile(errors, [50, 75, 95])
     return {
         "success_rate": float(np.mean(errors < success_mm)),
-        "mtre_p50": float(p50), "mtre_p75": float(p75), "mtre_p95": float(p95),
-        "mpe_px_p50": float(np.median(mpe_px)), "mpe_mm_p50": float(np.median(mpe_mm)),
-        "mrpe_p50": float(np.median(mrpe)), "double_geodesic_p50": float(np.median(dgeo)),
+        "mtre_p50": float(p50),
+        "mtre_p75": float(p75),
+        "mtre_p95": float(p95),
+        "mpe_px_p50": float(np.median(mpe_px)),
+        "mpe_mm_p50": float(np.median(mpe_mm)),
+        "mrpe_p50": float(np.median(mrpe)),
+        "double_geodesic_p50": float(np.median(dgeo)),
         "rotation_deg_p50": float(np.median(rotation)),
     }

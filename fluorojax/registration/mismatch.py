@@ -17,8 +17,8 @@ import numpy as np
 
 from fluorojax import tools
 from fluorojax.physics import add_scatter, mass_attenuation, mean_energy, neglog, poisson_noise, spectrum
-from fluorojax.simulate import render_polychromatic
 from fluorojax.raycast.mesh_render import render_mesh
+from fluorojax.simulate import render_polychromatic
 from fluorojax.transforms import make_pose, so3_exp
 
 MM_PER_CM = 10.0
@@ -121,6 +121,13 @@ def mismatched_target(key, hu_volume, camera, pose, settings: MismatchSettings =
     gamma = float(rng.uniform(*settings.gamma))
     low, high = np.quantile(line[open_field], [q_low, q_high])
     image = np.clip((line - low) / max(high - low, 1e-6), 0.0, 1.0) ** gamma
-    record = {"kvp": kvp, "photons": photons, "scatter_to_primary": spr, "tools": n_tools,
-              "collimation_px": margins.tolist(), "window": (float(q_low), float(q_high)), "gamma": gamma}
+    record = {
+        "kvp": kvp,
+        "photons": photons,
+        "scatter_to_primary": spr,
+        "tools": n_tools,
+        "collimation_px": margins.tolist(),
+        "window": (float(q_low), float(q_high)),
+        "gamma": gamma,
+    }
     return jnp.asarray(image, jnp.float32), record

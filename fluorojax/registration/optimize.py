@@ -33,7 +33,8 @@ so repeated calls with the same shapes and settings compile once.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +42,9 @@ import numpy as np
 import optax
 
 from fluorojax.camera import CAMERA_TYPES, Camera
+from fluorojax.raycast import render
 from fluorojax.registration.metrics import gradient_field_alignment
 from fluorojax.registration.preprocess import saturation_mask
-from fluorojax.raycast import render
 from fluorojax.transforms import apply_pose, invert_pose, make_pose, se3_exp, so3_exp
 from fluorojax.volume import Volume
 
@@ -115,15 +116,24 @@ class RegistrationResult(NamedTuple):
     start_poses: jnp.ndarray
     view_poses: jnp.ndarray
 
-    def animate(self, path, volume, camera, target_image, *, method="siddon", every=1, duration_ms=80,
-                render_kwargs=None):
+    def animate(
+        self, path, volume, camera, target_image, *, method="siddon", every=1, duration_ms=80, render_kwargs=None
+    ):
         """Write an animated GIF of the DRR's edges (green) over the target, one frame per
         ``every`` steps of ``poses`` plus the final pose; see ``animate.write_animation``."""
         from fluorojax.registration.animate import write_animation
 
         poses = np.concatenate([np.asarray(self.poses)[::every], np.asarray(self.pose)[None]])
-        return write_animation(path, volume, camera, target_image, poses, method=method, duration_ms=duration_ms,
-                               render_kwargs=render_kwargs)
+        return write_animation(
+            path,
+            volume,
+            camera,
+            target_image,
+            poses,
+            method=method,
+            duration_ms=duration_ms,
+            render_kwargs=render_kwargs,
+        )
 
 
 def correction_to_pose(params, init_pose, pivot, parameterization="rotation_translation"):
@@ -191,7 +201,16 @@ def _run_level(loss_fn, params, state, tx, lr_rotation, lr_translation, lr_decay
     Returns (best params, best loss, optimiser state, losses (n_steps,), params history, steps taken).
     """
     history = jax.tree_util.tree_map(lambda p: jnp.zeros((n_steps,) + p.shape, p.dtype), params)
-    init = (jnp.int32(0), params, state, params, jnp.float32(jnp.inf), jnp.int32(0), jnp.zeros((n_steps,), jnp.float32), history)
+    init = (
+        jnp.int32(0),
+        params,
+        state,
+        params,
+        jnp.float32(jnp.inf),
+        jnp.int32(0),
+        jnp.zeros((n_steps,), jnp.float32),
+        history,
+    )
 
     def cond(carry):
         step, _, _, _, _, stale, _, _ = carry
@@ -208,7 +227,10 @@ def _run_level(loss_fn, params, state, tx, lr_rotation, lr_translation, lr_decay
         stale = jnp.where(improved, 0, stale + 1)
         updates, state = tx.update(grads, state, params)
         rate = _cosine(step, n_steps, lr_decay)
-        updates = {"rotation": updates["rotation"] * (rate * lr_rotation), "translation": updates["translation"] * (rate * lr_translation)}
+        updates = {
+            "rotation": updates["rotation"] * (rate * lr_rotation),
+            "translation": updates["translation"] * (rate * lr_translation),
+        }
         return step + 1, optax.apply_updates(params, updates), state, best, best_loss, stale, losses, history
 
     steps, _, state, best, best_loss, _, losses, history = jax.lax.while_loop(cond, body, init)
@@ -248,7 +270,9 @@ def _search(volume, camera, target, mask, inits, pivot, settings):
     images = jax.lax.map(drr, rotations, batch_size=16)
     span = np.arange(-settings.shift, settings.shift + 1)
     shifts = jnp.asarray(np.stack(np.meshgrid(span, span, indexing="ij"), -1).reshape(-1, 2), jnp.int32)
-    score_shifts = jax.vmap(lambda image, shift: _shifted_score(settings.similarity, image, target, mask, shift), (None, 0))
+    score_shifts = jax.vmap(
+        lambda image, shift: _shifted_score(settings.similarity, image, target, mask, shift), (None, 0)
+    )
     scores = jax.vmap(score_shifts, (0, None))(images, shifts).reshape(-1)
     _, best = jax.lax.top_k(scores, search.keep)
     rotation = rotations[best // shifts.shape[0]]
@@ -267,11 +291,16 @@ def _take(tree, index):
 def _pyramid(cameras, targets, masks, factor):
     if factor == 1:
         return cameras, targets, masks
-    return (tuple(pyramid_camera(c, factor) for c in cameras), tuple(downsample(t, factor) for t in targets),
-            tuple(downsample(m, factor) for m in masks))
+    return (
+        tuple(pyramid_camera(c, factor) for c in cameras),
+        tuple(downsample(t, factor) for t in targets),
+        tuple(downsample(m, factor) for m in masks),
+    )
 
 
-def _register_views(volume, cameras, targets, masks, inits, pivot, lr_rotation, lr_translation, lr_decay, tol, settings):
+def _register_views(
+    volume, cameras, targets, masks, inits, pivot, lr_rotation, lr_translation, lr_decay, tol, settings
+):
     """inits (S, V, 4, 4); lr_* (L, 3) per level and camera axis. Returns the fields of
     ``RegistrationResult`` but ``level``."""
     tx = settings.optimizer(1.0)
@@ -292,27 +321,57 @@ def _register_views(volume, cameras, targets, masks, inits, pivot, lr_rotation, 
         start_views = jnp.repeat(inits, settings.search.keep, axis=0)
 
     def coarsest(params, views):
-        return _run_level(loss_at(0, views), params, tx.init(params), tx, lr_rotation[0], lr_translation[0], lr_decay, tol,
-                          settings.steps[0], settings.patience)
+        return _run_level(
+            loss_at(0, views),
+            params,
+            tx.init(params),
+            tx,
+            lr_rotation[0],
+            lr_translation[0],
+            lr_decay,
+            tol,
+            settings.steps[0],
+            settings.patience,
+        )
 
     params, loss, state, losses, history, taken = jax.vmap(coarsest)(starts, start_views)
     start = jnp.argmin(jnp.where(jnp.isfinite(loss), loss, jnp.inf)).astype(jnp.int32)
     start_losses = loss
-    start_poses = jax.vmap(lambda p, views: _view_poses(p, views, pivot, settings.parameterization)[0])(params, start_views)
+    start_poses = jax.vmap(lambda p, views: _view_poses(p, views, pivot, settings.parameterization)[0])(
+        params, start_views
+    )
     params, loss, state, views, history = (_take(x, start) for x in (params, loss, state, start_views, history))
     all_losses, all_history, all_taken = [losses[start]], [history], [taken[start]]
     for level in range(1, len(settings.scales)):
         params, loss, state, losses, history, taken = _run_level(
-            loss_at(level, views), params, state, tx, lr_rotation[level], lr_translation[level], lr_decay, tol,
-            settings.steps[level], settings.patience)
+            loss_at(level, views),
+            params,
+            state,
+            tx,
+            lr_rotation[level],
+            lr_translation[level],
+            lr_decay,
+            tol,
+            settings.steps[level],
+            settings.patience,
+        )
         all_losses.append(losses)
         all_history.append(history)
         all_taken.append(taken)
     history = jax.tree_util.tree_map(lambda *h: jnp.concatenate(h), *all_history)
     poses = jax.vmap(lambda p: _view_poses(p, views, pivot, settings.parameterization)[0])(history)
     view_poses = _view_poses(params, views, pivot, settings.parameterization)
-    return (view_poses[0], loss, jnp.concatenate(all_losses), poses, jnp.stack(all_taken), start, start_losses, start_poses,
-            view_poses)
+    return (
+        view_poses[0],
+        loss,
+        jnp.concatenate(all_losses),
+        poses,
+        jnp.stack(all_taken),
+        start,
+        start_losses,
+        start_poses,
+        view_poses,
+    )
 
 
 _register_jit = jax.jit(_register_views, static_argnames=("settings",))
@@ -326,7 +385,9 @@ def _per_level(name, value, n_levels):
     try:
         values = np.broadcast_to(value, (n_levels, 3))
     except ValueError:
-        raise ValueError(f"register: {name} must be one value, one per pyramid level ({n_levels}) or ({n_levels}, 3), got shape {value.shape}") from None
+        raise ValueError(
+            f"register: {name} must be one value, one per pyramid level ({n_levels}) or ({n_levels}, 3), got shape {value.shape}"
+        ) from None
     if not np.all((values >= 0) & np.isfinite(values)) or not np.any(values > 0):
         raise ValueError(f"register: {name} must be >= 0 and not all 0, got {value.tolist()}")
     return jnp.asarray(values, jnp.float32)
@@ -399,28 +460,45 @@ def register_views(
       ``RegistrationResult``; ``pose`` is view 0's, ``view_poses`` all of them.
     """
     if not isinstance(volume, Volume) or volume.data.ndim != 3:
-        raise TypeError(f"register: volume must be a scalar (I, J, K) Volume, got {type(volume).__name__} with data shape {getattr(volume, 'data', np.zeros(0)).shape}")
+        raise TypeError(
+            f"register: volume must be a scalar (I, J, K) Volume, got {type(volume).__name__} with data shape {getattr(volume, 'data', np.zeros(0)).shape}"
+        )
     cameras = tuple(cameras)
     if not cameras or not all(isinstance(c, CAMERA_TYPES) for c in cameras):
-        raise TypeError(f"register: cameras must be one or more Camera or OrthographicCamera, got {[type(c).__name__ for c in cameras]}")
+        raise TypeError(
+            f"register: cameras must be one or more Camera or OrthographicCamera, got {[type(c).__name__ for c in cameras]}"
+        )
     if len(target_images) != len(cameras):
-        raise ValueError(f"register: {len(cameras)} cameras need {len(cameras)} target images, got {len(target_images)}")
+        raise ValueError(
+            f"register: {len(cameras)} cameras need {len(cameras)} target images, got {len(target_images)}"
+        )
     targets = tuple(jnp.asarray(t, jnp.float32) for t in target_images)
     for v, (camera, target) in enumerate(zip(cameras, targets)):
         if target.shape != camera.shape:
-            raise ValueError(f"register: target_image {v} must be (H, W) = {camera.shape} like its camera, got {target.shape}")
+            raise ValueError(
+                f"register: target_image {v} must be (H, W) = {camera.shape} like its camera, got {target.shape}"
+            )
     if masks is None:
         masks = tuple(saturation_mask(t) for t in targets)
     else:
         masks = tuple(jnp.ones_like(t) if m is None else jnp.asarray(m, jnp.float32) for m, t in zip(masks, targets))
         if len(masks) != len(targets) or any(m.shape != t.shape for m, t in zip(masks, targets)):
-            raise ValueError(f"register: mask must be like the targets {[t.shape for t in targets]}, got {[m.shape for m in masks]}")
+            raise ValueError(
+                f"register: mask must be like the targets {[t.shape for t in targets]}, got {[m.shape for m in masks]}"
+            )
     inits = jnp.asarray(init_poses, jnp.float32)
     if inits.shape[-3:] != (len(cameras), 4, 4) or inits.ndim not in (3, 4):
-        raise ValueError(f"register: init_pose must be ({len(cameras)}, 4, 4) or (S, {len(cameras)}, 4, 4) world_from_camera, got shape {inits.shape}")
+        raise ValueError(
+            f"register: init_pose must be ({len(cameras)}, 4, 4) or (S, {len(cameras)}, 4, 4) world_from_camera, got shape {inits.shape}"
+        )
     if scales is None:
-        scales = tuple(f for f in DEFAULT_SCALES
-                       if all(c.height % f == 0 and c.width % f == 0 and min(c.shape) // f >= MIN_DEFAULT_LEVEL_PX for c in cameras))
+        scales = tuple(
+            f
+            for f in DEFAULT_SCALES
+            if all(
+                c.height % f == 0 and c.width % f == 0 and min(c.shape) // f >= MIN_DEFAULT_LEVEL_PX for c in cameras
+            )
+        )
         scales = scales or (1,)
     scales = tuple(int(s) for s in np.atleast_1d(scales))
     for s in scales:
@@ -445,7 +523,9 @@ def register_views(
     shift = 0
     if search is not None:
         if parameterization != "rotation_translation":
-            raise ValueError(f"register: search needs parameterization 'rotation_translation', got {parameterization!r}")
+            raise ValueError(
+                f"register: search needs parameterization 'rotation_translation', got {parameterization!r}"
+            )
         if search.points < 1 or search.points % 2 == 0 or search.keep < 1 or search.keep > search.points**3:
             raise ValueError(f"register: Search needs an odd number of points and 1 <= keep <= points^3, got {search}")
         coarse = pyramid_camera(cameras[0], scales[0])
@@ -453,12 +533,32 @@ def register_views(
         depth = float(np.min(np.asarray(apply_pose(invert_pose(first), pivot))[:, 2]))
         shift = int(math.ceil(search.range_mm * float(cameras[0].sdd) / (depth * float(np.min(coarse.pixel_size)))))
 
-    settings = Settings(similarity, method, tuple(sorted((render_kwargs or {}).items())), scales, steps, optimizer,
-                        parameterization, int(patience), search, shift)
+    settings = Settings(
+        similarity,
+        method,
+        tuple(sorted((render_kwargs or {}).items())),
+        scales,
+        steps,
+        optimizer,
+        parameterization,
+        int(patience),
+        search,
+        shift,
+    )
     batch = inits if inits.ndim == 4 else inits[None]
-    fields = _register_jit(volume, cameras, targets, masks, batch, pivot, _per_level("lr_rotation", lr_rotation, len(scales)),
-                           _per_level("lr_translation", lr_translation, len(scales)), jnp.float32(lr_decay), jnp.float32(tol),
-                           settings)
+    fields = _register_jit(
+        volume,
+        cameras,
+        targets,
+        masks,
+        batch,
+        pivot,
+        _per_level("lr_rotation", lr_rotation, len(scales)),
+        _per_level("lr_translation", lr_translation, len(scales)),
+        jnp.float32(lr_decay),
+        jnp.float32(tol),
+        settings,
+    )
     pose, loss, losses, poses, taken, start, start_losses, start_poses, view_poses = fields
     level = jnp.asarray(np.repeat(np.arange(len(steps), dtype=np.int32), steps))
     return RegistrationResult(pose, loss, losses, poses, level, taken, start, start_losses, start_poses, view_poses)
@@ -482,4 +582,6 @@ def register(volume: Volume, camera: Camera, target_image, init_pose, *, mask=No
     target = jnp.asarray(target_image, jnp.float32)
     if target.shape != camera.shape:
         raise ValueError(f"register: target_image must be (H, W) = {camera.shape} like the camera, got {target.shape}")
-    return register_views(volume, (camera,), (target,), init[..., None, :, :], masks=None if mask is None else (mask,), **options)
+    return register_views(
+        volume, (camera,), (target,), init[..., None, :, :], masks=None if mask is None else (mask,), **options
+    )

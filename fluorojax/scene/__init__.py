@@ -4,32 +4,21 @@
 see ``fluorojax.scene.generate`` for keys, resume, backends and the CT folder layout.
 """
 
-from fluorojax.scene.devices import Device
-from fluorojax.scene.devices import sample_device
-from fluorojax.scene.generate import CaseSource
-from fluorojax.scene.generate import Summary
-from fluorojax.scene.generate import example_case
-from fluorojax.scene.generate import find_cases
-from fluorojax.scene.generate import generate
-from fluorojax.scene.generate import image_key
-from fluorojax.scene.generate import prepare_case
-from fluorojax.scene.generate import regenerate_image
-from fluorojax.scene.generate import render_scene_images
-from fluorojax.scene.spec import DeviceRanges
-from fluorojax.scene.spec import RenderConfig
-from fluorojax.scene.spec import SceneSpec
-from fluorojax.scene.spec import ToolConfig
-from fluorojax.scene.spec import ViewConfig
-from fluorojax.scene.spec import load_spec
-from fluorojax.scene.spec import save_spec
-from fluorojax.scene.placement import ToolPlacement
-from fluorojax.scene.placement import build_tool
-from fluorojax.scene.placement import sample_tools
-from fluorojax.scene.views import Anatomy
-from fluorojax.scene.views import StandardView
-from fluorojax.scene.views import View
-from fluorojax.scene.views import anatomy_from_labels
-from fluorojax.scene.views import sample_view
+from fluorojax.scene.devices import Device, sample_device
+from fluorojax.scene.generate import (
+    CaseSource,
+    Summary,
+    example_case,
+    find_cases,
+    generate,
+    image_key,
+    prepare_case,
+    regenerate_image,
+    render_scene_images,
+)
+from fluorojax.scene.placement import ToolPlacement, build_tool, sample_tools
+from fluorojax.scene.spec import DeviceRanges, RenderConfig, SceneSpec, ToolConfig, ViewConfig, load_spec, save_spec
+from fluorojax.scene.views import Anatomy, StandardView, View, anatomy_from_labels, sample_view
 
 __all__ = (
     "Anatomy",

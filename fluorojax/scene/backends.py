@@ -28,7 +28,9 @@ from fluorojax.scene.progress import Progress, Summary
 from fluorojax.scene.spec import SceneSpec
 
 
-def render_scenes(prepared: PreparedCase, spec: SceneSpec, seed: int, scenes: Sequence[range]) -> Iterator[tuple[list, dict]]:
+def render_scenes(
+    prepared: PreparedCase, spec: SceneSpec, seed: int, scenes: Sequence[range]
+) -> Iterator[tuple[list, dict]]:
     """``render_scene_images`` of every scene, in order, with its seconds per stage: yields
     (records, stages) per scene.
 
@@ -55,8 +57,14 @@ def render_scenes(prepared: PreparedCase, spec: SceneSpec, seed: int, scenes: Se
             yield pending.popleft().result()
 
 
-def run_scenes(prepared: PreparedCase, writer: FluoroSegWriter, spec: SceneSpec, seed: int, scenes: Iterable[range],
-               progress: Progress | None) -> Summary:
+def run_scenes(
+    prepared: PreparedCase,
+    writer: FluoroSegWriter,
+    spec: SceneSpec,
+    seed: int,
+    scenes: Iterable[range],
+    progress: Progress | None,
+) -> Summary:
     """Render and write the images of ``scenes`` that ``writer`` does not hold complete yet."""
     summary = Summary()
     case = prepared.source.name
@@ -72,8 +80,17 @@ def run_scenes(prepared: PreparedCase, writer: FluoroSegWriter, spec: SceneSpec,
             if record.index not in todo[scene]:
                 continue
             start = time.perf_counter()
-            writer.write_image(case, record.index, record.image, record.annotations, record.camera, view=record.view,
-                               spectrum=record.spectrum, seed=seed, extra=record.extra)
+            writer.write_image(
+                case,
+                record.index,
+                record.image,
+                record.annotations,
+                record.camera,
+                view=record.view,
+                spectrum=record.spectrum,
+                seed=seed,
+                extra=record.extra,
+            )
             summary.stages["write"] = summary.stages.get("write", 0.0) + time.perf_counter() - start
             summary.written += 1
             if progress is not None:
@@ -87,7 +104,7 @@ def finish(writer: FluoroSegWriter, sources: Sequence[CaseSource], spec: SceneSp
     for source in sources:
         writer.write_case(source.name, volumes=[source.volume_entry()])
     n_val = int(round(spec.render.val_fraction * len(names))) if len(names) > 1 else 0
-    writer.write_splits(train=names[: len(names) - n_val], val=names[len(names) - n_val:])
+    writer.write_splits(train=names[: len(names) - n_val], val=names[len(names) - n_val :])
 
 
 def _ray_task(out_dir: str, source: CaseSource, spec_dict: dict, seed: int, scenes: list) -> Summary:
@@ -96,7 +113,9 @@ def _ray_task(out_dir: str, source: CaseSource, spec_dict: dict, seed: int, scen
     return run_scenes(prepare_case(source, spec), writer, spec, seed, [range(a, b) for a, b in scenes], None)
 
 
-def run_local(writer: FluoroSegWriter, sources: Sequence[CaseSource], spec: SceneSpec, seed: int, progress: Progress) -> Summary:
+def run_local(
+    writer: FluoroSegWriter, sources: Sequence[CaseSource], spec: SceneSpec, seed: int, progress: Progress
+) -> Summary:
     """Every case rendered on this process's devices, one after the other."""
     summary = Summary()
     for source in sources:
@@ -120,7 +139,7 @@ def run_ray(out_dir, sources, spec, seed, chunks_per_task, ray_address, progress
     for source in sources:
         scenes = [(s.start, s.stop) for s in scene_chunks(spec)]
         for k in range(0, len(scenes), chunks_per_task):
-            part = scenes[k:k + chunks_per_task]
+            part = scenes[k : k + chunks_per_task]
             futures.append((sum(b - a for a, b in part), task.remote(str(out_dir), source, spec.to_dict(), seed, part)))
     summary = Summary()
     pending = {f: n for n, f in futures}

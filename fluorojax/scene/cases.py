@@ -30,6 +30,7 @@ TOTALSEGMENTATOR = "totalsegmentator"
 """``CaseSource.structures`` of a TotalSegmentator case folder (``fluorojax.io.totalsegmentator``:
 its dataset layout or multi-label output; ``ct`` and ``labels`` are then the folder)."""
 
+
 @dataclasses.dataclass(frozen=True)
 class CaseSource:
     """Where a case's data lives: its name, CT, label map and structure table (paths); all
@@ -43,7 +44,9 @@ class CaseSource:
     def __post_init__(self):
         given = [p is not None for p in (self.ct, self.labels, self.structures)]
         if any(given) and not all(given):
-            raise ValueError(f"case {self.name!r} needs ct, labels and structures together (or none for the example), got {self}")
+            raise ValueError(
+                f"case {self.name!r} needs ct, labels and structures together (or none for the example), got {self}"
+            )
 
     def load(self) -> tuple[Volume, dict[int, str]]:
         """The CT ``Volume`` (HU, with labels) and {label id: structure name}."""
@@ -74,7 +77,9 @@ def read_structures(path) -> dict[int, str]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"id", "structure"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected a CSV with columns id,structure, got {list(rows[0]) if rows else 'no rows'}")
+        raise ValueError(
+            f"{path}: expected a CSV with columns id,structure, got {list(rows[0]) if rows else 'no rows'}"
+        )
     try:
         return {int(r["id"]): r["structure"].strip() for r in rows}
     except ValueError as err:
@@ -135,7 +140,11 @@ def prepare_case(source: CaseSource, spec: SceneSpec) -> PreparedCase:
         label_ids.append(structure.id)
         category_ids.append(category.id if structure.cutoff is None else cutoff_category_id(name, structure.cutoff))
     if unknown:
-        warnings.warn(f"case {source.name!r}: structures {unknown} have no FluoroSeg category and are not annotated", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"case {source.name!r}: structures {unknown} have no FluoroSeg category and are not annotated",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if not label_ids:
         raise ValueError(f"case {source.name!r}: no structure to annotate among {sorted(wanted)}")
     return PreparedCase(source, material_volume(volume), anatomy, tuple(label_ids), tuple(category_ids))

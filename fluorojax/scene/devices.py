@@ -54,7 +54,7 @@ class Device:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> "Device":
+    def from_dict(cls, data) -> Device:
         return cls(**data)
 
 
@@ -70,4 +70,6 @@ def sample_device(key, ranges: DeviceRanges) -> Device:
     photons = None
     if ranges.photons is not None:
         photons = float(np.exp(rng.uniform(np.log(ranges.photons[0]), np.log(ranges.photons[1]))))
-    return Device(int(height), int(width), float(detector / width), float(sdd), float(fraction * sdd), int(kvp), photons)
+    return Device(
+        int(height), int(width), float(detector / width), float(sdd), float(fraction * sdd), int(kvp), photons
+    )

@@ -52,21 +52,52 @@ from fluorojax.scene.run_record import RUN_FILE, claim_output, run_record
 from fluorojax.scene.spec import SceneSpec
 
 __all__ = [
-    "RUN_FILE", "TOOL_CATEGORY_ID", "CaseSource", "ImagePlan", "ImageRecord", "PreparedCase", "Progress", "Summary",
-    "case_id", "example_case", "find_cases", "generate", "image_key", "prepare_case", "read_structures",
-    "regenerate_image", "render_scene_images", "render_scenes", "run_scenes", "scene_chunks",
+    "RUN_FILE",
+    "TOOL_CATEGORY_ID",
+    "CaseSource",
+    "ImagePlan",
+    "ImageRecord",
+    "PreparedCase",
+    "Progress",
+    "Summary",
+    "case_id",
+    "example_case",
+    "find_cases",
+    "generate",
+    "image_key",
+    "prepare_case",
+    "read_structures",
+    "regenerate_image",
+    "render_scene_images",
+    "render_scenes",
+    "run_scenes",
+    "scene_chunks",
 ]
+
 
 def check_spec_memory(spec: SceneSpec) -> None:
     """ValueError when one scene of the largest image size cannot fit in memory."""
     for height, width in spec.device.image_sizes:
-        _validate.fits_memory(f"a scene of {spec.render.views_per_scene} images of {height} x {width} pixels",
-                              spec.render.views_per_scene, height, width)
+        _validate.fits_memory(
+            f"a scene of {spec.render.views_per_scene} images of {height} x {width} pixels",
+            spec.render.views_per_scene,
+            height,
+            width,
+        )
 
 
-def generate(out_dir, cases: Sequence[CaseSource] | None = None, spec: SceneSpec | None = None, *, seed: int | None = None,
-             resume: bool = False, progress: bool = True, backend: str = "local", ray_address: str | None = None,
-             chunks_per_task: int = 4) -> Summary:
+def generate(
+    out_dir,
+    cases: Sequence[CaseSource] | None = None,
+    spec: SceneSpec | None = None,
+    *,
+    seed: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
+    chunks_per_task: int = 4,
+) -> Summary:
     """Generate a FluoroSeg dataset under ``out_dir``.
 
     Args:
@@ -93,7 +124,9 @@ def generate(out_dir, cases: Sequence[CaseSource] | None = None, spec: SceneSpec
     resume, progress = _validate.boolean("resume", resume), _validate.boolean("progress", progress)
     sources = list(cases) if cases is not None else [example_case()]
     if not all(isinstance(s, CaseSource) for s in sources):
-        raise _validate.ArgumentTypeError(f"cases must be CaseSource objects, got {[type(s).__name__ for s in sources]}")
+        raise _validate.ArgumentTypeError(
+            f"cases must be CaseSource objects, got {[type(s).__name__ for s in sources]}"
+        )
     names = [s.name for s in sources]
     if len(set(names)) != len(names) or not sources:
         raise ValueError(f"case names must be unique and at least one case given, got {names}")

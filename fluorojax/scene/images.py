@@ -23,10 +23,10 @@ from fluorojax.physics import DEFAULT_MATERIALS, monochromatic, spectrum
 from fluorojax.scene.cases import CaseSource, PreparedCase, prepare_case
 from fluorojax.scene.devices import Device, sample_device
 from fluorojax.scene.keys import DEVICE, NOISE, SCENE, VIEW, image_key
-from fluorojax.simulate.scene import SceneRender, render_scene
-from fluorojax.scene.spec import SceneSpec
 from fluorojax.scene.placement import ToolPlacement, build_tool, sample_tools
+from fluorojax.scene.spec import SceneSpec
 from fluorojax.scene.views import View, sample_view
+from fluorojax.simulate.scene import SceneRender, render_scene
 
 TOOL_CATEGORY_ID = 1000
 
@@ -62,7 +62,11 @@ def scene_chunks(spec: SceneSpec) -> list[range]:
 def _spectrum(spec: SceneSpec, device: Device):
     if spec.render.mode == "mono":
         return monochromatic(spec.render.mono_energy_kev), {"mode": "mono", "energy_kev": spec.render.mono_energy_kev}
-    return spectrum(device.kvp, spec.device.spectrum_bins), {"mode": "poly", "kvp": device.kvp, "bins": spec.device.spectrum_bins}
+    return spectrum(device.kvp, spec.device.spectrum_bins), {
+        "mode": "poly",
+        "kvp": device.kvp,
+        "bins": spec.device.spectrum_bins,
+    }
 
 
 def _tool_hits_layers(hits: np.ndarray) -> np.ndarray:
@@ -73,7 +77,9 @@ def _tool_hits_layers(hits: np.ndarray) -> np.ndarray:
     return np.moveaxis(layers, -1, 0)
 
 
-def _annotations(prepared: PreparedCase, spec: SceneSpec, out: SceneRender, b: int, tools: Sequence[ToolPlacement]) -> list:
+def _annotations(
+    prepared: PreparedCase, spec: SceneSpec, out: SceneRender, b: int, tools: Sequence[ToolPlacement]
+) -> list:
     kind = spec.render.annotation
     travel = np.asarray(out.label_travel[b])
     annotations = []
@@ -91,8 +97,10 @@ def _annotations(prepared: PreparedCase, spec: SceneSpec, out: SceneRender, b: i
         t_travel = np.asarray(out.tool_travel[t, b])
         if not (t_travel > 0).any():
             continue
-        described = {"descriptions": describe_tool(placement.kind, placement.material),
-                     "extra": {"tool_kind": placement.kind, "material": placement.material}}
+        described = {
+            "descriptions": describe_tool(placement.kind, placement.material),
+            "extra": {"tool_kind": placement.kind, "material": placement.material},
+        }
         if kind == "travel":
             annotations.append(Annotation(TOOL_CATEGORY_ID, travel=t_travel, **described))
         elif kind == "binary":
@@ -104,8 +112,9 @@ def _annotations(prepared: PreparedCase, spec: SceneSpec, out: SceneRender, b: i
     return annotations
 
 
-def render_scene_images(prepared: PreparedCase, spec: SceneSpec, seed: int, indices: Sequence[int],
-                        stages: dict | None = None) -> list[ImageRecord]:
+def render_scene_images(
+    prepared: PreparedCase, spec: SceneSpec, seed: int, indices: Sequence[int], stages: dict | None = None
+) -> list[ImageRecord]:
     """Render the scene that holds images ``indices`` (consecutive, one scene) of a case.
 
     Every image of the scene is rendered (padded to ``views_per_scene`` views per image size),
@@ -137,9 +146,21 @@ def render_scene_images(prepared: PreparedCase, spec: SceneSpec, seed: int, indi
         spectra = [_spectrum(spec, p.device)[0] for p in padded]
         keys = jnp.stack([jax.random.fold_in(p.key, NOISE) for p in padded]) if noise else None
         photons = [p.device.photons for p in padded] if noise else None
-        out = render_scene(prepared.densities, prepared.label_ids, cameras, poses, spectra, built, keys, photons,
-                           materials=DEFAULT_MATERIALS, tool_materials=spec.tools.materials,
-                           replace_tissue=spec.tools.replace_tissue, max_hits=spec.tools.max_hits, stages=stages)
+        out = render_scene(
+            prepared.densities,
+            prepared.label_ids,
+            cameras,
+            poses,
+            spectra,
+            built,
+            keys,
+            photons,
+            materials=DEFAULT_MATERIALS,
+            tool_materials=spec.tools.materials,
+            replace_tissue=spec.tools.replace_tissue,
+            max_hits=spec.tools.max_hits,
+            stages=stages,
+        )
         start = time.perf_counter()
         images = np.asarray(out.image)
         for b, plan in enumerate(group):
@@ -151,7 +172,12 @@ def render_scene_images(prepared: PreparedCase, spec: SceneSpec, seed: int, indi
                 camera=camera_dict(cameras[b], poses[b]),
                 view=view.to_dict(),
                 spectrum=_spectrum(spec, device)[1],
-                extra={"case": case, "device": device.to_dict(), "tools": [t.to_dict() for t in tools], "scene": first // spec.render.views_per_scene},
+                extra={
+                    "case": case,
+                    "device": device.to_dict(),
+                    "tools": [t.to_dict() for t in tools],
+                    "scene": first // spec.render.views_per_scene,
+                },
             )
         if stages is not None:
             stages["annotate"] = stages.get("annotate", 0.0) + time.perf_counter() - start

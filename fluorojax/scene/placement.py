@@ -21,10 +21,10 @@ import dataclasses
 import numpy as np
 
 from fluorojax import tools as tool_builders
+from fluorojax.physics import material
 from fluorojax.scene.devices import host_rng
 from fluorojax.scene.spec import ToolConfig
 from fluorojax.scene.views import Anatomy, cap_directions
-from fluorojax.physics import material
 from fluorojax.transforms import make_pose
 
 _MESH_OPTIONS = {
@@ -68,7 +68,7 @@ class ToolPlacement:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> "ToolPlacement":
+    def from_dict(cls, data) -> ToolPlacement:
         return cls(**{**data, "tip": tuple(data["tip"]), "axis": tuple(data["axis"])})
 
 
@@ -120,5 +120,7 @@ def sample_tools(key, anatomy: Anatomy, config: ToolConfig) -> tuple[ToolPlaceme
         bone = bones[rng.integers(len(bones))]
         trajectory = _vertebra_trajectory if bone.startswith("vertebrae_") else _bone_trajectory
         tip, axis = trajectory(rng, anatomy, bone)
-        placements.append(ToolPlacement(kind, material, length, tuple(float(x) for x in tip), tuple(float(x) for x in axis), bone))
+        placements.append(
+            ToolPlacement(kind, material, length, tuple(float(x) for x in tip), tuple(float(x) for x in axis), bone)
+        )
     return tuple(placements)

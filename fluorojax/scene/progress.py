@@ -66,5 +66,7 @@ class Summary:
 
     def __str__(self) -> str:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.stages.items(), key=lambda kv: -kv[1]))
-        return (f"{self.written} images written, {self.skipped} already complete, {self.cases} cases, "
-                f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s); stages: {stages or 'none'}")
+        return (
+            f"{self.written} images written, {self.skipped} already complete, {self.cases} cases, "
+            f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s); stages: {stages or 'none'}"
+        )

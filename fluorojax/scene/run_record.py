@@ -50,14 +50,18 @@ def differences(stored, current, where: str = "") -> list[str]:
         for key in sorted(set(stored) | set(current)):
             path = f"{where}.{key}" if where else str(key)
             if key not in stored or key not in current:
-                out.append(f"{path}: {'missing' if key not in stored else json.dumps(stored[key])} in the folder, "
-                           f"{'missing' if key not in current else json.dumps(current[key])} now")
+                out.append(
+                    f"{path}: {'missing' if key not in stored else json.dumps(stored[key])} in the folder, "
+                    f"{'missing' if key not in current else json.dumps(current[key])} now"
+                )
             else:
                 out += differences(stored[key], current[key], path)
         return out
     if where == "cases" and isinstance(stored, list) and isinstance(current, list) and stored != current:
-        return [f"CT set: the folder has cases {[c.get('name') for c in stored]}, this run {[c.get('name') for c in current]}"
-                + ("" if [c.get("name") for c in stored] != [c.get("name") for c in current] else " (their files differ)")]
+        return [
+            f"CT set: the folder has cases {[c.get('name') for c in stored]}, this run {[c.get('name') for c in current]}"
+            + ("" if [c.get("name") for c in stored] != [c.get("name") for c in current] else " (their files differ)")
+        ]
     if stored != current:
         return [f"{where}: {json.dumps(stored)} in the folder, {json.dumps(current)} now"]
     return []
@@ -76,15 +80,19 @@ def claim_output(out_dir, record: dict) -> Path:
     run_file = out / RUN_FILE
     if out.is_dir() and any(out.iterdir()):
         if not run_file.is_file():
-            raise ValueError(f"output folder {str(out)!r} is not empty and holds no fluorojax dataset (no {RUN_FILE} run "
-                             f"record): refusing to write into it; choose a new or empty folder")
+            raise ValueError(
+                f"output folder {str(out)!r} is not empty and holds no fluorojax dataset (no {RUN_FILE} run "
+                f"record): refusing to write into it; choose a new or empty folder"
+            )
         try:
             stored = json.loads(run_file.read_text("utf-8"))
         except (OSError, ValueError) as err:
             raise ValueError(f"{run_file}: unreadable run record ({err})") from None
         diff = differences(stored, record)
         if diff:
-            raise ValueError(f"output folder {str(out)!r} holds another run; refusing to mix datasets: " + "; ".join(diff))
+            raise ValueError(
+                f"output folder {str(out)!r} holds another run; refusing to mix datasets: " + "; ".join(diff)
+            )
         return out
     existing = out.absolute()
     while not existing.exists():

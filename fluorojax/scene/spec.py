@@ -91,11 +91,18 @@ class DeviceRanges:
     def __post_init__(self):
         _set(self, "sdd_mm", _range("device.sdd_mm", self.sdd_mm, low=1e-6))
         _set(self, "detector_mm", _range("device.detector_mm", self.detector_mm, low=1e-6))
-        _set(self, "image_sizes", _choices("device.image_sizes", self.image_sizes,
-                                           lambda s: _validate.size("device.image_sizes entry [H, W]", s)))
+        _set(
+            self,
+            "image_sizes",
+            _choices(
+                "device.image_sizes", self.image_sizes, lambda s: _validate.size("device.image_sizes entry [H, W]", s)
+            ),
+        )
         fraction = _range("device.isocenter_fraction", self.isocenter_fraction, low=1e-6)
         if fraction[1] >= 1.0:
-            raise ValueError(f"device.isocenter_fraction must stay below 1 (the isocentre lies before the detector), got {fraction!r}")
+            raise ValueError(
+                f"device.isocenter_fraction must stay below 1 (the isocentre lies before the detector), got {fraction!r}"
+            )
         _set(self, "isocenter_fraction", fraction)
         _set(self, "kvps", _choices("device.kvps", self.kvps, lambda k: _validate.positive_int("device.kvps entry", k)))
         if self.photons is not None:
@@ -132,9 +139,17 @@ class ViewConfig:
     min_target_voxels: int = 50
 
     def __post_init__(self):
-        _set(self, "near_standard_fraction", _validate.probability("views.near_standard_fraction", self.near_standard_fraction))
+        _set(
+            self,
+            "near_standard_fraction",
+            _validate.probability("views.near_standard_fraction", self.near_standard_fraction),
+        )
         for name in ("near_deg", "random_deg", "roll_deg"):
-            _set(self, name, _validate.number(f"views.{name}", getattr(self, name), low=0.0, high=180.0, unit="an angle in degrees"))
+            _set(
+                self,
+                name,
+                _validate.number(f"views.{name}", getattr(self, name), low=0.0, high=180.0, unit="an angle in degrees"),
+            )
         for name in ("random_around", "standard_views", "targets"):
             if name == "random_around" or getattr(self, name) is not None:
                 _set(self, name, _choices(f"views.{name}", getattr(self, name), _name_check(f"views.{name}")))
@@ -170,12 +185,30 @@ class ToolConfig:
     def __post_init__(self):
         _set(self, "probability", _validate.probability("tools.probability", self.probability))
         _set(self, "max_count", _validate.positive_int("tools.max_count", self.max_count))
-        _set(self, "kinds", _choices("tools.kinds", self.kinds, lambda k: _validate.choice("tools.kinds entry", k, TOOL_KINDS)))
-        _set(self, "materials", _choices("tools.materials", self.materials,
-                                         lambda m: _validate.choice("tools.materials entry", m, material_names())))
+        _set(
+            self,
+            "kinds",
+            _choices("tools.kinds", self.kinds, lambda k: _validate.choice("tools.kinds entry", k, TOOL_KINDS)),
+        )
+        _set(
+            self,
+            "materials",
+            _choices(
+                "tools.materials",
+                self.materials,
+                lambda m: _validate.choice("tools.materials entry", m, material_names()),
+            ),
+        )
         for name in ("kwire_lengths_mm", "screw_lengths_mm"):
-            _set(self, name, _choices(f"tools.{name}", getattr(self, name),
-                                      lambda v, n=name: _validate.positive_number(f"tools.{n} entry", v, unit="mm")))
+            _set(
+                self,
+                name,
+                _choices(
+                    f"tools.{name}",
+                    getattr(self, name),
+                    lambda v, n=name: _validate.positive_number(f"tools.{n} entry", v, unit="mm"),
+                ),
+            )
         _set(self, "replace_tissue", _validate.boolean("tools.replace_tissue", self.replace_tissue))
         _set(self, "max_hits", _validate.positive_int("tools.max_hits", self.max_hits))
         if self.max_hits % 2:
@@ -206,12 +239,20 @@ class RenderConfig:
 
     def __post_init__(self):
         _validate.choice("render.mode", self.mode, RENDER_MODES)
-        _set(self, "mono_energy_kev", _validate.positive_number("render.mono_energy_kev", self.mono_energy_kev, unit="keV"))
+        _set(
+            self,
+            "mono_energy_kev",
+            _validate.positive_number("render.mono_energy_kev", self.mono_energy_kev, unit="keV"),
+        )
         _validate.choice("render.annotation", self.annotation, ANNOTATION_KINDS)
         if self.structures is not None:
             _set(self, "structures", _choices("render.structures", self.structures, _name_check("render.structures")))
         _set(self, "views_per_scene", _validate.positive_int("render.views_per_scene", self.views_per_scene))
-        _set(self, "val_fraction", _validate.number("render.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True))
+        _set(
+            self,
+            "val_fraction",
+            _validate.number("render.val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True),
+        )
 
 
 _SECTIONS = {"device": DeviceRanges, "views": ViewConfig, "tools": ToolConfig, "render": RenderConfig}
@@ -262,7 +303,9 @@ class SceneSpec:
         """A copy with top-level fields replaced; a section may be given as a dict of its changes."""
         for name, cls in _SECTIONS.items():
             if isinstance(changes.get(name), Mapping):
-                changes[name] = dataclasses.replace(getattr(self, name), **{k: _tuples(v) for k, v in changes[name].items()})
+                changes[name] = dataclasses.replace(
+                    getattr(self, name), **{k: _tuples(v) for k, v in changes[name].items()}
+                )
         return dataclasses.replace(self, **changes)
 
 
@@ -314,7 +357,9 @@ def load_spec(path) -> SceneSpec:
         try:
             data = yaml.safe_load(text)
         except yaml.constructor.ConstructorError as err:
-            raise ValueError(f"{path}: not plain YAML data (only safe YAML is read; tags such as !!python are refused): {err}") from None
+            raise ValueError(
+                f"{path}: not plain YAML data (only safe YAML is read; tags such as !!python are refused): {err}"
+            ) from None
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: YAML syntax error: {err}") from None
     return SceneSpec.from_dict({} if data is None else data)

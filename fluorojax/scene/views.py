@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,8 +37,14 @@ from fluorojax.scene.spec import ViewConfig
 _VERTEBRA = re.compile(r"vertebrae_([CTLS])(\d+)")
 _REGION_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
 PELVIS_STRUCTURES = ("sacrum", "hip_left", "hip_right")
-_GENERAL_VIEWS = (("ap", 0.0, 0.0), ("pa", 180.0, 0.0), ("lateral_left", 90.0, 0.0), ("lateral_right", -90.0, 0.0),
-                  ("lao45", 45.0, 0.0), ("rao45", -45.0, 0.0))
+_GENERAL_VIEWS = (
+    ("ap", 0.0, 0.0),
+    ("pa", 180.0, 0.0),
+    ("lateral_left", 90.0, 0.0),
+    ("lateral_right", -90.0, 0.0),
+    ("lao45", 45.0, 0.0),
+    ("rao45", -45.0, 0.0),
+)
 _PELVIS_VIEWS = (("inlet", 0.0, 45.0), ("outlet", 0.0, -40.0))
 
 
@@ -75,7 +81,7 @@ def cap_directions(u, v, axis, half_angle_deg) -> np.ndarray:
     cos_t = 1.0 - np.asarray(u, np.float64) * (1.0 - np.cos(np.deg2rad(half_angle_deg)))
     sin_t = np.sqrt(np.maximum(0.0, 1.0 - cos_t**2))
     phi = 2.0 * np.pi * np.asarray(v, np.float64)
-    return (cos_t[..., None] * axis + sin_t[..., None] * (np.cos(phi)[..., None] * e1 + np.sin(phi)[..., None] * e2))
+    return cos_t[..., None] * axis + sin_t[..., None] * (np.cos(phi)[..., None] * e1 + np.sin(phi)[..., None] * e2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +133,9 @@ class Anatomy:
         for view in self.standard_views:
             if view.name == name:
                 return view
-        raise ValueError(f"no standard view {name!r} in this anatomy; available: {[v.name for v in self.standard_views]}")
+        raise ValueError(
+            f"no standard view {name!r} in this anatomy; available: {[v.name for v in self.standard_views]}"
+        )
 
 
 def _vertebra_rank(name: str):
@@ -170,7 +178,9 @@ def standard_views(structures: Mapping[str, Structure]) -> tuple[StandardView, .
     pelvis = [p for p in PELVIS_STRUCTURES if p in structures]
     if pelvis:
         views += [StandardView(n, lao, cra, pelvis[0]) for n, lao, cra in _PELVIS_VIEWS]
-    vertebrae = sorted((r, s.name) for s in structures.values() if (r := _vertebra_rank(s.name)) is not None and s.cutoff is None)
+    vertebrae = sorted(
+        (r, s.name) for s in structures.values() if (r := _vertebra_rank(s.name)) is not None and s.cutoff is None
+    )
     for _, name in vertebrae:
         level = name.split("_", 1)[1]
         views += [StandardView(f"ap_{level}", 0.0, 0.0, name), StandardView(f"lateral_{level}", 90.0, 0.0, name)]
@@ -202,7 +212,7 @@ def anatomy_from_labels(labels, affine, names: Mapping[int, str], *, bones=None,
     for label_id, name in sorted(names.items()):
         if label_id <= 0 or label_id >= len(counts) or counts[label_id] == 0:
             continue
-        idx = np.stack(np.unravel_index(order[starts[label_id]:starts[label_id + 1]], labels.shape), -1)
+        idx = np.stack(np.unravel_index(order[starts[label_id] : starts[label_id + 1]], labels.shape), -1)
         world = idx @ affine[:3, :3].T + affine[:3, 3]
         low, high = idx[:, k_axis].min() == 0, idx[:, k_axis].max() == labels.shape[k_axis] - 1
         cut_i, cut_s = (low, high) if inferior_at_zero else (high, low)
@@ -276,7 +286,7 @@ class View:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> "View":
+    def from_dict(cls, data) -> View:
         return cls(**{**data, "direction": tuple(data["direction"]), "isocenter": tuple(data["isocenter"])})
 
 
@@ -303,7 +313,9 @@ def sample_view(key, anatomy: Anatomy, config: ViewConfig, source_to_isocenter: 
     if config.standard_views is not None:
         standards = tuple(v for v in standards if v.name in config.standard_views)
         if not standards:
-            raise ValueError(f"none of views.standard_views {list(config.standard_views)} exists here; available: {[v.name for v in anatomy.standard_views]}")
+            raise ValueError(
+                f"none of views.standard_views {list(config.standard_views)} exists here; available: {[v.name for v in anatomy.standard_views]}"
+            )
     near = rng.random() < config.near_standard_fraction
     if near:
         standard, half = standards[rng.integers(len(standards))], config.near_deg

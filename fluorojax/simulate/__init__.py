@@ -8,10 +8,8 @@ generator and registration build on them.
 """
 
 from fluorojax.simulate.augmented import render_augmented
-from fluorojax.simulate.polychromatic import polychromatic_image
-from fluorojax.simulate.polychromatic import render_polychromatic
-from fluorojax.simulate.scene import SceneRender
-from fluorojax.simulate.scene import render_scene
+from fluorojax.simulate.polychromatic import polychromatic_image, render_polychromatic
+from fluorojax.simulate.scene import SceneRender, render_scene
 
 __all__ = (
     "SceneRender",

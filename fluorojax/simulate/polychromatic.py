@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 
@@ -15,8 +15,9 @@ from fluorojax.raycast import render
 from fluorojax.raycast.drr import check_pose
 
 
-def polychromatic_image(line, materials: Sequence[MaterialLike], spec, *, detector: str = "energy",
-                        normalize: bool = True, upper_bound=None):
+def polychromatic_image(
+    line, materials: Sequence[MaterialLike], spec, *, detector: str = "energy", normalize: bool = True, upper_bound=None
+):
     """Detector intensity from renderer line integrals of density.
 
     Args:
@@ -29,10 +30,22 @@ def polychromatic_image(line, materials: Sequence[MaterialLike], spec, *, detect
     return intensity(line / MM_PER_CM, materials, spec, detector=detector, normalize=normalize, upper_bound=upper_bound)
 
 
-def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[MaterialLike] = DEFAULT_MATERIALS,
-                         thresholds: Sequence[float] = HU_THRESHOLDS, label_classes: Mapping[int, int] | None = None,
-                         method: str = "siddon", detector: str = "energy", normalize: bool = True,
-                         upper_bound=None, air_below_hu: float | None = None, **render_kwargs):
+def render_polychromatic(
+    volume,
+    camera,
+    pose,
+    spec,
+    *,
+    materials: Sequence[MaterialLike] = DEFAULT_MATERIALS,
+    thresholds: Sequence[float] = HU_THRESHOLDS,
+    label_classes: Mapping[int, int] | None = None,
+    method: str = "siddon",
+    detector: str = "energy",
+    normalize: bool = True,
+    upper_bound=None,
+    air_below_hu: float | None = None,
+    **render_kwargs,
+):
     """Polychromatic DRR of a CT in HU: one traversal for every material's areal density, then
     the detector model of ``intensity``.
 
@@ -54,22 +67,64 @@ def render_polychromatic(volume, camera, pose, spec, *, materials: Sequence[Mate
         if volume.channels != len(materials):
             raise ValueError(f"material volume has {volume.channels} channels for {len(materials)} materials")
     elif len(materials) != len(thresholds) + 1:
-        raise ValueError(f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class")
+        raise ValueError(
+            f"{len(materials)} materials for {len(thresholds) + 1} HU classes: pass one material per class"
+        )
     label_items = None if label_classes is None else tuple(sorted((int(k), int(v)) for k, v in label_classes.items()))
-    return _render_polychromatic(volume, camera, check_pose(pose), spec, upper_bound, materials=tuple(materials),
-                                 thresholds=tuple(float(t) for t in thresholds), label_classes=label_items,
-                                 method=method, detector=detector, normalize=normalize, air_below_hu=air_below_hu,
-                                 render_kwargs=tuple(sorted(render_kwargs.items())))
+    return _render_polychromatic(
+        volume,
+        camera,
+        check_pose(pose),
+        spec,
+        upper_bound,
+        materials=tuple(materials),
+        thresholds=tuple(float(t) for t in thresholds),
+        label_classes=label_items,
+        method=method,
+        detector=detector,
+        normalize=normalize,
+        air_below_hu=air_below_hu,
+        render_kwargs=tuple(sorted(render_kwargs.items())),
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("materials", "thresholds", "label_classes", "method", "detector",
-                                             "normalize", "air_below_hu", "render_kwargs"))
-def _render_polychromatic(volume, camera, pose, spec, upper_bound, *, materials, thresholds, label_classes, method,
-                          detector, normalize, air_below_hu, render_kwargs):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "materials",
+        "thresholds",
+        "label_classes",
+        "method",
+        "detector",
+        "normalize",
+        "air_below_hu",
+        "render_kwargs",
+    ),
+)
+def _render_polychromatic(
+    volume,
+    camera,
+    pose,
+    spec,
+    upper_bound,
+    *,
+    materials,
+    thresholds,
+    label_classes,
+    method,
+    detector,
+    normalize,
+    air_below_hu,
+    render_kwargs,
+):
     """One compiled program per setting (eager calls reuse it): the decomposition, the traversal
     and the detector model fused."""
     if volume.channels is None:
-        volume = material_volume(volume, thresholds=thresholds, air_below_hu=air_below_hu,
-                                 label_classes=None if label_classes is None else dict(label_classes))
+        volume = material_volume(
+            volume,
+            thresholds=thresholds,
+            air_below_hu=air_below_hu,
+            label_classes=None if label_classes is None else dict(label_classes),
+        )
     line = render(volume, camera, pose, method=method, **dict(render_kwargs))
     return polychromatic_image(line, materials, spec, detector=detector, normalize=normalize, upper_bound=upper_bound)

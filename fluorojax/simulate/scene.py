@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,9 +172,22 @@ class _Stages:
         return value
 
 
-def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[Camera], poses, spectra, tools=(),
-                 keys=None, photons=None, *, materials: Sequence[str], tool_materials: Sequence[str] = (),
-                 replace_tissue: bool = True, max_hits: int = 4, stages: dict | None = None) -> SceneRender:
+def render_scene(
+    densities: Volume,
+    label_ids: Sequence[int],
+    cameras: Sequence[Camera],
+    poses,
+    spectra,
+    tools=(),
+    keys=None,
+    photons=None,
+    *,
+    materials: Sequence[str],
+    tool_materials: Sequence[str] = (),
+    replace_tissue: bool = True,
+    max_hits: int = 4,
+    stages: dict | None = None,
+) -> SceneRender:
     """Render B views of a scene on the default device.
 
     Args:
@@ -212,7 +226,9 @@ def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[
     photons = jnp.ones((n,), jnp.float32) if photons is None else jnp.asarray(photons, jnp.float32)
     cams = stack_cameras(cameras)
     clock = _Stages(stages)
-    line, travel, entry, exit_ = clock.lap("volume", volume_pass(densities, tuple(int(i) for i in label_ids), cams, poses))
+    line, travel, entry, exit_ = clock.lap(
+        "volume", volume_pass(densities, tuple(int(i) for i in label_ids), cams, poses)
+    )
     h, w = cameras[0].shape
     tool_line = jnp.zeros(line.shape[:3] + (len(tool_materials),), jnp.float32)
     tool_travel, tool_hits = [], []
@@ -227,13 +243,19 @@ def render_scene(densities: Volume, label_ids: Sequence[int], cameras: Sequence[
         start, stop = tool_union(tool_hits)
         removed = jnp.zeros_like(line)
         for k in range(0, start.shape[-1], max_hits // 2):  # one traversal per tool's pieces: compiled once for any T
-            removed = removed + clock.lap("tissue", tissue_along(densities, cams, poses, start[..., k:k + max_hits // 2],
-                                                                 stop[..., k:k + max_hits // 2]))
+            removed = removed + clock.lap(
+                "tissue",
+                tissue_along(
+                    densities, cams, poses, start[..., k : k + max_hits // 2], stop[..., k : k + max_hits // 2]
+                ),
+            )
         # the pieces are disjoint parts of each ray, so the tissue removed never exceeds the CT's
         # line integral; the clamp only absorbs float rounding where tools fill all of a ray's
         # tissue (the two traversals agree to a few ulp, not bit for bit)
         line = jnp.maximum(line - removed, 0.0)
     all_materials = tuple(materials) + tool_materials
-    image = clock.lap("physics", physics_pass(jnp.concatenate([line, tool_line], -1), energies, weights, keys, photons,
-                                              all_materials, noise))
+    image = clock.lap(
+        "physics",
+        physics_pass(jnp.concatenate([line, tool_line], -1), energies, weights, keys, photons, all_materials, noise),
+    )
     return SceneRender(image, travel, entry, exit_, tool_travel, tool_hits)
