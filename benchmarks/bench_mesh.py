@@ -94,7 +94,7 @@ def main():
         start = time.perf_counter()
         jax.block_until_ready(call())
         first = time.perf_counter() - start
-        _, t = timed(lambda: jax.block_until_ready(call()), args.repeats)
+        _, t = timed(lambda call=call: jax.block_until_ready(call()), args.repeats)
         rows.append(
             (f"fluorojax render_mesh_soft (jit, 1 px edge), {name}", t, f"compile + first run {first:.1f} s", "-")
         )
@@ -108,7 +108,7 @@ def main():
             start = time.perf_counter()
             jax.block_until_ready(call(mesh, pose))
             first = time.perf_counter() - start
-            _, t = timed(lambda: jax.block_until_ready(call(mesh, pose)), args.repeats)
+            _, t = timed(lambda call=call: jax.block_until_ready(call(mesh, pose)), args.repeats)
             rows.append(
                 (
                     f"fluorojax render_mesh, {path} schedule forced, {args.blocks_size} x {args.blocks_size}",

@@ -222,6 +222,7 @@ def diffdrr_child(case_file, out_file):
         pose = RigidTransform(torch.from_numpy(to_diffdrr(init)).float())
         rotation, translation = pose.convert("euler_angles", "ZXY")
         taken = 0
+        decay = options["lr_decay"]
         for factor, n_steps in zip(options["scales"], options["steps"]):
             # what diffdrr.registration.Registration does: learnable ZXY Euler angles and translation
             rot = torch.nn.Parameter(rotation.clone())
@@ -230,7 +231,6 @@ def diffdrr_child(case_file, out_file):
                 [{"params": [rot], "lr": options["lr_rotation"]}, {"params": [trans], "lr": options["lr_translation"]}],
                 maximize=True,
             )
-            decay = options["lr_decay"]
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k, n=n_steps: cosine_factor(k, n, decay))
             level_target = pool(target, factor)
             best, best_loss, stale = (rotation, translation), np.inf, 0

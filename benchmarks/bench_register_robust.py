@@ -189,7 +189,7 @@ def markdown(args, single, views, summary):
             "double geodesic p50 mm | rotation p50 deg | median time s |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for kind, s in summary.items():
+        for s in summary.values():
             lines.append(
                 f"| {s['label']} | yes | {s['cases']} | {100 * s['success_rate']:.0f} % | {s['mtre_p50']:.2f} / "
                 f"{s['mtre_p75']:.2f} / {s['mtre_p95']:.2f} | {s['mpe_px_p50']:.2f} ({s['mpe_mm_p50']:.2f}) | "

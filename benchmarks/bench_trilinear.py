@@ -30,11 +30,12 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_render and siddon_numba sit beside this script
 
 from bench_render import _reset_hwm, _vmhwm_mb
 from siddon_numba import CT_PATH, SDD_MM, SIZES, SOURCE_TO_ISOCENTER_MM, machine_info
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODES = ("forward", "forward+backward")
 N_SAMPLES = 500
@@ -127,6 +128,10 @@ def summarize(rows):
     return out
 
 
+def _megabytes(x):
+    return "-" if x is None else f"{x:.0f}"
+
+
 def markdown(summary, machine, note):
     lines = [f"Machine: {machine}", "", note, ""]
     for size in sorted({r["size"] for r in summary}):
@@ -148,10 +153,9 @@ def markdown(summary, machine, note):
                 if f is None
                 else f"{r['median_s'] / f['median_s']:.2f}, {r['median_cpu_s'] / f['median_cpu_s']:.2f}"
             )
-            mb = lambda x: "-" if x is None else f"{x:.0f}"
             lines.append(
                 f"| {r['impl']} | {r['mode']} | {r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {ratio} | "
-                f"{mb(r['peak_render_mb'])} | {mb(r['peak_process_mb'])} |"
+                f"{_megabytes(r['peak_render_mb'])} | {_megabytes(r['peak_process_mb'])} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -119,7 +119,10 @@ def scene():
         ann(7, binary(rect(0, 32, 0, 36))),  # 1152 px = 90 %: kept
         ann(8, binary(rect(0, 32, 0, 37))),  # over 90 %: dropped
     ]
-    f16 = lambda x: x.astype(np.float16).astype(np.float32)
+
+    def f16(x):
+        return x.astype(np.float16).astype(np.float32)
+
     hits_travel = np.zeros((H, W), np.float32)
     hits_travel[outer] += f16(exit0[outer]) - f16(entry0[outer])
     hits_travel[inner] += f16(exit1[inner]) - f16(entry1[inner])
@@ -411,7 +414,10 @@ def test_batches_have_fixed_shapes_and_match_samples(tmp_path):
 def test_shuffled_batches_are_deterministic(tmp_path):
     _batch_dataset(tmp_path)
     ds = FluoroSegDataset(tmp_path, image_size=(8, 8))
-    order = lambda seed: [f for b in ds.batches(1, shuffle=True, seed=seed) for f in b["image_info"]]
+
+    def order(seed):
+        return [f for b in ds.batches(1, shuffle=True, seed=seed) for f in b["image_info"]]
+
     ids = [e["id"] for e in order(3)]
     assert ids == [e["id"] for e in order(3)] and sorted(ids) == list(range(7))
     assert ids == np.random.default_rng(3).permutation(7).tolist()

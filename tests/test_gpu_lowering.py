@@ -97,7 +97,9 @@ def test_parser_counts_downward_and_strided_loops():
 
 def test_parser_sees_a_while_nested_in_a_data_dependent_loop_as_unbounded():
     def f(x):
-        body = lambda c: lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)
+        def body(c):
+            return lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)
+
         return lax.while_loop(lambda c: c < 50.0, body, x)
 
     report = lowered_loops(f, jnp.float32(0.0))

@@ -62,9 +62,12 @@ def _deepdrr_reference(alpha, beta, gamma, isocenter, d, h, sdd, w, hgt, p):
     """camera3d_from_world and K, written from DeepDRR's source with scipy (world = device)."""
     from scipy.spatial.transform import Rotation
 
-    def frame(rotation=np.eye(3), translation=np.zeros(3)):
+    def frame(rotation=None, translation=None):
         out = np.eye(4)
-        out[:3, :3], out[:3, 3] = rotation, translation
+        if rotation is not None:
+            out[:3, :3] = rotation
+        if translation is not None:
+            out[:3, 3] = translation
         return out
 
     device_from_arm = frame(Rotation.from_euler("xy", [alpha, beta]).as_matrix(), isocenter)

@@ -218,7 +218,11 @@ class PolychromaticTest(chex.TestCase):
         for name, rho in (("water", 1.0), ("aluminium", 2.699)):
             areal = (cm * rho)[:, None]
             for detector in ("energy", "counting"):
-                f = self.variant(lambda a: P.intensity(a, (name,), spec, detector=detector, normalize=True))
+                f = self.variant(
+                    lambda a, name=name, detector=detector: P.intensity(
+                        a, (name,), spec, detector=detector, normalize=True
+                    )
+                )
                 np.testing.assert_allclose(
                     f(jnp.asarray(areal)), np_transmission(areal, (name,), spec, detector), rtol=2e-5, atol=1e-30
                 )
@@ -229,7 +233,8 @@ class PolychromaticTest(chex.TestCase):
         areal = jnp.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [5.0, 2.0, 0.5], [20.0, 3.0, 1.0]])
         for energy in (30.0, 60.0, 100.0):
             mu = np.asarray(P.attenuation_table(mats, jnp.array([energy])), np.float64)[:, 0]
-            got = self.variant(lambda a: P.intensity(a, mats, P.monochromatic(energy), normalize=True))(areal)
+            beer = self.variant(lambda a, energy=energy: P.intensity(a, mats, P.monochromatic(energy), normalize=True))
+            got = beer(areal)
             np.testing.assert_allclose(got, np.exp(-np.asarray(areal, np.float64) @ mu), rtol=2e-6, atol=1e-30)
 
     def test_raw_intensity_upper_bound_and_neglog(self):

@@ -22,7 +22,10 @@ AFFINE = np.array([[2.0, 0.0, 0.0, -20.0], [0.0, 2.5, 0.0, -22.0], [0.0, 0.0, 3.
 def smooth_volume(shape=(20, 18, 12)):
     """Two Gaussian blobs (1/mm) on an anisotropic grid: smooth, off-centre, asymmetric."""
     i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
-    blob = lambda c, r: np.exp(-((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2) / (2 * r * r))
+
+    def blob(c, r):
+        return np.exp(-((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2) / (2 * r * r))
+
     data = 0.02 * blob((8.0, 10.0, 5.0), 4.0) + 0.015 * blob((13.0, 6.0, 7.0), 3.0)
     return fj.Volume(data.astype(np.float32), AFFINE)
 
@@ -133,7 +136,10 @@ def test_volume_gradient_is_the_exact_linear_map():
     weights = jnp.asarray(np.random.default_rng(5).uniform(size=(10, 10)), jnp.float32)
     dv = jnp.asarray(np.random.default_rng(6).normal(size=volume.data.shape), jnp.float32)
     for path in ("cpu", "gpu"):
-        f = lambda data: jnp.sum(weights * rendered(fj.Volume(data, AFFINE), camera, pose, 40, path))  # noqa: B023
+
+        def f(data, path=path):
+            return jnp.sum(weights * rendered(fj.Volume(data, AFFINE), camera, pose, 40, path))
+
         grad = jax.grad(f)(volume.data)
         np.testing.assert_allclose(float(jnp.vdot(grad, dv)), float(f(volume.data + dv) - f(volume.data)), rtol=1e-4)
 

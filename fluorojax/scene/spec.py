@@ -301,7 +301,7 @@ class SceneSpec:
 
     def replace(self, **changes) -> SceneSpec:
         """A copy with top-level fields replaced; a section may be given as a dict of its changes."""
-        for name, cls in _SECTIONS.items():
+        for name in _SECTIONS:
             if isinstance(changes.get(name), Mapping):
                 changes[name] = dataclasses.replace(
                     getattr(self, name), **{k: _tuples(v) for k, v in changes[name].items()}
