@@ -116,7 +116,8 @@ def add_preview_parser(subparsers):
 def category_colour(category_id: int) -> tuple[int, int, int]:
     """A fixed, well-spread RGB colour for a category id."""
     hue = (zlib.crc32(str(category_id).encode()) % 1000) / 1000.0
-    return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 1.0))
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(255 * red), int(255 * green), int(255 * blue)
 
 
 def overlay(image, travel, category_ids, names, n_names: int):

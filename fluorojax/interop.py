@@ -433,8 +433,8 @@ def read_landmarks(path) -> tuple[list[str], np.ndarray]:
         raise ValueError(f"landmarks must be a Slicer .fcsv or markups .json file, got {path!r}")
     if system not in ("RAS", "LPS"):
         raise ValueError(f"{path}: coordinate system {system!r} is neither RAS nor LPS")
-    points = np.asarray(points, np.float64).reshape(-1, 3)
-    return labels, points * np.array([-1.0, -1.0, 1.0]) if system == "LPS" else points
+    xyz = np.asarray(points, np.float64).reshape(-1, 3)
+    return labels, xyz * np.array([-1.0, -1.0, 1.0]) if system == "LPS" else xyz
 
 
 def write_landmarks(path, points, labels=None) -> str:

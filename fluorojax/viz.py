@@ -83,9 +83,9 @@ def _isosurface(volume: Volume, level, step):
         raise ValueError(f"iso_level {level} is outside the volume's range [{data.min():.4g}, {data.max():.4g}]")
     vertices, faces, _, _ = marching_cubes(data, level=level, step_size=step)
     affine = np.asarray(volume.affine, np.float64)
-    mesh = trimesh.Trimesh(vertices @ affine[:3, :3].T + affine[:3, 3], faces, process=False)
-    mesh.visual.face_colors = _COLOURS["anatomy"]
-    return mesh
+    return trimesh.Trimesh(
+        vertices @ affine[:3, :3].T + affine[:3, 3], faces, process=False, face_colors=_COLOURS["anatomy"]
+    )
 
 
 def _trimesh(item, colour):

@@ -44,7 +44,7 @@ def collate(samples: list[dict]) -> dict[str, Any]:
 
 
 def _stream(dataset, order, batch_size, drop_last, max_objects, stop: threading.Event):
-    samples = []
+    samples: list[dict[str, Any]] = []
     for index in order:
         if stop.is_set():
             return

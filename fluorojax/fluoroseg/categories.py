@@ -98,10 +98,9 @@ def _build_table() -> tuple[tuple[Category, ...], tuple[str, ...]]:
         raise ValueError("fluoroseg_categories.csv: category ids and names must be unique")
     reduced: dict[int, str] = {}
     for cat in base:
-        if (
-            cat.reduced_index is not None
-            and reduced.setdefault(cat.reduced_index, cat.reduced_name) != cat.reduced_name
-        ):
+        if cat.reduced_index is None or cat.reduced_name is None:  # both set or both None (_load_base_rows)
+            continue
+        if reduced.setdefault(cat.reduced_index, cat.reduced_name) != cat.reduced_name:
             raise ValueError(
                 f"fluoroseg_categories.csv: reduced index {cat.reduced_index} has two names, {reduced[cat.reduced_index]!r} and {cat.reduced_name!r}"
             )
@@ -123,12 +122,12 @@ _BY_NAME: Mapping[str, Category] = {c.name: c for c in CATEGORIES}
 
 def get_category(key: int | str) -> Category:
     """The category with FluoroSeg id ``key`` (int) or name ``key`` (str); ValueError if unknown."""
-    table = _BY_NAME if isinstance(key, str) else _BY_ID
-    if isinstance(key, bool) or key not in table:
+    found = None if isinstance(key, bool) else _BY_NAME.get(key) if isinstance(key, str) else _BY_ID.get(key)
+    if found is None:
         raise ValueError(
             f"unknown FluoroSeg category {key!r}: expected an id or name from fluoroseg_categories.csv (ids 1-117, 301-311, 1000, cut-off ids from {CUTOFF_ID_OFFSET})"
         )
-    return table[key]
+    return found
 
 
 def is_known_category(category_id: int) -> bool:

@@ -122,8 +122,8 @@ def assemble(image: np.ndarray, objects: list[dict], size: tuple[int, int], cate
             has_travel[slot] = True
         box = mask_box(o["mask"])
         if box is not None:
-            box = np.array(box, float)
-            boxes[slot] = np.concatenate([np.fmin(boxes[slot, :2], box[:2]), np.fmax(boxes[slot, 2:], box[2:])])
+            corners = np.array(box, float)
+            boxes[slot] = np.concatenate([np.fmin(boxes[slot, :2], corners[:2]), np.fmax(boxes[slot, 2:], corners[2:])])
     valid = ~np.isnan(boxes[:, 0])
     boxes = np.nan_to_num(boxes)
     bboxes = np.stack(

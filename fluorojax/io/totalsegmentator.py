@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
-        image = nib.load(path)
+        image = cast(nib.Nifti1Image, nib.load(path))  # a .nii / .nii.gz loads as NIfTI-1 or NIfTI-2 (its subclass)
         return np.asarray(image.dataobj) > 0.5, np.asarray(image.affine, np.float64)
     from fluorojax.io.images import read_image
 
@@ -251,7 +252,7 @@ def fluoroseg_category_ids(structures: dict[int, str]) -> dict[int, int | None]:
     """{label id: FluoroSeg category id, or None for a structure without a category}."""
     from fluorojax.fluoroseg.categories import get_category
 
-    out = {}
+    out: dict[int, int | None] = {}
     for label, name in structures.items():
         try:
             out[label] = get_category(name).id

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +30,8 @@ from fluorojax.simulate.scene import SceneRender, render_scene
 TOOL_CATEGORY_ID = 1000
 
 
-class ImagePlan(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class ImagePlan:
     """What is drawn for one image before rendering: its index, key, device and view."""
 
     index: int
@@ -97,18 +97,16 @@ def _annotations(
         t_travel = np.asarray(out.tool_travel[t, b])
         if not (t_travel > 0).any():
             continue
-        described = {
-            "descriptions": describe_tool(placement.kind, placement.material),
-            "extra": {"tool_kind": placement.kind, "material": placement.material},
-        }
+        descriptions = describe_tool(placement.kind, placement.material)
+        extra = {"tool_kind": placement.kind, "material": placement.material}
         if kind == "travel":
-            annotations.append(Annotation(TOOL_CATEGORY_ID, travel=t_travel, **described))
+            annotations.append(Annotation(TOOL_CATEGORY_ID, travel=t_travel, descriptions=descriptions, extra=extra))
         elif kind == "binary":
-            annotations.append(Annotation(TOOL_CATEGORY_ID, mask=t_travel > 0, **described))
+            annotations.append(Annotation(TOOL_CATEGORY_ID, mask=t_travel > 0, descriptions=descriptions, extra=extra))
         else:
             layers = _tool_hits_layers(np.asarray(out.tool_hits[t, b]))
             if np.isfinite(layers[0, 0]).any():
-                annotations.append(Annotation(TOOL_CATEGORY_ID, hits=layers, **described))
+                annotations.append(Annotation(TOOL_CATEGORY_ID, hits=layers, descriptions=descriptions, extra=extra))
     return annotations
 
 

@@ -33,7 +33,7 @@ def run_record(sources: Sequence[CaseSource], spec: SceneSpec, seed: int) -> dic
     """The JSON-able record of a run: generator version, seed, spec and CT set."""
     cases = []
     for source in sorted(sources, key=lambda s: s.name):
-        entry = {"name": source.name}
+        entry: dict[str, object] = {"name": source.name}
         if source.ct is None:
             entry["example"] = True
         else:
