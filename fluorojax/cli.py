@@ -390,7 +390,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable or unreadable files
+    # OSError: missing, unwritable or unreadable files; ImportError: an optional package, named with its extra
+    except (ValueError, TypeError, OSError, ImportError) as err:
         print(f"fluorojax {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0

@@ -156,6 +156,12 @@ def test_find_cases(tmp_path):
         CaseSource("x", ct=ct)
 
 
+def test_ray_backend_without_ray_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    with pytest.raises(ImportError, match=r"backend='ray'.*pip install 'fluorojax\[ray\]'"):
+        generate(tmp_path, spec=SPEC, seed=SEED, progress=False, backend="ray")
+
+
 @pytest.mark.slow
 def test_ray_backend_writes_the_same_dataset(reference, tmp_path):
     ray = pytest.importorskip("ray")

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jax
 
+from fluorojax._optional import import_optional
 from fluorojax.fluoroseg import FluoroSegWriter
 from fluorojax.scene.cases import CaseSource, PreparedCase, prepare_case
 from fluorojax.scene.images import render_scene_images, scene_chunks
@@ -128,10 +129,7 @@ def run_local(
 
 def run_ray(out_dir, sources, spec, seed, chunks_per_task, ray_address, progress: Progress) -> Summary:
     """Every case rendered by Ray tasks of ``chunks_per_task`` scenes (see the module docstring)."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("backend='ray' needs the optional dependency ray (pip install 'ray[default]')") from None
+    ray = import_optional("ray", "ray", "backend='ray'")
     if not ray.is_initialized():
         ray.init(address=ray_address, log_to_driver=False)
     task = ray.remote(_ray_task)

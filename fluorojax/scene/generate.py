@@ -108,7 +108,7 @@ def generate(
       resume: continue a partial dataset, skipping complete images; without it a case that
         already has images raises ValueError. A folder written with another seed, spec, CT set
         or fluorojax version is refused either way, naming the difference.
-      progress: show a progress bar (tqdm if installed, else lines on stderr).
+      progress: show a progress bar (tqdm, on stderr).
       backend: "local" or "ray" (see ``fluorojax.scene.backends``).
       ray_address: the Ray cluster to join (None: start or join a local one).
       chunks_per_task: scenes per Ray task.

@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
+
+from tqdm import tqdm
 
 
 class Progress:
-    """A progress bar: tqdm when installed, else a line on stderr every ``interval`` seconds
-    with images done, images/s and the ETA."""
+    """A tqdm progress bar of the images of a run, on stderr (silent when not ``enabled``)."""
 
-    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, interval: float = 2.0):
-        self.total, self.done, self.enabled, self.interval = total, initial, enabled, interval
-        self.start = self.last = time.perf_counter()
-        self.initial = initial
-        self._bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                pass
-            else:
-                self._bar = tqdm(total=total, initial=initial, unit="img", desc="generate", dynamic_ncols=True)
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True) -> None:
+        self._bar = tqdm(
+            total=total, initial=initial, unit="img", desc="generate", dynamic_ncols=True, disable=not enabled
+        )
 
     def update(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.enabled and (time.perf_counter() - self.last >= self.interval or self.done == self.total):
-            self.last = time.perf_counter()
-            print(self.line(), file=sys.stderr, flush=True)
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.start
-        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        return f"{self.done}/{self.total} images, {rate:.2f} images/s, ETA {eta:.0f} s"
+        """Count ``n`` more images done."""
+        self._bar.update(n)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        """End the bar (its last line stays on the terminal)."""
+        self._bar.close()
 
 
 @dataclasses.dataclass
