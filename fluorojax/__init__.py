@@ -5,6 +5,7 @@ is jittable, vmappable and differentiable. See the README for the conventions.
 """
 
 import importlib
+import types
 
 from fluorojax import augment, interop, io, physics, registration, simulate, transforms, viz
 from fluorojax.camera import Camera, OrthographicCamera, carm_pose, look_at
@@ -25,7 +26,7 @@ _LAZY_SUBPACKAGES = ("fluoroseg", "scene")
 (pycocotools, ijson, tifffile, trimesh) that rendering does not need."""
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> types.ModuleType:
     if name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"fluorojax.{name}")
     raise AttributeError(f"module 'fluorojax' has no attribute {name!r}")

@@ -4,12 +4,16 @@ is an argparse usage error (exit status 2) naming the option and what it expects
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from fluorojax import _validate
 
+T = TypeVar("T")
 
-def _parser(check, parse):
-    def convert(text):
+
+def _parser(check: Callable[[str, object], T], parse: Callable[[str], object]) -> Callable[[str], T]:
+    def convert(text: str) -> T:
         try:
             return check("value", parse(text))
         except ValueError as err:
@@ -18,14 +22,14 @@ def _parser(check, parse):
     return convert
 
 
-def _float(text):
+def _float(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise ValueError(f"value must be a number, got {text!r}") from None
 
 
-def _int(text):
+def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
+
+StrPath: TypeAlias = "str | os.PathLike[str]"
+"""A file or folder name: a string or a path object (``pathlib.Path``)."""
 
 
 def temp_path(path: Path) -> Path:
@@ -19,7 +22,7 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def check_writable(path, what: str = "output") -> Path:
+def check_writable(path: StrPath, what: str = "output") -> Path:
     """``path`` as a Path if a file can be written there now: its folder exists and accepts a
     new file, and ``path`` is not a folder. FileNotFoundError / PermissionError /
     IsADirectoryError naming ``path`` otherwise. Nothing is left behind."""
@@ -45,7 +48,7 @@ def check_writable(path, what: str = "output") -> Path:
     return path
 
 
-def write_atomic(path, data: bytes | Callable[[BinaryIO], object]) -> Path:
+def write_atomic(path: StrPath, data: bytes | Callable[[BinaryIO], object]) -> Path:
     """Write ``data`` (bytes, or a function that writes to an open binary file) to ``path``
     atomically; returns ``path``. OSError naming ``path`` when the write fails."""
     path = Path(os.fspath(path))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Collection
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,20 +53,22 @@ class ArgumentTypeError(TypeError, ValueError):
     and a ValueError."""
 
 
-def _describe(value) -> str:
+def _describe(value: object) -> str:
     text = repr(value)
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{text} ({type(value).__name__})"
 
 
-def _scalar(name: str, value, expected: str):
+def _scalar(name: str, value: object, expected: str) -> int | float:
     """The Python scalar inside a number, a NumPy / JAX scalar or a 0-d real array;
     ArgumentTypeError for anything else (strings, bools, None, sequences, n-d arrays)."""
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         raise ArgumentTypeError(f"{name} must be {expected}, got {_describe(value)}")
-    if isinstance(value, numbers.Number):
-        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
     if hasattr(value, "shape") and hasattr(value, "dtype") and np.shape(value) == ():
         dtype = np.dtype(value.dtype)
         if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
@@ -73,7 +77,7 @@ def _scalar(name: str, value, expected: str):
     raise ArgumentTypeError(f"{name} must be {expected}, got {_describe(value)}")
 
 
-def integer(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def integer(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a Python int: ints, NumPy / JAX integer scalars and 0-d integer arrays;
     floats (even 3.0), bools and strings are refused. Bounds are inclusive."""
     bounds = _bounds_text(minimum, maximum)
@@ -87,14 +91,14 @@ def integer(name: str, value, *, minimum: int | None = None, maximum: int | None
     return scalar
 
 
-def positive_int(name: str, value) -> int:
+def positive_int(name: str, value: object) -> int:
     """``integer(name, value, minimum=1)``."""
     return integer(name, value, minimum=1)
 
 
 def number(
     name: str,
-    value,
+    value: object,
     *,
     low: float | None = None,
     high: float | None = None,
@@ -111,36 +115,36 @@ def number(
     return scalar
 
 
-def positive_number(name: str, value, *, unit: str = "") -> float:
+def positive_number(name: str, value: object, *, unit: str = "") -> float:
     """A finite float > 0."""
     return number(name, value, low=0.0, low_open=True, unit=unit)
 
 
-def positive_numbers(unit: str = "", **values) -> list[float]:
+def positive_numbers(unit: str = "", **values: object) -> list[float]:
     """``positive_number`` of each keyword argument, named by its keyword."""
     return [positive_number(name, value, unit=unit) for name, value in values.items()]
 
 
-def probability(name: str, value) -> float:
+def probability(name: str, value: object) -> float:
     """A finite float in [0, 1]."""
     return number(name, value, low=0.0, high=1.0)
 
 
-def boolean(name: str, value) -> bool:
+def boolean(name: str, value: object) -> bool:
     """True / False (Python or NumPy bool); 0 / 1 and strings are refused."""
     if not isinstance(value, (bool, np.bool_)):
         raise ArgumentTypeError(f"{name} must be True or False, got {_describe(value)}")
     return bool(value)
 
 
-def choice(name: str, value, options) -> str:
+def choice(name: str, value: object, options: Collection[str]) -> str:
     """``value`` if it is one of ``options``."""
     if isinstance(value, str) and value in options:
         return value
     raise ValueError(f"{name} must be one of {tuple(options)}, got {_describe(value)}")
 
 
-def real_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
+def real_array(name: str, value: object, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """``value`` as a float64 NumPy array (host copy) of real numbers, optionally of ``shape``
     (None entries match any length); strings, bools, objects and complex numbers are refused."""
     try:
@@ -161,7 +165,7 @@ def real_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def positive_array(name: str, value, *, unit: str = "") -> np.ndarray:
+def positive_array(name: str, value: object, *, unit: str = "") -> np.ndarray:
     """A real array (any shape) whose every entry is finite and > 0."""
     array = real_array(name, value)
     bad = ~(np.isfinite(array) & (array > 0))
@@ -174,7 +178,7 @@ def positive_array(name: str, value, *, unit: str = "") -> np.ndarray:
     return array
 
 
-def finite_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
+def finite_array(name: str, value: object, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """A real array with every entry finite (no NaN or inf)."""
     array = real_array(name, value, shape=shape)
     if not np.all(np.isfinite(array)):
@@ -182,7 +186,7 @@ def finite_array(name: str, value, *, shape: tuple | None = None) -> np.ndarray:
     return array
 
 
-def float_array(name: str, value, trailing: tuple[int, ...] = ()):
+def float_array(name: str, value: object, trailing: tuple[int, ...] = ()) -> jax.Array:
     """``value`` as a float32 JAX array whose last axes are ``trailing`` (e.g. (4, 4) for poses).
 
     Only the kind and the shape are checked (both known under ``jax.jit``); values are not
@@ -200,7 +204,7 @@ def float_array(name: str, value, trailing: tuple[int, ...] = ()):
     return array
 
 
-def size(name: str, value) -> tuple[int, int]:
+def size(name: str, value: Any) -> tuple[int, int]:
     """(H, W): two positive integers of pixels."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ArgumentTypeError(f"{name} must be (H, W), two positive integers of pixels, got {_describe(value)}")

@@ -23,7 +23,9 @@ Parameterisations:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from fluorojax._validate import float_array
 
@@ -37,7 +39,7 @@ def _skew(v):
     return jnp.stack([jnp.stack([o, -z, y], -1), jnp.stack([z, o, -x], -1), jnp.stack([-y, x, o], -1)], -2)
 
 
-def make_pose(rotation, translation):
+def make_pose(rotation: ArrayLike, translation: ArrayLike) -> jax.Array:
     """Build poses: rotation (..., 3, 3), translation (..., 3) mm -> (..., 4, 4)."""
     rotation = float_array("make_pose rotation", rotation, (3, 3))
     translation = float_array("make_pose translation", translation, (3,))
@@ -50,7 +52,7 @@ def make_pose(rotation, translation):
     return jnp.concatenate([top, bottom], axis=-2)
 
 
-def invert_pose(pose):
+def invert_pose(pose: ArrayLike) -> jax.Array:
     """Inverse of rigid transforms (..., 4, 4), using R^T rather than a general inverse."""
     pose = float_array("invert_pose pose", pose, (4, 4))
     r = pose[..., :3, :3]
@@ -59,7 +61,7 @@ def invert_pose(pose):
     return make_pose(rt, -jnp.einsum("...ij,...j->...i", rt, t))
 
 
-def apply_pose(pose, points):
+def apply_pose(pose: ArrayLike, points: ArrayLike) -> jax.Array:
     """Transform points (..., 3) by poses (..., 4, 4) broadcast against them.
 
     Written as three multiply-adds rather than an einsum: XLA:CPU runs a broadcast batch of
@@ -83,7 +85,7 @@ def _one_minus_cos_over_t2(t2):
     return 0.5 * _sinc(t2 / 4.0) ** 2
 
 
-def so3_exp(rotvec):
+def so3_exp(rotvec: ArrayLike) -> jax.Array:
     """Rodrigues' formula: axis-angle (..., 3) radians -> rotation (..., 3, 3)."""
     rotvec = float_array("so3_exp rotvec", rotvec, (3,))
     theta2 = jnp.sum(rotvec * rotvec, axis=-1)
@@ -94,7 +96,7 @@ def so3_exp(rotvec):
     return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
 
 
-def so3_log(rotation):
+def so3_log(rotation: ArrayLike) -> jax.Array:
     """Rotation (..., 3, 3) -> axis-angle (..., 3) radians, angle in [0, pi].
 
     Goes through the quaternion, which is well conditioned everywhere (including at pi).
@@ -111,7 +113,7 @@ def so3_log(rotation):
     return v * scale[..., None]
 
 
-def quaternion_to_matrix(quaternion):
+def quaternion_to_matrix(quaternion: ArrayLike) -> jax.Array:
     """Quaternion (..., 4) in (w, x, y, z) order (normalised here) -> rotation (..., 3, 3)."""
     q = float_array("quaternion_to_matrix quaternion", quaternion, (4,))
     q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
@@ -126,7 +128,7 @@ def quaternion_to_matrix(quaternion):
     )
 
 
-def matrix_to_quaternion(rotation):
+def matrix_to_quaternion(rotation: ArrayLike) -> jax.Array:
     """Rotation (..., 3, 3) -> unit quaternion (..., 4), (w, x, y, z), with w >= 0.
 
     Shepperd's method: of the four candidate formulas, the one with the largest
@@ -177,7 +179,7 @@ def matrix_to_quaternion(rotation):
     return q * jnp.where(q[..., :1] < 0, -1.0, 1.0)
 
 
-def axis_rotation(axis: str, angle):
+def axis_rotation(axis: str, angle: ArrayLike) -> jax.Array:
     """Rotation (..., 3, 3) by ``angle`` (...) radians about the coordinate axis "X", "Y" or "Z"
     (right-handed: positive turns y toward z, z toward x, x toward y respectively)."""
     c, s = jnp.cos(angle), jnp.sin(angle)
@@ -204,7 +206,7 @@ def _check_convention(convention: str):
     return convention.upper()
 
 
-def euler_to_matrix(angles, convention: str = "ZYX"):
+def euler_to_matrix(angles: ArrayLike, convention: str = "ZYX") -> jax.Array:
     """Euler angles (..., 3) radians -> rotation (..., 3, 3).
 
     ``R = R_{c[0]}(angles[0]) @ R_{c[1]}(angles[1]) @ R_{c[2]}(angles[2])`` for convention c,
@@ -220,7 +222,7 @@ def euler_to_matrix(angles, convention: str = "ZYX"):
     )
 
 
-def matrix_to_euler(rotation, convention: str = "ZYX"):
+def matrix_to_euler(rotation: ArrayLike, convention: str = "ZYX") -> jax.Array:
     """Rotation (..., 3, 3) -> Euler angles (..., 3) radians, the inverse of ``euler_to_matrix``.
 
     The middle angle lies in [-pi/2, pi/2] for Tait-Bryan conventions (three distinct axes) and
@@ -257,7 +259,7 @@ def matrix_to_euler(rotation, convention: str = "ZYX"):
     return jnp.stack([a1, middle, a3], -1)
 
 
-def rotation_6d_to_matrix(r6):
+def rotation_6d_to_matrix(r6: ArrayLike) -> jax.Array:
     """6D rotation (..., 6), the first two columns of R stacked, -> rotation (..., 3, 3).
 
     Gram-Schmidt on the two columns; the third is their cross product.
@@ -271,7 +273,7 @@ def rotation_6d_to_matrix(r6):
     return jnp.stack([c0, c1, c2], -1)
 
 
-def matrix_to_rotation_6d(rotation):
+def matrix_to_rotation_6d(rotation: ArrayLike) -> jax.Array:
     """Rotation (..., 3, 3) -> 6D (..., 6): its first column, then its second."""
     r = float_array("matrix_to_rotation_6d rotation", rotation, (3, 3))
     return jnp.concatenate([r[..., :, 0], r[..., :, 1]], -1)
@@ -292,7 +294,7 @@ def _so3_left_jacobian_terms(theta2):
     return b, c
 
 
-def se3_exp(twist):
+def se3_exp(twist: ArrayLike) -> jax.Array:
     """se(3) twist (..., 6) = (rho mm, omega rad) -> pose (..., 4, 4).
 
     ``T = [[exp(omega^), V rho], [0, 1]]`` with V the left Jacobian of SO(3).
@@ -305,7 +307,7 @@ def se3_exp(twist):
     return make_pose(so3_exp(omega), jnp.einsum("...ij,...j->...i", v, rho))
 
 
-def se3_log(pose):
+def se3_log(pose: ArrayLike) -> jax.Array:
     """Pose (..., 4, 4) -> se(3) twist (..., 6) = (rho mm, omega rad), inverse of ``se3_exp``."""
     pose = float_array("se3_log pose", pose, (4, 4))
     omega = so3_log(pose[..., :3, :3])
@@ -322,7 +324,7 @@ def se3_log(pose):
     return jnp.concatenate([rho, omega], -1)
 
 
-def rotation_angle(rotation_a, rotation_b):
+def rotation_angle(rotation_a: ArrayLike, rotation_b: ArrayLike) -> jax.Array:
     """Geodesic angle (...,) radians between rotations (..., 3, 3), in [0, pi]."""
     rotation_a = float_array("rotation_angle rotation_a", rotation_a, (3, 3))
     rotation_b = float_array("rotation_angle rotation_b", rotation_b, (3, 3))
