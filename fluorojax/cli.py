@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -380,7 +381,7 @@ def _save(image, path, camera=None, pose=None, isocenter=None):
         write_atomic(path, lambda f: Image.fromarray(to_uint8(window(image))).save(f, format="PNG"))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fluorojax", description="Differentiable X-ray simulation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     _render_parser(sub)

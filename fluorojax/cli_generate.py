@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import colorsys
 import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from fluorojax import _validate
 from fluorojax._cli_args import finite_float, non_negative_int, positive_int
 from fluorojax._display import to_uint8, window
 from fluorojax._files import check_writable, write_atomic
+
+if TYPE_CHECKING:  # Pillow is imported when a preview is drawn
+    import PIL.Image
 
 
 def _case_arguments(p, *, positional_ct: bool):
@@ -40,7 +46,7 @@ def _single_case(args, name):
     return CaseSource(name, args.ct, args.labels, args.structures)
 
 
-def add_generate_parser(subparsers):
+def add_generate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``generate`` on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "generate",
@@ -91,7 +97,7 @@ def _generate(args):
     print(f"{args.out_dir}: {summary}")
 
 
-def add_preview_parser(subparsers):
+def add_preview_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``preview`` on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "preview",
@@ -120,7 +126,9 @@ def category_colour(category_id: int) -> tuple[int, int, int]:
     return int(255 * red), int(255 * green), int(255 * blue)
 
 
-def overlay(image, travel, category_ids, names, n_names: int):
+def overlay(
+    image: npt.ArrayLike, travel: np.ndarray, category_ids: Sequence[int], names: Sequence[str], n_names: int
+) -> PIL.Image.Image:
     """A PIL RGB image: ``image`` (H, W) windowed to grey, each mask of ``travel`` (L, H, W) tinted
     with its category's colour, the ``n_names`` largest masks named at their centroids."""
     from PIL import Image, ImageDraw

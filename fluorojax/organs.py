@@ -12,11 +12,20 @@ frame as the DRR.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from fluorojax.mesh import Mesh
+from fluorojax.volume import Volume
 
 
-def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iterations=10) -> Mesh:
+def label_mesh(
+    labels: npt.ArrayLike,
+    affine: npt.ArrayLike,
+    label_id: int,
+    *,
+    max_faces: int | None = 20000,
+    smoothing_iterations: int = 10,
+) -> Mesh:
     """Closed, outward-oriented surface of ``labels == label_id`` in world mm.
 
     Args:
@@ -60,15 +69,20 @@ def label_mesh(labels, affine, label_id, *, max_faces=20000, smoothing_iteration
     return Mesh.from_trimesh(mesh)
 
 
-def label_meshes(volume, label_ids=None, *, max_faces=20000, smoothing_iterations=10) -> dict:
+def label_meshes(
+    volume: Volume,
+    label_ids: npt.ArrayLike | None = None,
+    *,
+    max_faces: int | None = 20000,
+    smoothing_iterations: int = 10,
+) -> dict[int, Mesh]:
     """Meshes of several structures of a label map: {label_id: Mesh}, ids ascending.
 
     ``volume`` is a ``fluorojax.Volume`` whose ``labels`` (or, without labels, integer-valued
     ``data``) hold the ids; ``label_ids`` defaults to every non-zero id present. ``max_faces``
     is the budget per structure.
     """
-    labels = volume.labels if volume.labels is not None else volume.data
-    labels = np.asarray(labels)
+    labels = np.asarray(volume.labels if volume.labels is not None else volume.data)
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.array_equal(labels, np.round(labels)):
             raise ValueError("label_meshes: the volume has no labels and its data are not integer ids")

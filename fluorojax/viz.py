@@ -10,13 +10,20 @@ on the plane z = sdd of the camera, textured so that the image reads as seen fro
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
+from fluorojax._files import StrPath
 from fluorojax.camera import Camera
 from fluorojax.mesh import Mesh
 from fluorojax.tools import Tool
 from fluorojax.volume import Volume
+
+if TYPE_CHECKING:  # trimesh is imported when a scene is built
+    import trimesh
 
 _COLOURS = {
     "source": (255, 200, 0, 255),
@@ -26,7 +33,7 @@ _COLOURS = {
 }
 
 
-def detector_corners(camera: Camera, pose) -> np.ndarray:
+def detector_corners(camera: Camera, pose: npt.ArrayLike) -> np.ndarray:
     """(4, 3) world mm: the detector's corners at pixel coordinates (0, 0), (W, 0), (W, H), (0, H)
     (top-left, top-right, bottom-right, bottom-left as seen from the source)."""
     px, py = np.asarray(camera.pixel_size, np.float64)
@@ -102,15 +109,15 @@ def _trimesh(item, colour):
 
 
 def scene(
-    volume_or_meshes,
+    volume_or_meshes: Volume | Sequence[Mesh | trimesh.Trimesh] | None,
     camera: Camera,
-    pose,
-    image=None,
-    tools=(),
+    pose: npt.ArrayLike,
+    image: npt.ArrayLike | None = None,
+    tools: Sequence[Tool | Mesh | trimesh.Trimesh] = (),
     iso_level: float = 300.0,
     step: int = 2,
     source_radius: float = 10.0,
-):
+) -> trimesh.Scene:
     """The imaging scene as a ``trimesh.Scene`` (world mm, RAS+).
 
     Args:
@@ -149,7 +156,7 @@ def scene(
     return out
 
 
-def save_scene(built, path) -> str:
+def save_scene(built: trimesh.Scene, path: StrPath) -> str:
     """Write a scene as ``.glb`` or as a self-contained ``.html`` page; returns the path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))

@@ -22,7 +22,9 @@ import collections
 import os
 
 import numpy as np
+import numpy.typing as npt
 
+from fluorojax._files import StrPath
 from fluorojax._optional import import_optional
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -54,12 +56,12 @@ def _headers(directory):
     return series
 
 
-def series_uid(path) -> str:
+def series_uid(path: StrPath) -> str:
     """The SeriesInstanceUID of one DICOM file."""
     return str(_dicom().dcmread(os.fspath(path), stop_before_pixels=True).SeriesInstanceUID)
 
 
-def list_series(directory) -> list[dict]:
+def list_series(directory: StrPath) -> list[dict]:
     """The image series found under ``directory`` (walked recursively): one dict per series with
     ``uid``, ``number`` (SeriesNumber or None), ``description``, ``modality`` and ``files``
     (count), sorted by series number then UID."""
@@ -179,7 +181,7 @@ def _geometry(items):
     return items, axes, positions[0]
 
 
-def read_dicom_series(directory, series=None) -> tuple[np.ndarray, np.ndarray]:
+def read_dicom_series(directory: StrPath, series: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a CT DICOM series into ``(data, affine)``.
 
     Args:
@@ -215,7 +217,9 @@ def read_dicom_series(directory, series=None) -> tuple[np.ndarray, np.ndarray]:
     return data, LPS_TO_RAS @ affine
 
 
-def save_dicom_series(folder, data, affine, series_description: str = "fluorojax CT") -> list[str]:
+def save_dicom_series(
+    folder: StrPath, data: npt.ArrayLike, affine: npt.ArrayLike, series_description: str = "fluorojax CT"
+) -> list[str]:
     """Write a volume as a CT DICOM series, one file per k slice (``slice_0000.dcm``, ...).
 
     Args:

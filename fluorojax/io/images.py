@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from fluorojax._files import StrPath
 from fluorojax.io.dicom_series import read_dicom_series, series_uid
 from fluorojax.io.metaimage import read_metaimage
 from fluorojax.io.nrrd import read_nrrd
@@ -15,7 +16,7 @@ SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 directory is read as a DICOM series."""
 
 
-def read_image(path, series=None) -> tuple[np.ndarray, np.ndarray]:
+def read_image(path: StrPath, series: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A 3-D image from a DICOM series folder (or one of its files), NRRD or MetaImage:
     ``(data (I, J, K) float32, affine (4, 4) world_from_voxel, RAS+ mm)``.
 

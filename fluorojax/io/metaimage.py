@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 
+from fluorojax._files import StrPath
 from fluorojax.io.dicom_series import LPS_TO_RAS
 
 _TYPES = {
@@ -62,7 +63,7 @@ def _numbers(fields, key, n, path, default=None):
     return values
 
 
-def read_metaimage(path) -> tuple[np.ndarray, np.ndarray]:
+def read_metaimage(path: StrPath) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3-D scalar MetaImage (.mha, or .mhd with its data file): ``(data (I, J, K) float32,
     affine (4, 4) RAS+ mm)``; voxel (i, j, k) is at ``Offset + TransformMatrix (spacing * ijk)`` in LPS."""
     path = os.fspath(path)

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from fluorojax._files import StrPath
 from fluorojax._optional import import_optional
 
 # Sign of each world axis, from the header's space, to reach RAS+.
@@ -25,7 +26,7 @@ _SPACE_SIGNS = {
 }
 
 
-def read_nrrd(path) -> tuple[np.ndarray, np.ndarray]:
+def read_nrrd(path: StrPath) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3-D scalar NRRD: ``(data (I, J, K) float32, affine (4, 4) RAS+ mm)``."""
     nrrd = import_optional("nrrd", "dicom", "reading NRRD")
     path = os.fspath(path)

@@ -26,6 +26,7 @@ from typing import cast
 
 import numpy as np
 
+from fluorojax._files import StrPath
 from fluorojax.volume import Volume, load_volume
 
 _VERTEBRAE = (
@@ -138,7 +139,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data > 0.5, affine
 
 
-def find_ct(folder) -> Path | None:
+def find_ct(folder: StrPath) -> Path | None:
     """The case's CT: ``ct.nii.gz``, ``ct.nii``, ``ct.nrrd``, ``ct.mha``, ``ct.mhd`` or a DICOM folder ``ct/``; None if absent."""
     folder = Path(os.fspath(folder))
     return next((folder / n for n in _CT_NAMES if (folder / n).exists()), None)
@@ -148,14 +149,14 @@ MULTILABEL_NAME = "segmentations.nii.gz"
 """File name under which a case folder holds TotalSegmentator's multi-label output (``--ml``)."""
 
 
-def is_case(folder) -> bool:
+def is_case(folder: StrPath) -> bool:
     """Whether ``folder`` holds a TotalSegmentator case: a CT with ``segmentations/`` (dataset
     layout) or with ``segmentations.nii.gz`` (multi-label output)."""
     folder = Path(os.fspath(folder))
     return find_ct(folder) is not None and ((folder / "segmentations").is_dir() or (folder / MULTILABEL_NAME).is_file())
 
 
-def load_case(folder) -> tuple[Volume, dict[int, str]]:
+def load_case(folder: StrPath) -> tuple[Volume, dict[int, str]]:
     """A TotalSegmentator case folder (either layout, see ``is_case``): (CT ``Volume`` with its
     label map, {label id: structure name})."""
     folder = Path(os.fspath(folder))
@@ -170,13 +171,13 @@ def load_case(folder) -> tuple[Volume, dict[int, str]]:
     return load_multilabel(ct, folder / MULTILABEL_NAME)
 
 
-def is_dataset_case(folder) -> bool:
+def is_dataset_case(folder: StrPath) -> bool:
     """Whether ``folder`` holds a case of TotalSegmentator's dataset layout (a CT and ``segmentations/``)."""
     folder = Path(os.fspath(folder))
     return find_ct(folder) is not None and (folder / "segmentations").is_dir()
 
 
-def read_meta(directory) -> dict[str, dict]:
+def read_meta(directory: StrPath) -> dict[str, dict]:
     """{image_id: row} from the dataset's ``meta.csv`` (``;``- or ``,``-separated), {} if absent."""
     path = Path(os.fspath(directory)) / "meta.csv"
     if not path.is_file():
@@ -189,7 +190,7 @@ def read_meta(directory) -> dict[str, dict]:
     return {row["image_id"]: row for row in rows}
 
 
-def find_dataset_cases(directory) -> list[Path]:
+def find_dataset_cases(directory: StrPath) -> list[Path]:
     """The case folders of a TotalSegmentator dataset under ``directory``, sorted by name; those
     listed in ``meta.csv`` (when present) must exist."""
     directory = Path(os.fspath(directory))
@@ -206,7 +207,7 @@ def find_dataset_cases(directory) -> list[Path]:
     return cases
 
 
-def load_dataset_case(folder) -> tuple[Volume, dict[int, str]]:
+def load_dataset_case(folder: StrPath) -> tuple[Volume, dict[int, str]]:
     """A case of TotalSegmentator's dataset layout: (CT ``Volume`` in HU with the merged label map,
     {label id: structure name} of the structures present)."""
     folder = Path(os.fspath(folder))
@@ -232,7 +233,9 @@ def load_dataset_case(folder) -> tuple[Volume, dict[int, str]]:
     return volume.replace(labels=labels), dict(sorted(present.items()))
 
 
-def load_multilabel(ct, label_map, class_map: dict[int, str] | None = None) -> tuple[Volume, dict[int, str]]:
+def load_multilabel(
+    ct: StrPath, label_map: StrPath, class_map: dict[int, str] | None = None
+) -> tuple[Volume, dict[int, str]]:
     """TotalSegmentator's multi-label output: (CT ``Volume`` with the label map, {label id:
     structure name} of the ids present), names from ``class_map`` (default ``TOTAL_V2_CLASSES``).
     Ids outside the class map raise ValueError."""
@@ -261,7 +264,7 @@ def fluoroseg_category_ids(structures: dict[int, str]) -> dict[int, int | None]:
     return out
 
 
-def write_generator_case(volume: Volume, structures: dict[int, str], folder) -> Path:
+def write_generator_case(volume: Volume, structures: dict[int, str], folder: StrPath) -> Path:
     """Write a case as ``fluorojax generate --cts`` reads it: ``folder/ct.nii.gz`` (HU, float32),
     ``labels.nii.gz`` (int16 or int32) and ``structures.csv`` (``id,structure``). Returns the folder."""
     import nibabel as nib

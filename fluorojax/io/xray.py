@@ -36,9 +36,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+from typing import BinaryIO
 
+import jax
 import numpy as np
+import numpy.typing as npt
 
+from fluorojax._files import StrPath
 from fluorojax._optional import import_optional
 from fluorojax.camera import Camera, carm_pose
 
@@ -65,19 +69,24 @@ class XRay:
     tags: dict
 
 
-def positioner_pose(primary_deg, secondary_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
+def positioner_pose(
+    primary_deg: npt.ArrayLike,
+    secondary_deg: npt.ArrayLike,
+    source_to_isocenter: npt.ArrayLike,
+    isocenter: npt.ArrayLike = (0.0, 0.0, 0.0),
+) -> jax.Array:
     """Pose (..., 4, 4) world_from_camera (RAS+ mm) from DICOM positioner angles, which place the
     detector: ``carm_pose(primary_deg + 180, -secondary_deg, source_to_isocenter, isocenter)``
     (see the module docstring for the derivation and the clinical meaning)."""
     return carm_pose(
         np.asarray(primary_deg, np.float32) + 180.0,
         -np.asarray(secondary_deg, np.float32),
-        source_to_isocenter,
-        isocenter,
+        np.asarray(source_to_isocenter, np.float32),
+        np.asarray(isocenter, np.float32),
     )
 
 
-def positioner_angles(pose, isocenter=(0.0, 0.0, 0.0)) -> tuple[float, float, float]:
+def positioner_angles(pose: npt.ArrayLike, isocenter: npt.ArrayLike = (0.0, 0.0, 0.0)) -> tuple[float, float, float]:
     """(primary_deg, secondary_deg, source_to_isocenter mm) of a pose (4, 4) whose principal ray
     passes through ``isocenter`` and whose image has the patient's head up (no roll about the
     principal ray): the inverse of ``positioner_pose``. Raises ValueError for other poses, which
@@ -86,12 +95,13 @@ def positioner_angles(pose, isocenter=(0.0, 0.0, 0.0)) -> tuple[float, float, fl
     if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
         raise ValueError(f"pose must be a finite (4, 4) world_from_camera matrix, got shape {pose.shape}")
     z, source = pose[:3, 2], pose[:3, 3]
-    to_iso = np.asarray(isocenter, np.float64) - source
+    iso = np.asarray(isocenter, np.float64)
+    to_iso = iso - source
     distance = float(to_iso @ z)
     miss = np.linalg.norm(to_iso - distance * z)
     if distance <= 0 or miss > 1e-3 * max(distance, 1.0):
         raise ValueError(
-            f"the isocentre {list(isocenter)} must lie on the pose's principal ray in front of the source; "
+            f"the isocentre {iso.tolist()} must lie on the pose's principal ray in front of the source; "
             f"it is {miss:.3g} mm off the ray at depth {distance:.3g} mm"
         )
     secondary = np.degrees(np.arcsin(np.clip(z[2], -1.0, 1.0)))
@@ -162,7 +172,13 @@ def _read_plain(path):
     return np.asarray(Image.open(path).convert("F"))
 
 
-def load_xray(path, frame=None, camera=None, pose=None, isocenter=(0.0, 0.0, 0.0)) -> XRay:
+def load_xray(
+    path: StrPath,
+    frame: int | None = None,
+    camera: Camera | None = None,
+    pose: npt.ArrayLike | None = None,
+    isocenter: npt.ArrayLike = (0.0, 0.0, 0.0),
+) -> XRay:
     """Read an X-ray image and its geometry.
 
     Args:
@@ -241,7 +257,14 @@ def _orientation_letters(direction):
     return "".join(letters[i][0 if direction[i] > 0 else 1] for i in order if abs(direction[i]) > 0.25)
 
 
-def save_xray(path, image, camera: Camera, pose=None, isocenter=(0.0, 0.0, 0.0), modality: str = "DX") -> str:
+def save_xray(
+    path: StrPath | BinaryIO,
+    image: npt.ArrayLike,
+    camera: Camera,
+    pose: npt.ArrayLike | None = None,
+    isocenter: npt.ArrayLike = (0.0, 0.0, 0.0),
+    modality: str = "DX",
+) -> str | BinaryIO:
     """Write an X-ray image and its geometry as a DICOM file (Digital X-Ray Image Storage, For
     Presentation) that other tools read: SID, ImagerPixelSpacing, DetectorActiveOrigin, and with
     a pose the positioner angles and DistanceSourceToPatient (``positioner_angles``).
@@ -307,7 +330,6 @@ def save_xray(path, image, camera: Camera, pose=None, isocenter=(0.0, 0.0, 0.0),
         ]
         axes = np.asarray(pose, np.float64)[:3, :2]
         ds.PatientOrientation = [_orientation_letters(-axes[:, 0]), _orientation_letters(axes[:, 1])]
-    if not hasattr(path, "write"):  # a path; an open binary file is written as it is
-        path = os.fspath(path)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    target = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path  # an open binary file as it is
+    ds.save_as(target, enforce_file_format=True)
+    return target
