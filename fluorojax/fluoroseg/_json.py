@@ -8,6 +8,9 @@ reader can tell "an empty list" from "no list at all" after streaming the file o
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 KINDS = {
     "start_map": "an object",
     "start_array": "a list",
@@ -20,7 +23,9 @@ KINDS = {
 """The JSON kind each ijson start event begins (None: no event at all)."""
 
 
-def note_kinds(events, seen: dict, prefixes: tuple[str, ...]):
+def note_kinds(
+    events: Iterable[tuple[str, str, Any]], seen: dict[str, str], prefixes: tuple[str, ...]
+) -> Iterator[tuple[str, str, Any]]:
     """Pass ijson ``(prefix, event, value)`` events through, storing in ``seen`` the first event
     at each of ``prefixes`` ("" is the top-level value)."""
     for prefix, event, value in events:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fluorojax import _validate
 from fluorojax.fluoroseg.index import UnsafePathError
+
+if TYPE_CHECKING:  # the reader imports this module
+    from fluorojax.fluoroseg.reader import FluoroSegDataset
 
 _PADDED_KEYS = ("masks", "labels", "valid", "travel", "has_travel", "bboxes")
 
@@ -70,7 +73,14 @@ def _stream(dataset, order, batch_size, drop_last, max_objects, stop: threading.
 
 
 def batches(
-    dataset, batch_size, *, shuffle=False, seed=0, drop_last=True, max_objects=None, prefetch=2
+    dataset: FluoroSegDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = True,
+    max_objects: int | None = None,
+    prefetch: int = 2,
 ) -> Iterator[dict[str, Any]]:
     """See ``FluoroSegDataset.batches``."""
     batch_size = _validate.positive_int("batch_size", batch_size)

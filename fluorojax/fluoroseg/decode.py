@@ -50,7 +50,9 @@ def read_image(path: Path, height: int, width: int) -> np.ndarray:
     return image
 
 
-def read_annotations(path: Path, height: int, width: int, categories: str, min_area, max_area) -> list[dict]:
+def read_annotations(
+    path: Path, height: int, width: int, categories: str, min_area: float | None, max_area: float | None
+) -> list[dict]:
     """Decoded, filtered annotations of an image's annotation file (a JSON list): dicts with
     category_id, mask, travel and descriptions."""
     low = -np.inf if min_area is None else min_area * height * width

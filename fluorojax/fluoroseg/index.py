@@ -26,7 +26,7 @@ class UnsafePathError(ValueError):
     root through a symbolic link (always refused)."""
 
 
-def safe_relative(name, where: str) -> str:
+def safe_relative(name: object, where: str) -> str:
     """``name`` if it is a relative path that stays inside its folder; UnsafePathError otherwise."""
     if (
         not isinstance(name, str)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from fluorojax import _validate
+from fluorojax._files import StrPath
 from fluorojax.fluoroseg import batching
 from fluorojax.fluoroseg.decode import assemble, read_annotations, read_image
 from fluorojax.fluoroseg.index import (
@@ -83,7 +84,7 @@ class FluoroSegDataset:
 
     def __init__(
         self,
-        root,
+        root: StrPath,
         split: str = "train",
         image_size: tuple[int, int] | None = (224, 224),
         categories: str = "reduced",
@@ -93,7 +94,7 @@ class FluoroSegDataset:
         min_grad_ncc: float | None = None,
         train_fraction: float = 0.9,
         on_error: str = "raise",
-    ):
+    ) -> None:
         self.split = _validate.choice("split", split, SPLITS)
         self.categories = _validate.choice("categories", categories, _CATEGORY_MODES)
         self.on_error = _validate.choice("on_error", on_error, ("raise", "skip"))
@@ -116,7 +117,7 @@ class FluoroSegDataset:
                     raise
                 self.skip(case_path, err)
 
-    def skip(self, path, err) -> None:
+    def skip(self, path: StrPath, err: BaseException) -> None:
         """Count a skipped case file or sample and warn about it."""
         self.num_skipped += 1
         reason = " ".join(str(err).split())

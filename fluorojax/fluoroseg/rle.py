@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pycocotools import mask as coco_mask
 
 BINARY, TRAVEL, HITS, POLYGON = "BINARY", "TRAVEL", "HITS", "POLYGON"
@@ -29,7 +32,7 @@ _KEYS = {
 }
 
 
-def segmentation_kind(segmentation) -> str:
+def segmentation_kind(segmentation: object) -> str:
     """``"BINARY"``, ``"TRAVEL"``, ``"HITS"`` (by the exact key set) or ``"POLYGON"`` (a list)."""
     if isinstance(segmentation, list):
         return POLYGON
@@ -48,7 +51,7 @@ def _check_mask(mask, name="mask") -> np.ndarray:
     return mask
 
 
-def encode_rle(mask) -> str:
+def encode_rle(mask: npt.ArrayLike) -> str:
     """COCO compressed RLE string of a (H, W) bool mask (pycocotools, column-major runs)."""
     mask = _check_mask(mask)
     return coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"].decode("ascii")
@@ -83,7 +86,7 @@ def rle_run_lengths(counts: str) -> np.ndarray:
     return runs
 
 
-def decode_rle(counts: str, size) -> np.ndarray:
+def decode_rle(counts: str, size: Sequence[int]) -> np.ndarray:
     """(h, w) bool mask of a COCO compressed RLE string; ValueError if the runs do not cover it."""
     h, w = _check_size(size)
     if not isinstance(counts, str):
@@ -106,7 +109,7 @@ def _check_size(size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def encode_values(values) -> str:
+def encode_values(values: npt.ArrayLike) -> str:
     """base64 of ``values`` cast to little-endian float16 (FluoroSeg's travel / hits payload)."""
     return base64.b64encode(np.asarray(values).astype("<f2").tobytes()).decode("ascii")
 
@@ -122,13 +125,13 @@ def decode_values(payload: str, count: int) -> np.ndarray:
     return np.frombuffer(raw, "<f2").astype(np.float32)
 
 
-def encode_binary(mask) -> dict:
+def encode_binary(mask: npt.ArrayLike) -> dict:
     """BINARY segmentation of a (H, W) bool mask."""
     mask = _check_mask(mask)
     return {"size": list(mask.shape), "counts": encode_rle(mask)}
 
 
-def encode_travel(travel) -> dict:
+def encode_travel(travel: npt.ArrayLike) -> dict:
     """TRAVEL segmentation of (H, W) path lengths in mm; the mask is ``travel > 0``."""
     travel = np.asarray(travel)
     if travel.ndim != 2 or not np.issubdtype(travel.dtype, np.floating) or not np.all(np.isfinite(travel)):
@@ -139,7 +142,7 @@ def encode_travel(travel) -> dict:
     return {"size": list(mask.shape), "counts": encode_rle(mask), "travel": encode_values(travel[mask])}
 
 
-def encode_hits(hits) -> dict:
+def encode_hits(hits: npt.ArrayLike) -> dict:
     """HITS segmentation of (K, 2, H, W) entry / exit depths in mm along each ray.
 
     ``hits[k, 0]`` and ``hits[k, 1]`` are the k-th entry and exit depths; a non-finite value
@@ -166,7 +169,9 @@ def encode_hits(hits) -> dict:
     return segmentation
 
 
-def decode_segmentation(segmentation, height: int, width: int):
+def decode_segmentation(
+    segmentation: Any, height: int, width: int
+) -> tuple[str, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Decode any FluoroSeg segmentation of an image of ``height`` x ``width`` pixels.
 
     Returns:

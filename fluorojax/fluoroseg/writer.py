@@ -31,17 +31,21 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import tifffile
 
 from fluorojax import _validate
-from fluorojax._files import write_atomic
+from fluorojax._files import StrPath, write_atomic
 from fluorojax.fluoroseg import rle
 from fluorojax.fluoroseg.categories import coco_categories, get_category
 from fluorojax.fluoroseg.masks import mask_box
 from fluorojax.fluoroseg.text import describe
+
+if TYPE_CHECKING:
+    from fluorojax.camera import Camera
 
 _INDEX_DIGITS = 10
 _IMAGE_NAME = re.compile(r"(\d{10})\.(json|tiff)")
@@ -172,7 +176,7 @@ def encode_annotation(annotation: Annotation, height: int, width: int) -> dict |
     return _merge_extra(entry, annotation.extra, _ANNOTATION_KEYS, "annotation extra")
 
 
-def camera_dict(camera, pose) -> dict:
+def camera_dict(camera: Camera, pose: npt.ArrayLike) -> dict:
     """The ``camera`` argument of :meth:`FluoroSegWriter.write_image` from a fluorojax Camera.
 
     Args:
@@ -242,7 +246,7 @@ class FluoroSegWriter:
         cases concurrently.
     """
 
-    def __init__(self, root, *, remove_temp_files: bool = True):
+    def __init__(self, root: StrPath, *, remove_temp_files: bool = True) -> None:
         self.remove_temp_files = _validate.boolean("remove_temp_files", remove_temp_files)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -282,12 +286,12 @@ class FluoroSegWriter:
         self,
         case: str,
         index: int,
-        image,
+        image: npt.ArrayLike,
         annotations: Iterable[Annotation],
         camera: Mapping[str, Any],
         *,
-        view=None,
-        spectrum=None,
+        view: Mapping[str, Any] | None = None,
+        spectrum: Mapping[str, Any] | None = None,
         seed: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> bool:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jax
 
+from fluorojax._files import StrPath
 from fluorojax._optional import import_optional
 from fluorojax.fluoroseg import FluoroSegWriter
 from fluorojax.scene.cases import CaseSource, PreparedCase, prepare_case
@@ -127,7 +128,15 @@ def run_local(
     return summary
 
 
-def run_ray(out_dir, sources, spec, seed, chunks_per_task, ray_address, progress: Progress) -> Summary:
+def run_ray(
+    out_dir: StrPath,
+    sources: Sequence[CaseSource],
+    spec: SceneSpec,
+    seed: int,
+    chunks_per_task: int,
+    ray_address: str | None,
+    progress: Progress,
+) -> Summary:
     """Every case rendered by Ray tasks of ``chunks_per_task`` scenes (see the module docstring)."""
     ray = import_optional("ray", "ray", "backend='ray'")
     if not ray.is_initialized():

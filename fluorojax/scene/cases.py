@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fluorojax._files import StrPath
 from fluorojax.fluoroseg import cutoff_category_id, get_category
 from fluorojax.io import totalsegmentator
 from fluorojax.physics import material_volume
@@ -41,7 +42,7 @@ class CaseSource:
     labels: str | None = None
     structures: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         given = [p is not None for p in (self.ct, self.labels, self.structures)]
         if any(given) and not all(given):
             raise ValueError(
@@ -50,11 +51,11 @@ class CaseSource:
 
     def load(self) -> tuple[Volume, dict[int, str]]:
         """The CT ``Volume`` (HU, with labels) and {label id: structure name}."""
-        if self.structures == TOTALSEGMENTATOR:
-            return totalsegmentator.load_case(self.ct)
-        if self.ct is None:
+        if self.ct is None or self.structures is None:  # then all three are None (__post_init__)
             ct, labels = example_paths()
             return load_volume(ct, labels=labels), read_structures(Path(ct).with_name("example_structures.csv"))
+        if self.structures == TOTALSEGMENTATOR:
+            return totalsegmentator.load_case(self.ct)
         return load_volume(self.ct, labels=self.labels), read_structures(self.structures)
 
     def volume_entry(self) -> dict:
@@ -69,7 +70,7 @@ def example_case(name: str = "example") -> CaseSource:
     return CaseSource(name)
 
 
-def read_structures(path) -> dict[int, str]:
+def read_structures(path: StrPath) -> dict[int, str]:
     """{label id: structure name} from a CSV with columns ``id`` and ``structure``."""
     path = Path(os.fspath(path))
     if not path.is_file():
@@ -86,7 +87,7 @@ def read_structures(path) -> dict[int, str]:
         raise ValueError(f"{path}: label ids must be integers ({err})") from None
 
 
-def find_cases(directory) -> list[CaseSource]:
+def find_cases(directory: StrPath) -> list[CaseSource]:
     """Every case folder under ``directory`` (see the module docstring), sorted by name."""
     directory = Path(os.fspath(directory))
     if not directory.is_dir():

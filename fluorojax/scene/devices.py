@@ -9,16 +9,19 @@ machine.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fluorojax.camera import Camera
 from fluorojax.scene.spec import DeviceRanges
 
 
-def host_rng(key) -> np.random.Generator:
+def host_rng(key: ArrayLike) -> np.random.Generator:
     """A NumPy generator seeded by the bits of a JAX PRNG key (typed or raw uint32)."""
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
@@ -54,11 +57,11 @@ class Device:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> Device:
+    def from_dict(cls, data: Mapping[str, Any]) -> Device:
         return cls(**data)
 
 
-def sample_device(key, ranges: DeviceRanges) -> Device:
+def sample_device(key: jax.Array, ranges: DeviceRanges) -> Device:
     """Draw a ``Device`` from ``ranges``: sdd, detector width and isocentre fraction uniform,
     image size and kVp uniform over their lists, photons log-uniform."""
     rng = host_rng(key)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from fluorojax import _validate
+from fluorojax._files import StrPath
 from fluorojax.fluoroseg import FluoroSegWriter
 from fluorojax.scene.backends import (
     finish,
@@ -87,7 +88,7 @@ def check_spec_memory(spec: SceneSpec) -> None:
 
 
 def generate(
-    out_dir,
+    out_dir: StrPath,
     cases: Sequence[CaseSource] | None = None,
     spec: SceneSpec | None = None,
     *,

@@ -25,7 +25,7 @@ def case_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
 
 
-def image_key(seed: int, case: str, index: int):
+def image_key(seed: int, case: str, index: int) -> jax.Array:
     """The key of image ``index`` of ``case``: fold_in(fold_in(key(seed), case_id(case)), index)."""
     seed = _validate.integer("seed", seed, minimum=0)
     index = _validate.integer("image index", index, minimum=0)

@@ -17,7 +17,10 @@ mesh shapes (each compiles the mesh renderer once) stays small.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
+import jax
 import numpy as np
 
 from fluorojax import tools as tool_builders
@@ -68,11 +71,11 @@ class ToolPlacement:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> ToolPlacement:
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolPlacement:
         return cls(**{**data, "tip": tuple(data["tip"]), "axis": tuple(data["axis"])})
 
 
-def build_tool(placement: ToolPlacement):
+def build_tool(placement: ToolPlacement) -> tool_builders.Tool:
     """The placed ``fluorojax.tools.Tool`` (mesh in world mm, material, nominal density)."""
     if placement.kind not in _MESH_OPTIONS:
         raise ValueError(f"tool kind must be one of {sorted(_MESH_OPTIONS)}, got {placement.kind!r}")
@@ -104,7 +107,7 @@ def _bone_trajectory(rng, anatomy: Anatomy, name: str):
     return tip, cap_directions(u, v, axis, 30.0)
 
 
-def sample_tools(key, anatomy: Anatomy, config: ToolConfig) -> tuple[ToolPlacement, ...]:
+def sample_tools(key: jax.Array, anatomy: Anatomy, config: ToolConfig) -> tuple[ToolPlacement, ...]:
     """Draw the tools of one scene: none with probability 1 - ``config.probability``, else
     1..max_count tools, each in a bone drawn uniformly from the bones present."""
     rng = host_rng(key)

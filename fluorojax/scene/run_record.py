@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import fluorojax
-from fluorojax._files import check_writable, write_atomic
+from fluorojax._files import StrPath, check_writable, write_atomic
 from fluorojax.scene.cases import CaseSource
 from fluorojax.scene.spec import SceneSpec
 
@@ -43,7 +43,7 @@ def run_record(sources: Sequence[CaseSource], spec: SceneSpec, seed: int) -> dic
     return {"fluorojax_version": fluorojax.__version__, "seed": seed, "spec": spec.to_dict(), "cases": cases}
 
 
-def differences(stored, current, where: str = "") -> list[str]:
+def differences(stored: object, current: object, where: str = "") -> list[str]:
     """Human-readable differences between two JSON values, by key path."""
     if isinstance(stored, dict) and isinstance(current, dict):
         out = []
@@ -67,7 +67,7 @@ def differences(stored, current, where: str = "") -> list[str]:
     return []
 
 
-def claim_output(out_dir, record: dict) -> Path:
+def claim_output(out_dir: StrPath, record: dict) -> Path:
     """Check that ``out_dir`` may take this run and write its run record; returns the folder.
 
     ``out_dir`` must be missing, empty, or hold a run record equal to ``record``. The folder is

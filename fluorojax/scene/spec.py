@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fluorojax import _validate
-from fluorojax._files import write_atomic
+from fluorojax._files import StrPath, write_atomic
 from fluorojax.physics import material_names
 
 ANNOTATION_KINDS = ("travel", "binary", "hits")
@@ -88,7 +88,7 @@ class DeviceRanges:
     photons: tuple | None = (1e3, 1e5)
     spectrum_bins: int = 16
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, "sdd_mm", _range("device.sdd_mm", self.sdd_mm, low=1e-6))
         _set(self, "detector_mm", _range("device.detector_mm", self.detector_mm, low=1e-6))
         _set(
@@ -138,7 +138,7 @@ class ViewConfig:
     targets: tuple | None = None
     min_target_voxels: int = 50
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(
             self,
             "near_standard_fraction",
@@ -182,7 +182,7 @@ class ToolConfig:
     replace_tissue: bool = True
     max_hits: int = 4
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, "probability", _validate.probability("tools.probability", self.probability))
         _set(self, "max_count", _validate.positive_int("tools.max_count", self.max_count))
         _set(
@@ -237,7 +237,7 @@ class RenderConfig:
     views_per_scene: int = 8
     val_fraction: float = 0.1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _validate.choice("render.mode", self.mode, RENDER_MODES)
         _set(
             self,
@@ -275,7 +275,7 @@ class SceneSpec:
     tools: ToolConfig = dataclasses.field(default_factory=ToolConfig)
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, "images_per_ct", _validate.positive_int("images_per_ct", self.images_per_ct))
         _set(self, "seed", _validate.integer("seed", self.seed, minimum=0))
         for name, cls in _SECTIONS.items():
@@ -299,7 +299,7 @@ class SceneSpec:
                 kwargs[key] = value
         return cls(**kwargs)
 
-    def replace(self, **changes) -> SceneSpec:
+    def replace(self, **changes: Any) -> SceneSpec:
         """A copy with top-level fields replaced; a section may be given as a dict of its changes."""
         for name in _SECTIONS:
             if isinstance(changes.get(name), Mapping):
@@ -333,7 +333,7 @@ def _tuples(value):
     return value
 
 
-def load_spec(path) -> SceneSpec:
+def load_spec(path: StrPath) -> SceneSpec:
     """Read a ``SceneSpec`` from a .json, .yaml or .yml file (data only: YAML safe loading).
 
     Raises FileNotFoundError for a missing file and ValueError for anything that is not plain
@@ -365,7 +365,7 @@ def load_spec(path) -> SceneSpec:
     return SceneSpec.from_dict({} if data is None else data)
 
 
-def save_spec(spec: SceneSpec, path) -> Path:
+def save_spec(spec: SceneSpec, path: StrPath) -> Path:
     """Write ``spec`` as JSON (.json) or YAML (.yaml / .yml); returns the path."""
     path = Path(os.fspath(path))
     suffix = path.suffix.lower()
