@@ -64,7 +64,7 @@ def _seed(case, index):
     return 100 * sum(map(ord, case)) + index
 
 
-def _write_dataset(root, images=range(4), cases=("case_a", "case_b")):
+def _write_dataset(root, images=(0, 1, 2, 3), cases=("case_a", "case_b")):
     w = FluoroSegWriter(root)
     for case in cases:
         for index in images:

@@ -330,6 +330,7 @@ def save_xray(
         ]
         axes = np.asarray(pose, np.float64)[:3, :2]
         ds.PatientOrientation = [_orientation_letters(-axes[:, 0]), _orientation_letters(axes[:, 1])]
-    target = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path  # an open binary file as it is
-    ds.save_as(target, enforce_file_format=True)
-    return target
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)  # an open binary file is written as it is
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -153,7 +153,6 @@ def run_ray(
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for f in done:
-            part = ray.get(f)
-            summary.add(part)
+            summary.add(ray.get(f))
             progress.update(pending.pop(f))
     return summary
