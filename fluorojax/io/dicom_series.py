@@ -247,7 +247,7 @@ def save_dicom_series(
             "the affine's slice axis must be orthogonal to its first two axes (DICOM has no sheared series)"
         )
     os.makedirs(folder, exist_ok=True)
-    study, series = generate_uid(), generate_uid()
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()  # UIDs are at most 64 characters
     paths = []
     for k in range(data.shape[2]):
         meta = FileMetaDataset()
@@ -256,7 +256,7 @@ def save_dicom_series(
         ds = pydicom.Dataset()
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, study + ".1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = "CT", 1, k + 1, series_description
         ds.PatientName, ds.PatientID = "", ""
         ds.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, 3] + k * lps[:3, 2]]
