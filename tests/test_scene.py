@@ -159,6 +159,16 @@ def test_carm_angles_match_carm_pose():
         np.testing.assert_allclose(carm_angles(d), (lao, cra), atol=1e-9)
 
 
+def test_direction_is_carm_pose_source_direction_on_a_grid():
+    lao, cra = np.meshgrid(np.arange(-180.0, 181.0, 15.0), np.arange(-85.0, 86.0, 8.5), indexing="ij")
+    d = direction(lao, cra)
+    assert d.dtype == np.float64 and d.shape == lao.shape + (3,)
+    a, c = np.deg2rad(lao), np.deg2rad(cra)  # closed form of Rz(lao) Rx(cra) (0, 1, 0), float64
+    np.testing.assert_allclose(d, np.stack([-np.sin(a) * np.cos(c), np.cos(a) * np.cos(c), np.sin(c)], -1), atol=1e-14)
+    pose = np.asarray(fj.carm_pose(lao.astype(np.float32), cra.astype(np.float32), 1.0))
+    np.testing.assert_allclose(pose[..., :3, 3], d, atol=1e-6)
+
+
 def test_near_standard_views_stay_within_tolerance(anatomy):
     config = ViewConfig(near_standard_fraction=1.0, near_deg=2.0)
     standards = {v.name: v for v in anatomy.standard_views}
