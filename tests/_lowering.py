@@ -1,5 +1,6 @@
-"""XLA-level loops of a StableHLO module: which `stablehlo.while` loops a lowering holds, their trip
-counts, and the total number of loop iterations one call runs.
+"""XLA-level loops and branches of a StableHLO module: which `stablehlo.while` loops a lowering
+holds, their trip counts, the total number of loop iterations one call runs, and which
+`stablehlo.case` / `stablehlo.if` branches are picked by data.
 
 On a GPU every iteration of an XLA `while` is at least one host round trip and a few kernel
 launches, so the number of iterations (and whether it is known before the call) is what decides
@@ -12,6 +13,11 @@ is how `lax.fori_loop` with Python-int bounds, `lax.scan` and `lax.map` lower. A
 Nesting is counted: a loop inside the body of another, directly or through `func.call`s of
 private functions, runs once per outer iteration, so its iterations are multiplied by the outer
 trip counts. Only functions reachable from `@main` count.
+
+A branch is *static* when its selector is known at lowering: a constant, the result of another
+`case` (how `lax.platform_dependent` maps the platform to its branch), or the platform index
+argument of a multi-platform export. Anything else (`lax.cond` / `lax.switch` on data) is
+*data-dependent*: on a GPU it is a host round trip that decides what runs next.
 
 Usage: ``loops(jax.export.export(...)(...).mlir_module())`` -> ``LoopReport``.
 """
@@ -32,6 +38,10 @@ _RETURN = re.compile(r"^\s*stablehlo\.return\s+([^:]*):")
 _COMPARE = re.compile(r"^\s*(%[\w.$-]+)\s*=\s*stablehlo\.compare\s+(\w+),\s*(%[\w.$#-]+),\s*(%[\w.$#-]+)")
 _ADD = re.compile(r"^\s*(%[\w.$-]+)\s*=\s*stablehlo\.(add|subtract)\s+(%[\w.$#-]+),\s*(%[\w.$#-]+)")
 _CUSTOM_CALL = re.compile(r"stablehlo\.custom_call\s+@([\w.$-]+)")
+_BRANCH = re.compile(r'(?:"stablehlo\.(case|if)"\(|\bstablehlo\.(case|if)\s+)(%[\w.$-]+)')
+_DEFINES = re.compile(r"^\s*(%[\w.$-]+)(?::\d+)?\s*=\s*\"?([\w.]+)")
+_PLATFORM_INDEX = re.compile(r'(%[\w.$-]+):\s*tensor<[^>]*>\s*\{[^}]*"_platform_index"')
+_STATIC_SELECTORS = ("stablehlo.constant", "stablehlo.case")
 
 
 @dataclass
@@ -58,28 +68,49 @@ class Loop:
 
 
 @dataclass
+class Branch:
+    """One `stablehlo.case` / `stablehlo.if` of a function: ``op`` ("case" or "if"), ``selector``
+    (the operand that picks the branch), ``defined_by`` (the op that makes it, "argument" for a
+    function or region argument, "platform index" for an export's platform argument) and
+    ``static`` (see the module docstring)."""
+
+    function: str
+    op: str
+    selector: str
+    defined_by: str
+    static: bool
+
+
+@dataclass
 class LoopReport:
-    """The loops reachable from `@main`: ``loops`` (each with its ``iterations``), ``total_iterations``
-    (sum over the static loops whose enclosing loops are static), ``data_dependent`` (the loops
-    with no static trip count, or inside one) and ``custom_calls`` (target -> launches per call of
-    `@main`, None inside a data-dependent loop)."""
+    """The loops and branches reachable from `@main`: ``loops`` (each with its ``iterations``),
+    ``total_iterations`` (sum over the static loops whose enclosing loops are static),
+    ``data_dependent`` (the loops with no static trip count, or inside one), ``custom_calls``
+    (target -> launches per call of `@main`, None inside a data-dependent loop), ``branches``
+    (every case / if, once per call of its function) and ``data_dependent_branches`` (those picked
+    by data)."""
 
     loops: list[Loop]
     total_iterations: int
     data_dependent: list[Loop]
     custom_calls: dict[str, int | None]
+    branches: list[Branch]
+    data_dependent_branches: list[Branch]
 
     def describe(self) -> str:
-        """One line per loop: function, trip count, iterations per call."""
+        """One line per loop (function, trip count, iterations per call) and per data-dependent branch."""
         lines = [
             (
                 f"{len(self.loops)} while loops, {self.total_iterations} static iterations, "
-                f"{len(self.data_dependent)} data-dependent; custom calls {self.custom_calls}"
+                f"{len(self.data_dependent)} data-dependent; {len(self.branches)} branches, "
+                f"{len(self.data_dependent_branches)} data-dependent; custom calls {self.custom_calls}"
             )
         ]
         for loop in self.loops:
             trip = "data-dependent" if loop.trip_count is None else f"trip {loop.trip_count}"
             lines.append(f"  @{loop.function}: {trip}, iterations {loop.iterations} ({loop.condition})")
+        for branch in self.data_dependent_branches:
+            lines.append(f"  @{branch.function}: {branch.op} on {branch.selector} from {branch.defined_by}")
         return "\n".join(lines)
 
 
@@ -89,6 +120,8 @@ class _Function:
     loops: list[Loop] = field(default_factory=list)
     calls: list[tuple[str, Loop | None]] = field(default_factory=list)
     custom_calls: list[tuple[str, Loop | None]] = field(default_factory=list)
+    definitions: dict[str, str] = field(default_factory=dict)  # SSA name -> the op that defines it
+    branches: list[tuple[str, str]] = field(default_factory=list)  # (op, selector)
 
 
 def _parse(text: str) -> dict[str, _Function]:
@@ -107,9 +140,14 @@ def _parse(text: str) -> dict[str, _Function]:
         if (match := _FUNC.search(line)) is not None:
             name = match.group(1).strip('"')
             current = functions.setdefault(name, _Function())
+            current.definitions.update((arg, "platform index") for arg in _PLATFORM_INDEX.findall(raw))
         elif current is not None:
             if (match := _CONST.match(line)) is not None:
                 current.constants[match.group(1)] = int(match.group(2))
+            if (match := _DEFINES.match(raw)) is not None:  # generic-form op names are strings
+                current.definitions[match.group(1)] = match.group(2)
+            for match in _BRANCH.finditer(raw):
+                current.branches.append((match.group(1) or match.group(2), match.group(3)))
             if (match := _WHILE.search(line)) is not None:
                 pending = Loop(function=name, parent=enclosing, iter_args=_ITER_ARG.findall(match.group(1)))
                 current.loops.append(pending)
@@ -212,6 +250,7 @@ def loops(text: str, entry: str = "main") -> LoopReport:
         for loop in function.loops:
             loop.trip_count, loop.condition = _trip_count(loop, function.constants)
     reached: list[Loop] = []
+    branches: list[Branch] = []
     custom: dict[str, int | None] = {}
 
     def multiplier(loop: Loop | None, outer: int | None):
@@ -227,6 +266,10 @@ def loops(text: str, entry: str = "main") -> LoopReport:
             entered = multiplier(loop.parent, runs)
             iterations = None if entered is None or loop.trip_count is None else entered * loop.trip_count
             reached.append(Loop(**{**loop.__dict__, "iterations": iterations}))
+        for op, selector in function.branches:
+            defined_by = function.definitions.get(selector.split("#")[0], "argument")
+            static = defined_by in _STATIC_SELECTORS or defined_by == "platform index"
+            branches.append(Branch(name, op, selector, defined_by, static))
         for target, loop in function.custom_calls:
             launches = multiplier(loop, runs)
             custom[target] = (
@@ -242,4 +285,6 @@ def loops(text: str, entry: str = "main") -> LoopReport:
         total_iterations=sum(loop.iterations for loop in static),
         data_dependent=[loop for loop in reached if loop.iterations is None],
         custom_calls=custom,
+        branches=branches,
+        data_dependent_branches=[branch for branch in branches if not branch.static],
     )

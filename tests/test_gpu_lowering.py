@@ -97,11 +97,32 @@ def test_parser_counts_downward_and_strided_loops():
 
 def test_parser_sees_a_while_nested_in_a_data_dependent_loop_as_unbounded():
     def f(x):
-        body = lambda c: lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)
+        def body(c):
+            return lax.fori_loop(0, 4, lambda i, d: d + 1.0, c)
+
         return lax.while_loop(lambda c: c < 50.0, body, x)
 
     report = lowered_loops(f, jnp.float32(0.0))
     assert len(report.data_dependent) == 2 and report.total_iterations == 0
+
+
+def test_parser_flags_branches_on_data_and_passes_platform_branches():
+    def f(x, i):
+        x = lax.platform_dependent(x, cpu=lambda x: x + 1.0, default=lambda x: x * 2.0)  # 2 cases, static
+        x = lax.cond(x[0] > 0.0, lambda x: x + 1.0, lambda x: x - 1.0, x)  # on data
+        x = lax.switch(i, [lambda x: x, lambda x: -x, lambda x: 2.0 * x], x)  # on an argument
+        return lax.fori_loop(0, 2, lambda k, c: lax.cond(c[0] > k, jnp.sin, jnp.cos, c), x)  # on a loop value
+
+    args = (jnp.ones(4), jnp.int32(1))
+    report = lowered_loops(f, *args)
+    assert [b.static for b in report.branches] == [True, True, False, False, False]
+    assert [b.op for b in report.data_dependent_branches] == ["case"] * 3
+    assert report.data_dependent_branches[1].defined_by == "stablehlo.clamp"  # switch clamps its index
+    # exported for two platforms the platform is an argument of @main, still no data
+    both = jax.export.export(jax.jit(f), platforms=["cpu", "cuda"])(*args).mlir_module()
+    report = loops(both)
+    assert report.branches[0].defined_by == "platform index"
+    assert len(report.data_dependent_branches) == 3
 
 
 def test_parser_counts_a_pallas_triton_kernel_as_one_launch_and_its_loop_as_no_xla_loop():
