@@ -125,6 +125,18 @@ def test_parser_flags_branches_on_data_and_passes_platform_branches():
     assert len(report.data_dependent_branches) == 3
 
 
+def test_parser_follows_branch_selectors_through_calls():
+    forward = jax.jit(lambda x: lax.platform_dependent(x, cpu=jnp.sin, default=jnp.cos))  # a func.call
+    pick = jax.jit(lambda x, i: lax.switch(i, [jnp.sin, jnp.cos], x))
+
+    def f(x, i):  # the backward pass gets the forward's platform index as a call result
+        return jax.grad(lambda x: jnp.sum(forward(x)))(x) + pick(x, i)
+
+    report = lowered_loops(f, jnp.ones(4), jnp.int32(1))
+    assert len(report.branches) == 5 and {b.function for b in report.branches} >= {"<lambda>", "<lambda>_0"}
+    assert [(b.function, b.defined_by) for b in report.data_dependent_branches] == [("<lambda>_1", "stablehlo.clamp")]
+
+
 def test_parser_counts_a_pallas_triton_kernel_as_one_launch_and_its_loop_as_no_xla_loop():
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as pltriton
@@ -244,4 +256,5 @@ def test_lowers_for_cuda_without_data_dependent_loops(name):
     f, args = CASES[name]
     report = lowered_loops(f, *args)
     assert report.data_dependent == [], f"{name}: data-dependent XLA loops\n{report.describe()}"
+    assert report.data_dependent_branches == [], f"{name}: branches on data\n{report.describe()}"
     assert report.total_iterations <= MAX_ITERATIONS[name], f"{name}: too many XLA loop iterations\n{report.describe()}"
