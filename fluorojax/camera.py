@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -278,6 +279,13 @@ def look_at(source, target, up=(0.0, 0.0, 1.0)):
 _AP_ROTATION = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0]], np.float32)
 
 
+def carm_rotation(lao: jax.Array, cra: jax.Array) -> jax.Array:
+    """(..., 3, 3) rotation ``Rz(lao) Rx(cra)`` of a C-arm at ``lao``, ``cra`` (...) radians, in
+    the angles' dtype: it turns the AP source direction (0, 1, 0) into the view's (its column 1,
+    in ``carm_pose`` and ``fluorojax.scene.views.direction``)."""
+    return axis_rotation("Z", lao) @ axis_rotation("X", cra)
+
+
 def carm_pose(lao_deg, cra_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
     """Pose (..., 4, 4) world_from_camera of a C-arm from its two angles, world = RAS+ mm.
 
@@ -305,7 +313,7 @@ def carm_pose(lao_deg, cra_deg, source_to_isocenter, isocenter=(0.0, 0.0, 0.0)):
     lao = jnp.deg2rad(jnp.asarray(lao_deg, jnp.float32))
     cra = jnp.deg2rad(jnp.asarray(cra_deg, jnp.float32))
     sid = jnp.asarray(source_to_isocenter, jnp.float32)
-    r_carm = axis_rotation("Z", lao) @ axis_rotation("X", cra)
+    r_carm = carm_rotation(lao, cra)
     rotation = r_carm @ _AP_ROTATION
     source = jnp.asarray(isocenter, jnp.float32) + sid[..., None] * r_carm[..., :, 1]
     return make_pose(rotation, source)

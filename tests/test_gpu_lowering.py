@@ -106,6 +106,37 @@ def test_parser_sees_a_while_nested_in_a_data_dependent_loop_as_unbounded():
     assert len(report.data_dependent) == 2 and report.total_iterations == 0
 
 
+def test_parser_flags_branches_on_data_and_passes_platform_branches():
+    def f(x, i):
+        x = lax.platform_dependent(x, cpu=lambda x: x + 1.0, default=lambda x: x * 2.0)  # 2 cases, static
+        x = lax.cond(x[0] > 0.0, lambda x: x + 1.0, lambda x: x - 1.0, x)  # on data
+        x = lax.switch(i, [lambda x: x, lambda x: -x, lambda x: 2.0 * x], x)  # on an argument
+        return lax.fori_loop(0, 2, lambda k, c: lax.cond(c[0] > k, jnp.sin, jnp.cos, c), x)  # on a loop value
+
+    args = (jnp.ones(4), jnp.int32(1))
+    report = lowered_loops(f, *args)
+    assert [b.static for b in report.branches] == [True, True, False, False, False]
+    assert [b.op for b in report.data_dependent_branches] == ["case"] * 3
+    assert report.data_dependent_branches[1].defined_by == "stablehlo.clamp"  # switch clamps its index
+    # exported for two platforms the platform is an argument of @main, still no data
+    both = jax.export.export(jax.jit(f), platforms=["cpu", "cuda"])(*args).mlir_module()
+    report = loops(both)
+    assert report.branches[0].defined_by == "platform index"
+    assert len(report.data_dependent_branches) == 3
+
+
+def test_parser_follows_branch_selectors_through_calls():
+    forward = jax.jit(lambda x: lax.platform_dependent(x, cpu=jnp.sin, default=jnp.cos))  # a func.call
+    pick = jax.jit(lambda x, i: lax.switch(i, [jnp.sin, jnp.cos], x))
+
+    def f(x, i):  # the backward pass gets the forward's platform index as a call result
+        return jax.grad(lambda x: jnp.sum(forward(x)))(x) + pick(x, i)
+
+    report = lowered_loops(f, jnp.ones(4), jnp.int32(1))
+    assert len(report.branches) == 5 and {b.function for b in report.branches} >= {"<lambda>", "<lambda>_0"}
+    assert [(b.function, b.defined_by) for b in report.data_dependent_branches] == [("<lambda>_1", "stablehlo.clamp")]
+
+
 def test_parser_counts_a_pallas_triton_kernel_as_one_launch_and_its_loop_as_no_xla_loop():
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as pltriton
@@ -225,4 +256,5 @@ def test_lowers_for_cuda_without_data_dependent_loops(name):
     f, args = CASES[name]
     report = lowered_loops(f, *args)
     assert report.data_dependent == [], f"{name}: data-dependent XLA loops\n{report.describe()}"
+    assert report.data_dependent_branches == [], f"{name}: branches on data\n{report.describe()}"
     assert report.total_iterations <= MAX_ITERATIONS[name], f"{name}: too many XLA loop iterations\n{report.describe()}"

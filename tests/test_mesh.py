@@ -7,9 +7,8 @@ import numpy as np
 import optax
 import pytest
 import trimesh
+from _lowering import loops
 from absl.testing import absltest
-from jax._src.interpreters import mlir as jax_mlir
-from jax._src.lib.mlir import ir
 
 from fluorojax.camera import Camera, look_at
 from fluorojax.mesh import Mesh, load_mesh
@@ -301,60 +300,9 @@ def test_block_schedule_equals_pair_schedule_soft_and_gradients():
     assert float(np.abs(grads[0]).max()) > 100.0
 
 
-def _constant(value):
-    owner = value.owner
-    if getattr(owner, "name", None) != "stablehlo.constant":
-        return None
-    return int(str(owner.attributes["value"]).split("<")[1].split(">")[0])
-
-
-def _trip_count(op):
-    """Trip count of a stablehlo.while that counts a loop variable by 1 from a constant to a constant, else None."""
-    cmp = list(op.regions[0].blocks[0].operations)[-1].operands[0].owner
-    if getattr(cmp, "name", None) != "stablehlo.compare" or "LT" not in str(cmp.attributes["comparison_direction"]):
-        return None
-    counter, limit = cmp.operands
-    if (
-        not isinstance(counter.owner, ir.Block)
-        or _constant(limit) is None
-        or _constant(op.operands[counter.arg_number]) is None
-    ):
-        return None
-    step = list(op.regions[1].blocks[0].operations)[-1].operands[counter.arg_number].owner
-    if getattr(step, "name", None) != "stablehlo.add":
-        return None
-    a, b = step.operands
-    if not (isinstance(a.owner, ir.Block) and a.arg_number == counter.arg_number and _constant(b) == 1):
-        return None
-    return _constant(limit) - _constant(op.operands[counter.arg_number])
-
-
-def loops_of(exported):
-    """(trip counts of the counted loops, data-dependent loops and branches) of an exported program."""
-    trips, dynamic = [], []
-
-    def walk(op):
-        if op.name == "stablehlo.while":
-            n = _trip_count(op)
-            trips.append(n) if n is not None else dynamic.append(f"while at {op.location}")
-        branch_index = (
-            getattr(op.operands[0].owner, "name", None) if op.name in ("stablehlo.case", "stablehlo.if") else None
-        )
-        if branch_index not in (
-            None,
-            "stablehlo.constant",
-            "stablehlo.case",
-        ):  # a platform index: a constant, or a case of constants
-            dynamic.append(f"{op.name} at {op.location}")
-        for region in op.regions:
-            for block in region.blocks:
-                for inner in block.operations:
-                    walk(inner.operation)
-
-    with jax_mlir.make_ir_context():
-        for op in ir.Module.parse(exported.mlir_module()).body.operations:
-            walk(op.operation)
-    return trips, dynamic
+def lowered(fn, args, platform):
+    """The ``LoopReport`` (loops and branches) of ``jax.jit(fn)(*args)`` lowered for ``platform``."""
+    return loops(jax.export.export(jax.jit(fn), platforms=[platform])(*args).mlir_module())
 
 
 def test_lowers_for_cuda_with_static_loops_only():
@@ -389,11 +337,11 @@ def test_lowers_for_cuda_with_static_loops_only():
         ),
     ]
     for name, fn, args, iterations in programs:
-        trips, dynamic = loops_of(jax.export.export(jax.jit(fn), platforms=["cuda"])(*args))
-        assert dynamic == [], name
-        assert sum(trips) == iterations, (name, trips)
-    trips, dynamic = loops_of(jax.export.export(jax.jit(programs[0][1]), platforms=["cpu"])(mesh, pose))
-    assert dynamic and not trips  # the CPU keeps its pair loop
+        report = lowered(fn, args, "cuda")
+        assert report.data_dependent == [] and report.data_dependent_branches == [], (name, report.describe())
+        assert report.total_iterations == iterations, (name, report.describe())
+    report = lowered(programs[0][1], (mesh, pose), "cpu")
+    assert report.data_dependent == report.loops != [], report.describe()  # the CPU keeps its pair loop, no counted one
 
 
 def test_eager_calls_compile_once():

@@ -1,6 +1,7 @@
 """Orthographic (parallel-beam) camera: geometry against numpy float64, every renderer against the
-closed form of a uniform box (thickness along the beam x value), pose gradients against central
-differences, and the batch renderer and registration with parallel rays."""
+closed form of a uniform box (thickness along the beam x value), and registration with parallel
+rays. The pose gradient against central differences (tests/test_render.py) and the slab scene of
+the batch renderer (tests/test_scene.py) run for both camera types where they are defined."""
 
 import jax
 import jax.numpy as jnp
@@ -11,9 +12,7 @@ import trimesh
 import fluorojax as fj
 from fluorojax import physics
 from fluorojax.raycast import drr
-from fluorojax.simulate.scene import render_scene, stack_cameras
-from fluorojax.tools import box as box_tool
-from fluorojax.transforms import make_pose, se3_exp
+from fluorojax.transforms import make_pose
 
 SPACING = np.array([2.0, 1.5, 2.5])
 SHAPE = (6, 5, 4)
@@ -238,39 +237,6 @@ def test_labels_and_polychromatic_render_with_parallel_rays():
     np.testing.assert_allclose(image, np.exp(-soft * thickness(CAMERA, pose) / 10.0), rtol=1e-5)
 
 
-def smooth_phantom(shape=(14, 12, 10)):
-    """Two Gaussian blobs on an anisotropic grid centred on the origin, mu-like values."""
-    affine = np.diag([2.0, 1.5, 2.5, 1.0])
-    affine[:3, 3] = -0.5 * (np.array(shape) - 1) * affine.diagonal()[:3]
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).astype(np.float64)
-    world = grid @ affine[:3, :3].T + affine[:3, 3]
-    blob = lambda c, w: np.exp(-np.sum((world - c) ** 2, -1) / (2 * w**2))  # noqa: E731
-    data = 0.02 * blob(np.array([-4.0, -3.0, -4.0]), 5.0) + 0.01 * blob(np.array([3.0, 1.0, 2.0]), 3.0)
-    return fj.Volume(data.astype(np.float32), affine)
-
-
-@pytest.mark.parametrize("method", ["trilinear", "siddon"])
-def test_pose_gradient_matches_central_differences(method):
-    vol = smooth_phantom()
-    cam = fj.OrthographicCamera(12, 12, 2.5, depth=200.0)
-    pose = fj.carm_pose(25.0, 10.0, 100.0, vol.center)
-    target = np.asarray(fj.render(vol, cam, pose @ se3_exp(jnp.array([1.0, -1.0, 0.5, 0.02, -0.01, 0.01])), method))
-
-    @jax.jit
-    def loss(twist):
-        img = fj.render(vol, cam, pose @ se3_exp(twist), method, n_samples=200)
-        return jnp.sum((img - target) ** 2)
-
-    grad = np.asarray(jax.grad(loss)(jnp.zeros(6)))
-    eps = np.float32(
-        1e-2 if method == "trilinear" else 3e-3
-    )  # rotations about the plane z = 0, 100 mm away: small steps
-    fd = np.array([(float(loss(eps * e)) - float(loss(-eps * e))) / (2 * eps) for e in np.eye(6, dtype=np.float32)])
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_allclose(grad, fd, rtol=0.05, atol=0.03 * np.abs(fd).max())
-    assert abs(grad[2]) < 1e-3 * np.abs(grad).max()  # moving along the beam changes nothing
-
-
 # ------------------------------------------------------------------------------------------
 # meshes
 
@@ -316,46 +282,18 @@ def test_soft_mask_tends_to_the_hard_mask_and_has_pose_gradients():
 
 
 # ------------------------------------------------------------------------------------------
-# batches and registration
+# registration
 
 
-def test_render_scene_with_parallel_rays_closed_form():
-    """A 40 mm slab of soft tissue with a 5 mm steel bar in it, seen along the slab's normal:
-    every ray crosses 5 mm of iron and 35 mm of tissue whatever its pixel (no obliquity)."""
-    data = np.zeros((8, 8, 8, 3), np.float32)
-    data[:, :, 2:6, 1] = 1.0
-    labels = np.zeros((8, 8, 8), np.int32)
-    labels[:, :, 2:6] = 1
-    affine = np.diag([10.0, 10.0, 10.0, 1.0])
-    affine[:3, 3] = -35.0
-    volume = fj.Volume(data, affine, labels)
-    camera = fj.OrthographicCamera(6, 6, 8.0, depth=1000.0)
-    pose = np.asarray(fj.look_at((0.0, 0.0, -600.0), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0)))
-    bar = box_tool((60.0, 60.0, 5.0), material="iron", density=7.874)
-    mono = (jnp.array([60.0]), jnp.array([1.0]))
-    out = render_scene(
-        volume,
-        (1,),
-        [camera, camera],
-        np.stack([pose, pose]),
-        [mono, mono],
-        [bar],
-        materials=physics.DEFAULT_MATERIALS,
-        tool_materials=("iron",),
-        max_hits=4,
-    )
-    soft = float(physics.mass_attenuation("soft_tissue", 60.0))
-    iron = float(physics.mass_attenuation("iron", 60.0))
-    np.testing.assert_allclose(np.asarray(out.image), np.exp(-(iron * 7.874 * 5.0 + soft * 35.0) / 10.0), rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(out.label_travel), 40.0, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(out.label_entry), 580.0, rtol=1e-5)  # from the plane z = 0 at -600 mm
-    np.testing.assert_allclose(
-        np.asarray(out.tool_hits[..., :2]), np.broadcast_to([597.5, 602.5], (1, 2, 6, 6, 2)), rtol=1e-5
-    )
-    with pytest.raises(ValueError, match="one type"):
-        stack_cameras([camera, fj.Camera(6, 6, 8.0, 1000.0)])
-    with pytest.raises(TypeError, match="Camera"):
-        stack_cameras([camera, "camera"])
+def smooth_phantom(shape=(14, 12, 10)):
+    """Two Gaussian blobs on an anisotropic grid centred on the origin, mu-like values."""
+    affine = np.diag([2.0, 1.5, 2.5, 1.0])
+    affine[:3, 3] = -0.5 * (np.array(shape) - 1) * affine.diagonal()[:3]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).astype(np.float64)
+    world = grid @ affine[:3, :3].T + affine[:3, 3]
+    blob = lambda c, w: np.exp(-np.sum((world - c) ** 2, -1) / (2 * w**2))  # noqa: E731
+    data = 0.02 * blob(np.array([-4.0, -3.0, -4.0]), 5.0) + 0.01 * blob(np.array([3.0, 1.0, 2.0]), 3.0)
+    return fj.Volume(data.astype(np.float32), affine)
 
 
 def test_register_recovers_a_shift_with_parallel_rays():

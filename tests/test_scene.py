@@ -159,6 +159,16 @@ def test_carm_angles_match_carm_pose():
         np.testing.assert_allclose(carm_angles(d), (lao, cra), atol=1e-9)
 
 
+def test_direction_is_carm_pose_source_direction_on_a_grid():
+    lao, cra = np.meshgrid(np.arange(-180.0, 181.0, 15.0), np.arange(-85.0, 86.0, 8.5), indexing="ij")
+    d = direction(lao, cra)
+    assert d.dtype == np.float64 and d.shape == lao.shape + (3,)
+    a, c = np.deg2rad(lao), np.deg2rad(cra)  # closed form of Rz(lao) Rx(cra) (0, 1, 0), float64
+    np.testing.assert_allclose(d, np.stack([-np.sin(a) * np.cos(c), np.cos(a) * np.cos(c), np.sin(c)], -1), atol=1e-14)
+    pose = np.asarray(fj.carm_pose(lao.astype(np.float32), cra.astype(np.float32), 1.0))
+    np.testing.assert_allclose(pose[..., :3, 3], d, atol=1e-6)
+
+
 def test_near_standard_views_stay_within_tolerance(anatomy):
     config = ViewConfig(near_standard_fraction=1.0, near_deg=2.0)
     standards = {v.name: v for v in anatomy.standard_views}
@@ -229,18 +239,22 @@ def test_tools_sit_in_bones(anatomy):
 NIST_IRON_60KEV = 1.205  # cm^2/g, NIST XCOM mass attenuation of iron at 60 keV
 
 
-def _slab_scene():
-    """A 80 mm cube of 10 mm voxels: soft tissue (1 g/cm^3) in the slab |z| < 20 mm, air elsewhere."""
+def _slab_scene(camera="pinhole"):
+    """A 80 mm cube of 10 mm voxels: soft tissue (1 g/cm^3) in the slab |z| < 20 mm, air elsewhere,
+    seen along z from 600 mm by a pinhole (source at z = -600 mm) or an orthographic camera
+    (plane z = 0 there), and each pixel ray's cosine to the z axis (H, W)."""
     data = np.zeros((8, 8, 8, 3), np.float32)
     data[:, :, 2:6, 1] = 1.0
     labels = np.zeros((8, 8, 8), np.int32)
     labels[:, :, 2:6] = 1
     affine = np.diag([10.0, 10.0, 10.0, 1.0])
     affine[:3, 3] = -35.0
-    camera = fj.Camera(6, 6, 2.0, 1000.0)
     pose = np.asarray(fj.look_at((0.0, 0.0, -600.0), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0)))
-    cos = 1000.0 / np.linalg.norm(np.asarray(camera.detector_points(), np.float64), axis=-1)  # (H, W)
-    return fj.Volume(data, affine, labels), camera, pose, cos
+    if camera == "orthographic":  # parallel rays along z: no obliquity
+        return fj.Volume(data, affine, labels), fj.OrthographicCamera(6, 6, 8.0, depth=1000.0), pose, np.ones((6, 6))
+    pinhole = fj.Camera(6, 6, 2.0, 1000.0)
+    cos = 1000.0 / np.linalg.norm(np.asarray(pinhole.detector_points(), np.float64), axis=-1)
+    return fj.Volume(data, affine, labels), pinhole, pose, cos
 
 
 def _mono_and_poly():
@@ -250,8 +264,9 @@ def _mono_and_poly():
     return (poly[0].at[0].set(60.0), jax.numpy.zeros(16).at[0].set(1.0)), poly
 
 
-def test_steel_bar_attenuates_by_beer_lambert():
-    volume, camera, pose, cos = _slab_scene()
+@pytest.mark.parametrize("kind", ["pinhole", "orthographic"])
+def test_steel_bar_attenuates_by_beer_lambert(kind):
+    volume, camera, pose, cos = _slab_scene(kind)
     thickness = 5.0
     bar = box((60.0, 60.0, thickness), material="iron", density=7.874)  # rays cross it along z
     kwargs = dict(materials=physics.DEFAULT_MATERIALS, tool_materials=("iron",), max_hits=4)
@@ -271,6 +286,12 @@ def test_steel_bar_attenuates_by_beer_lambert():
         -np.log(np.asarray(out.image[0])) - soft * tissue / 10.0, NIST_IRON_60KEV * 7.874 * travel / 10.0, rtol=1e-2
     )
     np.testing.assert_allclose(np.asarray(out.label_travel[0, 0]), tissue, rtol=1e-4)
+    # depths from the source (the plane z = 0 of an orthographic camera) at z = -600 mm
+    np.testing.assert_allclose(np.asarray(out.label_entry[:, 0]), np.broadcast_to(580.0 / cos, (2, 6, 6)), rtol=1e-5)
+    hits = np.stack([597.5 / cos, 602.5 / cos], -1)  # the bar's faces z = -2.5 and 2.5 mm
+    np.testing.assert_allclose(
+        np.asarray(out.tool_hits[0, :, :, :, :2]), np.broadcast_to(hits, (2, 6, 6, 2)), rtol=1e-5
+    )
 
     # the tool displaces tissue: only 40 - 5 mm of soft tissue remain on each ray
     out = render_scene(
@@ -285,6 +306,14 @@ def test_steel_bar_attenuates_by_beer_lambert():
     depth = (mu_iron[:, None, None] * 7.874 * travel + mu_soft[:, None, None] * (tissue - travel)) / 10.0
     expected_poly = np.sum((weights * energy)[:, None, None] * np.exp(-depth), axis=0) / np.sum(weights * energy)
     np.testing.assert_allclose(np.asarray(out.image[1]), expected_poly, rtol=1e-4)
+
+
+def test_a_batch_takes_cameras_of_one_type():
+    camera = fj.OrthographicCamera(6, 6, 8.0, depth=1000.0)
+    with pytest.raises(ValueError, match="one type"):
+        stack_cameras([camera, fj.Camera(6, 6, 8.0, 1000.0)])
+    with pytest.raises(TypeError, match="Camera"):
+        stack_cameras([camera, "camera"])
 
 
 def _union_length(entry, exit_):

@@ -9,7 +9,8 @@ two vertebrae or a pair, the world's RAS axes stand in.
 
 A view direction is the unit vector from the isocentre to the source, in the anatomical frame;
 C-arm angles map to it as in ``fluorojax.camera.carm_pose``: ``d = Rz(lao) Rx(cra) (0, 1, 0)``
-(LAO positive toward the patient's left, CRA positive toward the head).
+(``carm_rotation``, evaluated here in float64; LAO positive toward the patient's left, CRA
+positive toward the head).
 
 Standard views: ``ap``, ``pa``, ``lateral_left`` (LAO 90), ``lateral_right`` (RAO 90),
 ``lao45``, ``rao45``; ``inlet`` (CRA 45) and ``outlet`` (CAU 40) when the pelvis (sacrum or hip)
@@ -24,15 +25,21 @@ to the nearest standard view.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
-from fluorojax.camera import look_at
+from fluorojax.camera import carm_rotation, look_at
 from fluorojax.fluoroseg.categories import get_category
 from fluorojax.scene.devices import host_rng
 from fluorojax.scene.spec import ViewConfig
+from fluorojax.transforms import axis_rotation
 
 _VERTEBRA = re.compile(r"vertebrae_([CTLS])(\d+)")
 _REGION_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
@@ -48,40 +55,42 @@ _GENERAL_VIEWS = (
 _PELVIS_VIEWS = (("inlet", 0.0, 45.0), ("outlet", 0.0, -40.0))
 
 
-def direction(lao_deg, cra_deg) -> np.ndarray:
-    """(..., 3) unit vectors isocentre -> source in the anatomical frame for C-arm angles."""
-    lao, cra = np.deg2rad(np.asarray(lao_deg, np.float64)), np.deg2rad(np.asarray(cra_deg, np.float64))
-    return np.stack([-np.sin(lao) * np.cos(cra), np.cos(lao) * np.cos(cra), np.sin(cra) * np.ones_like(lao)], -1)
+def direction(lao_deg: ArrayLike, cra_deg: ArrayLike) -> np.ndarray:
+    """(..., 3) float64 unit vectors isocentre -> source in the anatomical frame for C-arm angles
+    (degrees, broadcast): column 1 of ``carm_rotation``, as in ``carm_pose``, in float64."""
+    with jax.enable_x64(True):
+        lao, cra = (jnp.deg2rad(jnp.asarray(a, jnp.float64)) for a in (lao_deg, cra_deg))
+        return np.asarray(carm_rotation(lao, cra)[..., :, 1])
 
 
-def carm_angles(d) -> tuple[float, float]:
+def _unit(v: ArrayLike) -> np.ndarray:
+    """(..., 3) float64 unit vectors along ``v``."""
+    x = np.asarray(v, np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def carm_angles(d: ArrayLike) -> tuple[float, float]:
     """(lao_deg, cra_deg) of an anatomical direction (3,) (inverse of ``direction``)."""
-    d = np.asarray(d, np.float64) / np.linalg.norm(d)
-    return float(np.rad2deg(np.arctan2(-d[0], d[1]))), float(np.rad2deg(np.arcsin(np.clip(d[2], -1.0, 1.0))))
+    x, y, z = _unit(d)
+    return float(np.rad2deg(np.arctan2(-x, y))), float(np.rad2deg(np.arcsin(np.clip(z, -1.0, 1.0))))
 
 
-def angle_deg(a, b) -> np.ndarray:
+def angle_deg(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Angle in degrees between direction(s) a (..., 3) and b (..., 3) (numerically safe near 0)."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return np.rad2deg(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
+    ua, ub = _unit(a), _unit(b)
+    return np.rad2deg(np.arctan2(np.linalg.norm(np.cross(ua, ub), axis=-1), np.sum(ua * ub, axis=-1)))
 
 
-def cap_directions(u, v, axis, half_angle_deg) -> np.ndarray:
+def cap_directions(u: ArrayLike, v: ArrayLike, axis: ArrayLike, half_angle_deg: float) -> np.ndarray:
     """Map uniforms u, v in [0, 1) (...) to directions (..., 3) uniform on the sphere cap of
     ``half_angle_deg`` around ``axis`` (3,): cos(theta) uniform in [cos(half), 1], azimuth 2 pi v."""
-    axis = np.asarray(axis, np.float64)
-    axis = axis / np.linalg.norm(axis)
-    helper = np.eye(3)[np.argmin(np.abs(axis))]
-    e1 = np.cross(axis, helper)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(axis, e1)
+    e0 = _unit(axis)
+    e1 = _unit(np.cross(e0, np.eye(3)[np.argmin(np.abs(e0))]))
+    e2 = np.cross(e0, e1)
     cos_t = 1.0 - np.asarray(u, np.float64) * (1.0 - np.cos(np.deg2rad(half_angle_deg)))
     sin_t = np.sqrt(np.maximum(0.0, 1.0 - cos_t**2))
     phi = 2.0 * np.pi * np.asarray(v, np.float64)
-    return cos_t[..., None] * axis + sin_t[..., None] * (np.cos(phi)[..., None] * e1 + np.sin(phi)[..., None] * e2)
+    return cos_t[..., None] * e0 + sin_t[..., None] * (np.cos(phi)[..., None] * e1 + np.sin(phi)[..., None] * e2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +115,9 @@ class StandardView:
     cra_deg: float
     target: str | None = None
 
-    @property
+    @functools.cached_property
     def direction(self) -> np.ndarray:
+        """(3,) unit vector isocentre -> source in the anatomical frame (computed once)."""
         return direction(self.lao_deg, self.cra_deg)
 
 
@@ -127,7 +137,7 @@ class Anatomy:
     origin: np.ndarray
     structures: Mapping[str, Structure]
     points: Mapping[str, np.ndarray]
-    standard_views: tuple
+    standard_views: tuple[StandardView, ...]
 
     def standard(self, name: str) -> StandardView:
         for view in self.standard_views:
@@ -141,10 +151,6 @@ class Anatomy:
 def _vertebra_rank(name: str):
     match = _VERTEBRA.fullmatch(name)
     return None if match is None else _REGION_ORDER[match[1]] * 100 + int(match[2])
-
-
-def _unit(v):
-    return v / np.linalg.norm(v)
 
 
 def anatomical_frame(structures: Mapping[str, Structure]) -> np.ndarray:
@@ -187,7 +193,14 @@ def standard_views(structures: Mapping[str, Structure]) -> tuple[StandardView, .
     return tuple(views)
 
 
-def anatomy_from_labels(labels, affine, names: Mapping[int, str], *, bones=None, max_points: int = 4096) -> Anatomy:
+def anatomy_from_labels(
+    labels: ArrayLike,
+    affine: ArrayLike,
+    names: Mapping[int, str],
+    *,
+    bones: Sequence[str] | None = None,
+    max_points: int = 4096,
+) -> Anatomy:
     """Build the ``Anatomy`` of a label map.
 
     Args:
@@ -270,7 +283,7 @@ class View:
     isocenter: tuple
     source_to_isocenter: float
 
-    def pose(self, frame) -> np.ndarray:
+    def pose(self, frame: ArrayLike) -> np.ndarray:
         """(4, 4) world_from_camera float32 for the anatomical ``frame`` (3, 3)."""
         frame = np.asarray(frame, np.float64)
         d = frame @ np.asarray(self.direction)
@@ -278,19 +291,20 @@ class View:
         up = superior if abs(np.dot(d, superior)) < 0.99 else frame[:, 1]
         iso = np.asarray(self.isocenter, np.float64)
         pose = np.asarray(look_at(iso + self.source_to_isocenter * d, iso, up), np.float64)
-        c, s = np.cos(np.deg2rad(self.roll_deg)), np.sin(np.deg2rad(self.roll_deg))
-        roll = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-        return (pose @ roll).astype(np.float32)
+        with jax.enable_x64(True):  # the roll about the principal ray (camera z), in float64
+            roll = np.asarray(axis_rotation("Z", jnp.deg2rad(jnp.asarray(self.roll_deg, jnp.float64))))
+        pose[:3, :3] = pose[:3, :3] @ roll
+        return pose.astype(np.float32)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> View:
+    def from_dict(cls, data: Mapping[str, Any]) -> View:
         return cls(**{**data, "direction": tuple(data["direction"]), "isocenter": tuple(data["isocenter"])})
 
 
-def nearest_standard(d, views) -> tuple[str, float]:
+def nearest_standard(d: ArrayLike, views: Sequence[StandardView]) -> tuple[str, float]:
     """Name of the standard view nearest to direction d (3,) and the angle to it, degrees
     (ties go to the first in ``views``)."""
     angles = angle_deg(np.asarray(d)[None], np.stack([v.direction for v in views]))
@@ -306,7 +320,7 @@ def _targets(anatomy: Anatomy, config: ViewConfig) -> list[str]:
     return targets
 
 
-def sample_view(key, anatomy: Anatomy, config: ViewConfig, source_to_isocenter: float) -> View:
+def sample_view(key: jax.Array, anatomy: Anatomy, config: ViewConfig, source_to_isocenter: float) -> View:
     """Draw a near-standard or random view (see the module docstring) for one image."""
     rng = host_rng(key)
     standards = anatomy.standard_views

@@ -10,20 +10,23 @@ import jax
 import jax.numpy as jnp
 
 from fluorojax.augment import core
-from fluorojax.raycast import render
+from fluorojax.camera import Camera, OrthographicCamera
+from fluorojax.raycast import render, render_with_labels
+from fluorojax.raycast.labels import resolve_label_ids
+from fluorojax.volume import Volume
 
 
 def render_augmented(
-    key,
-    volume,
-    camera,
-    poses,
+    key: jax.Array,
+    volume: Volume,
+    camera: Camera | OrthographicCamera,
+    poses: jax.Array,
     transform: core.Transform,
     *,
     label_ids: tuple[int, ...],
     method: str = "siddon",
     vectorize: bool | None = None,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Render DRRs and structure masks for a batch of poses and augment them, in one jitted
     call (``transform``, ``label_ids``, ``method`` and ``vectorize`` are static: pass the same
     transform object to reuse the compiled program).
@@ -31,17 +34,20 @@ def render_augmented(
     Args:
       key: PRNG key; one subkey per pose.
       volume: ``Volume`` with data mu in 1/mm (I, J, K) and a label map (I, J, K).
-      camera: the imager (``Camera``).
+      camera: the imager (``Camera`` or ``OrthographicCamera``).
       poses: (B, 4, 4) world_from_camera.
       transform: a transform taking a raw intensity image, e.g. ``default_pipeline(size)``.
-      label_ids: structure ids of the label map to make masks of, one mask each.
-      method: ``"siddon"`` or ``"trilinear"`` (see ``fluorojax.line_integrals``).
+      label_ids: distinct positive structure ids of the label map to make masks of, one mask each.
+      method: how the image integrates mu, ``"siddon"`` or ``"trilinear"`` (see
+        ``fluorojax.line_integrals``).
       vectorize: how the augmentation is batched, see ``apply_batch`` (default: ``lax.map``
         on the CPU, ``vmap`` on accelerators).
 
-    One traversal integrates mu and every structure's indicator (channels of one volume): the
-    raw image is ``exp(-integral of mu)`` (detector intensity, flat field 1) and a mask is where
-    the ray's path length through the structure is positive. Differentiable with respect to
+    Masks come from the label pass (``render_with_labels``: every structure's exact travel from
+    one read of the label map per voxel); a mask is where the ray's travel through the structure
+    is positive, whatever ``method``. With ``"siddon"`` that same traversal integrates mu; with
+    ``"trilinear"`` the image is a second, trilinear pass. The raw image is
+    ``exp(-integral of mu)`` (detector intensity, flat field 1). Differentiable with respect to
     the poses and the volume's data through the image (the masks are booleans).
 
     Returns:
@@ -52,9 +58,7 @@ def render_augmented(
         raise ValueError("render_augmented: the volume needs a label map to make masks")
     if volume.channels is not None:
         raise ValueError(f"render_augmented: volume data must be (I, J, K) mu, got {volume.data.shape}")
-    label_ids = tuple(int(i) for i in label_ids)
-    if not label_ids:
-        raise ValueError("render_augmented: label_ids must name at least one structure")
+    label_ids = resolve_label_ids(volume, label_ids)
     poses = jnp.asarray(poses, jnp.float32)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
         raise ValueError(f"render_augmented: poses must be (B, 4, 4), got {poses.shape}")
@@ -63,10 +67,7 @@ def render_augmented(
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
 def _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize):
-    indicators = volume.labels[..., None] == jnp.asarray(label_ids, jnp.int32)
-    channels = jnp.concatenate([volume.data[..., None], indicators.astype(jnp.float32)], axis=-1)
-    integrals = render(volume.replace(data=channels), camera, poses, method=method)
-    images = jnp.exp(-integrals[..., 0])
-    masks = jnp.moveaxis(integrals[..., 1:] > 0, -1, 1)
+    trace = render_with_labels(volume, camera, poses, label_ids)
+    integrals = trace.image if method == "siddon" else render(volume, camera, poses, method=method)
     keys = jax.random.split(key, poses.shape[0])
-    return core.apply_batch(transform, keys, images, masks, vectorize=vectorize)
+    return core.apply_batch(transform, keys, jnp.exp(-integrals), trace.travel > 0, vectorize=vectorize)

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 
+from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.physics.attenuation import MM_PER_CM, intensity, material_volume
 from fluorojax.physics.materials import DEFAULT_MATERIALS, HU_THRESHOLDS, MaterialLike
 from fluorojax.raycast import render
 from fluorojax.raycast.drr import check_pose
+from fluorojax.volume import Volume
 
 
 def polychromatic_image(
-    line, materials: Sequence[MaterialLike], spec, *, detector: str = "energy", normalize: bool = True, upper_bound=None
-):
+    line: jax.Array,
+    materials: Sequence[MaterialLike],
+    spec: tuple[jax.Array, jax.Array],
+    *,
+    detector: str = "energy",
+    normalize: bool = True,
+    upper_bound: float | jax.Array | None = None,
+) -> jax.Array:
     """Detector intensity from renderer line integrals of density.
 
     Args:
@@ -31,10 +40,10 @@ def polychromatic_image(
 
 
 def render_polychromatic(
-    volume,
-    camera,
-    pose,
-    spec,
+    volume: Volume,
+    camera: Camera | OrthographicCamera,
+    pose: jax.Array,
+    spec: tuple[jax.Array, jax.Array],
     *,
     materials: Sequence[MaterialLike] = DEFAULT_MATERIALS,
     thresholds: Sequence[float] = HU_THRESHOLDS,
@@ -42,10 +51,10 @@ def render_polychromatic(
     method: str = "siddon",
     detector: str = "energy",
     normalize: bool = True,
-    upper_bound=None,
+    upper_bound: float | jax.Array | None = None,
     air_below_hu: float | None = None,
-    **render_kwargs,
-):
+    **render_kwargs: Any,
+) -> jax.Array:
     """Polychromatic DRR of a CT in HU: one traversal for every material's areal density, then
     the detector model of ``intensity``.
 

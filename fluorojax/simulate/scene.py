@@ -35,10 +35,13 @@ import jax
 import jax.numpy as jnp
 
 from fluorojax.camera import CAMERA_TYPES, Camera
+from fluorojax.mesh import Mesh
 from fluorojax.physics import detector_noise
+from fluorojax.physics.materials import MaterialLike
 from fluorojax.raycast import line_integrals, trace_labels
 from fluorojax.raycast.mesh_render import render_mesh
 from fluorojax.simulate.polychromatic import polychromatic_image
+from fluorojax.tools import Tool
 from fluorojax.volume import Volume
 
 
@@ -54,12 +57,12 @@ class SceneRender(NamedTuple):
       tool_hits: (T, B, H, W, K) mm, ascending surface crossings (inf padded).
     """
 
-    image: jnp.ndarray
-    label_travel: jnp.ndarray
-    label_entry: jnp.ndarray
-    label_exit: jnp.ndarray
-    tool_travel: jnp.ndarray
-    tool_hits: jnp.ndarray
+    image: jax.Array
+    label_travel: jax.Array
+    label_entry: jax.Array
+    label_exit: jax.Array
+    tool_travel: jax.Array
+    tool_hits: jax.Array
 
 
 def stack_cameras(cameras: Sequence[Camera]) -> Camera:
@@ -77,7 +80,9 @@ def stack_cameras(cameras: Sequence[Camera]) -> Camera:
 
 
 @functools.partial(jax.jit, static_argnames=("label_ids",))
-def volume_pass(densities: Volume, label_ids: tuple, cameras: Camera, poses):
+def volume_pass(
+    densities: Volume, label_ids: tuple[int, ...], cameras: Camera, poses: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Per-material line integrals (B, H, W, M) g/cm^3 x mm and label travel / entry / exit
     (B, L, H, W) mm, from one traversal per ray; cameras batched like poses (B, 4, 4)."""
     sources, targets = jax.vmap(lambda c, p: c.rays(p))(cameras, poses)
@@ -87,13 +92,13 @@ def volume_pass(densities: Volume, label_ids: tuple, cameras: Camera, poses):
 
 
 @functools.partial(jax.jit, static_argnames=("max_hits",))
-def tool_pass(mesh, cameras: Camera, poses, max_hits: int):
+def tool_pass(mesh: Mesh, cameras: Camera, poses: jax.Array, max_hits: int) -> tuple[jax.Array, jax.Array]:
     """Hits (B, H, W, K) and travel (B, H, W) mm of one mesh, mapped over the views."""
     out = jax.lax.map(lambda cp: render_mesh(mesh, cp[0], cp[1], max_hits), (cameras, poses))
     return out.hits, out.travel
 
 
-def interval_union(entry, exit_):
+def interval_union(entry: jax.Array, exit_: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The union of intervals along each ray as disjoint pieces, one piece per interval.
 
     Piece i is what interval i adds beyond the intervals that enter before it (ties by index):
@@ -121,7 +126,7 @@ def interval_union(entry, exit_):
 
 
 @jax.jit
-def tool_union(hits):
+def tool_union(hits: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The union of every tool's entry / exit intervals along each ray as (start, stop), each
     (B, H, W, T * K / 2) mm (``interval_union``), from ``hits`` (T, B, H, W, K) mm, each tool's
     ascending surface crossings (pairs (0, 1), (2, 3), ...; non-finite pairs add nothing)."""
@@ -130,7 +135,7 @@ def tool_union(hits):
 
 
 @jax.jit
-def tissue_along(densities: Volume, cameras: Camera, poses, start, stop):
+def tissue_along(densities: Volume, cameras: Camera, poses: jax.Array, start: jax.Array, stop: jax.Array) -> jax.Array:
     """(B, H, W, M) line integrals of the density channels over the pieces ``[start, stop)``
     (B, H, W, P) mm from the source (pieces with ``stop <= start``, or non-finite, add nothing);
     cameras batched like poses (B, 4, 4)."""
@@ -145,12 +150,20 @@ def tissue_along(densities: Volume, cameras: Camera, poses, start, stop):
 
 
 @functools.partial(jax.jit, static_argnames=("materials", "noise"))
-def physics_pass(line, energies, weights, keys, photons, materials: tuple, noise: bool):
+def physics_pass(
+    line: jax.Array,
+    energies: jax.Array,
+    weights: jax.Array,
+    keys: jax.Array,
+    photons: jax.Array,
+    materials: tuple[MaterialLike, ...],
+    noise: bool,
+) -> jax.Array:
     """Intensity (B, H, W) from line integrals of density (B, H, W, M) g/cm^3 x mm of
     ``materials``, per-view spectra (B, E), and (with ``noise``) Poisson noise of ``photons`` (B,)."""
 
-    def one(l, e, w, key, n):
-        image = polychromatic_image(l, materials, (e, w))
+    def one(view_line, e, w, key, n):
+        image = polychromatic_image(view_line, materials, (e, w))
         if noise:
             image = jnp.maximum(detector_noise(key, image, n), 0.5 / n)
         return image
@@ -176,17 +189,17 @@ def render_scene(
     densities: Volume,
     label_ids: Sequence[int],
     cameras: Sequence[Camera],
-    poses,
-    spectra,
-    tools=(),
-    keys=None,
-    photons=None,
+    poses: jax.Array,
+    spectra: Sequence[tuple[jax.Array, jax.Array]],
+    tools: Sequence[Tool] = (),
+    keys: jax.Array | None = None,
+    photons: jax.Array | None = None,
     *,
     materials: Sequence[str],
     tool_materials: Sequence[str] = (),
     replace_tissue: bool = True,
     max_hits: int = 4,
-    stages: dict | None = None,
+    stages: dict[str, float] | None = None,
 ) -> SceneRender:
     """Render B views of a scene on the default device.
 
@@ -231,14 +244,14 @@ def render_scene(
     )
     h, w = cameras[0].shape
     tool_line = jnp.zeros(line.shape[:3] + (len(tool_materials),), jnp.float32)
-    tool_travel, tool_hits = [], []
+    travels, hits_per_tool = [], []
     for tool in tools:
         hits, t_travel = clock.lap("tools", tool_pass(tool.mesh, cams, poses, max_hits))
-        tool_travel.append(t_travel)
-        tool_hits.append(hits)
+        travels.append(t_travel)
+        hits_per_tool.append(hits)
         tool_line = tool_line.at[..., tool_materials.index(tool.material)].add(t_travel * tool.density)
-    tool_travel = jnp.stack(tool_travel) if tools else jnp.zeros((0, n, h, w), jnp.float32)
-    tool_hits = jnp.stack(tool_hits) if tools else jnp.zeros((0, n, h, w, max_hits), jnp.float32)
+    tool_travel = jnp.stack(travels) if tools else jnp.zeros((0, n, h, w), jnp.float32)
+    tool_hits = jnp.stack(hits_per_tool) if tools else jnp.zeros((0, n, h, w, max_hits), jnp.float32)
     if replace_tissue and tools:
         start, stop = tool_union(tool_hits)
         removed = jnp.zeros_like(line)
