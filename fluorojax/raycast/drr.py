@@ -72,9 +72,8 @@ def line_integrals(
 def _line_integrals(volume: Volume, sources, targets, method, n_samples, chunk, impl):
     batch, s, t, length = grid_rays(volume, sources, targets)
     if method == "siddon":
-        out = exact_integrals(
-            volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t, impl=impl
-        )
+        settings = siddon.SiddonSettings(volume.shape, chunk, 0, volume.n_materials or 0)
+        out = exact_integrals(settings, *flat_values(volume), None, s, t, impl=impl)
     else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
         out = trilinear.integrate(volume.shape, n_samples, flat_values(volume.dense())[0], s, t)
     return unflatten_values(volume, out * length[:, None], batch)
@@ -98,7 +97,7 @@ def check_chunk(chunk_size) -> int:
     return int(chunk_size or siddon.DEFAULT_CHUNK)
 
 
-def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, channels, s, t, impl="auto"):
+def exact_integrals(settings, values, materials, channels, s, t, impl="auto"):
     """Siddon integrals (and label travel) of a grid along rays in grid coordinates, by the
     implementation that is fastest where the program runs.
 
@@ -108,8 +107,8 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
     else (``siddon_slab``: fixed-shape array work, what a GPU needs); ``"traversal"`` or
     ``"slab"`` force one (tests compare them on the CPU).
     """
-    traversal = functools.partial(siddon.integrate, shape, chunk, n_labels, n_materials)
-    slab = functools.partial(siddon_slab.integrate, shape, n_labels, n_materials)
+    traversal = functools.partial(siddon.integrate, settings)
+    slab = functools.partial(siddon_slab.integrate, settings)
     if impl == "traversal":
         return traversal(values, materials, channels, s, t)
     if impl == "slab":

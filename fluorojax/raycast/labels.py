@@ -27,6 +27,7 @@ from fluorojax.raycast.drr import (
     grid_rays,
     unflatten_values,
 )
+from fluorojax.raycast.siddon import SiddonSettings
 from fluorojax.volume import Volume
 
 MAX_LABEL_ID = (1 << 20) - 1
@@ -105,9 +106,8 @@ def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
     table[list(ids)] = np.arange(1, len(ids) + 1)
     labels = jnp.asarray(_label_map(volume)).reshape(-1).astype(jnp.int32)
     channels = jnp.asarray(table)[jnp.clip(labels, 0, max(ids) + 1)]
-    image, travel, entry, exit_ = exact_integrals(
-        volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume), channels, s, t, impl=impl
-    )
+    settings = SiddonSettings(volume.shape, chunk, len(ids), volume.n_materials or 0)
+    image, travel, entry, exit_ = exact_integrals(settings, *flat_values(volume), channels, s, t, impl=impl)
     length = length[:, None]
     travel = jax.lax.stop_gradient(travel * length)
     missed = travel <= 0

@@ -37,6 +37,23 @@ but not toward its entry/exit depths: rays grazing a voxel edge within rounding 
 otherwise report a label they do not really cross."""
 
 
+class SiddonSettings(NamedTuple):
+    """Static settings of one exact traversal (hashable: a jit cache key).
+
+    Attributes:
+      shape: (I, J, K) grid shape.
+      chunk: rays per chunk of the traversal; bounds memory and tightens each chunk's step
+        count (``siddon_slab`` chunks by its own element budget instead).
+      n_labels: number of label channels; 0 to skip label travel.
+      n_materials: number of material classes of a segmented volume, or 0.
+    """
+
+    shape: tuple[int, int, int]
+    chunk: int = DEFAULT_CHUNK
+    n_labels: int = 0
+    n_materials: int = 0
+
+
 class _Rays(NamedTuple):
     """Per-ray constants of a traversal; per-axis fields are 3-tuples of (R,) arrays."""
 
@@ -250,15 +267,12 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
     return d_values, d_s, d_t
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def integrate(settings, values, materials, channels, s, t):
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Args:
-      shape: (I, J, K) grid shape (static).
-      chunk: rays per chunk (static); bounds memory and tightens each chunk's step count.
-      n_labels: number of label channels (static); 0 to skip label travel.
-      n_materials: number of material classes of a segmented volume (static), or 0.
+      settings: ``SiddonSettings`` (static): grid shape, chunk, n_labels, n_materials.
       values: (I * J * K, C) voxel values, C-order flattened grid; C = 1 when segmented.
       materials: (I * J * K,) int32 material class of every voxel in [0, n_materials), or
         None when ``n_materials`` is 0: the value of voxel v counts in channel materials[v].
@@ -272,6 +286,7 @@ def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, 
       -inf where a ray misses the label). Multiply by the ray length for mm. Only the
       integrals are differentiable, with respect to ``values``, ``s`` and ``t``.
     """
+    shape, chunk, n_labels, n_materials = settings
     n = s.shape[0]
     fn = functools.partial(
         _forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels
@@ -284,13 +299,14 @@ def _apply(fn, args):
     return fn(*args)
 
 
-def _integrate_fwd(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
+def _integrate_fwd(settings, values, materials, channels, s, t):
     materials, channels = (None if x is None else x.value for x in (materials, channels))
-    out = integrate(shape, chunk, n_labels, n_materials, values.value, materials, channels, s.value, t.value)
+    out = integrate(settings, values.value, materials, channels, s.value, t.value)
     return out, (values.value, materials, s.value, t.value, values.perturbed)
 
 
-def _integrate_bwd(shape, chunk, n_labels, n_materials, residuals, g):
+def _integrate_bwd(settings, residuals, g):
+    shape, chunk, n_labels, n_materials = settings
     values, materials, s, t, want_values = residuals
     n = s.shape[0]
     if n_labels:
