@@ -37,6 +37,11 @@ but not toward its entry/exit depths: rays grazing a voxel edge within rounding 
 otherwise report a label they do not really cross."""
 
 
+Integrals = jax.Array | tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+"""What an exact traversal returns: the (R, C) integrals, or with labels those and the
+(R, n_labels) travel, first entry and last exit."""
+
+
 class SiddonSettings(NamedTuple):
     """Static settings of one exact traversal (hashable: a jit cache key).
 
@@ -57,26 +62,26 @@ class SiddonSettings(NamedTuple):
 class _Rays(NamedTuple):
     """Per-ray constants of a traversal; per-axis fields are 3-tuples of (R,) arrays."""
 
-    s: tuple  # start, grid coordinates
-    inv_d: tuple  # 1 / (t - s); 1 on axes the ray does not move along
-    step: tuple  # float +1 / -1 / 0
-    alpha_in: jnp.ndarray  # (R,)
-    alpha_out: jnp.ndarray  # (R,)
-    entry_axis: jnp.ndarray  # (R,) int
-    exit_axis: jnp.ndarray  # (R,) int
-    face: tuple  # grid coordinate of the next face on each axis (inf: never)
-    index: jnp.ndarray  # (R,) int32 flat index of the entry voxel
-    n_steps: jnp.ndarray  # () int32: steps the longest ray needs
+    s: tuple[jax.Array, jax.Array, jax.Array]  # start, grid coordinates
+    inv_d: tuple[jax.Array, jax.Array, jax.Array]  # 1 / (t - s); 1 on axes the ray does not move along
+    step: tuple[jax.Array, jax.Array, jax.Array]  # float +1 / -1 / 0
+    alpha_in: jax.Array  # (R,)
+    alpha_out: jax.Array  # (R,)
+    entry_axis: jax.Array  # (R,) int
+    exit_axis: jax.Array  # (R,) int
+    face: tuple[jax.Array, jax.Array, jax.Array]  # grid coordinate of the next face on each axis (inf: never)
+    voxel: jax.Array  # (R,) int32 flat index of the entry voxel
+    n_steps: jax.Array  # () int32: steps the longest ray needs
 
 
 class _Step(NamedTuple):
     """What one traversal step tells a visitor, (R,) each."""
 
-    index: jnp.ndarray  # flat voxel index
-    alpha: jnp.ndarray  # parameter where the segment starts
-    length: jnp.ndarray  # segment length in alpha units (0 once the ray is done)
-    crossed: jnp.ndarray  # bool: the segment ends on an interior face
-    axis: jnp.ndarray  # int: that face's axis
+    voxel: jax.Array  # flat voxel index
+    alpha: jax.Array  # parameter where the segment starts
+    length: jax.Array  # segment length in alpha units (0 once the ray is done)
+    crossed: jax.Array  # bool: the segment ends on an interior face
+    axis: jax.Array  # int: that face's axis
 
 
 def _strides(shape):
@@ -114,7 +119,7 @@ def _prepare(shape, s, t) -> _Rays:
         entry_axis=entry_axis,
         exit_axis=exit_axis,
         face=axes(face),
-        index=index,
+        voxel=index,
         n_steps=n_steps,
     )
 
@@ -134,14 +139,14 @@ def _traverse(shape, rays: _Rays, visit, carry):
         a_new = jnp.maximum(jnp.minimum(a_next, rays.alpha_out), alpha)
         crossed = a_next < rays.alpha_out
         axis = jnp.where(a_face[0] == a_next, 0, jnp.where(a_face[1] == a_next, 1, 2))
-        carry = visit(carry, _Step(index=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
+        carry = visit(carry, _Step(voxel=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
         advance = tuple(a <= a_new for a in a_face)
         face = tuple(jnp.where(adv, f + st, f) for adv, f, st in zip(advance, face, rays.step))
         for adv, di in zip(advance, index_step):
             index = jnp.where(adv, index + di, index)
         return face, index, a_new, carry
 
-    state = (rays.face, rays.index, rays.alpha_in, carry)
+    state = (rays.face, rays.voxel, rays.alpha_in, carry)
     return jax.lax.fori_loop(0, rays.n_steps, body, state)[3]
 
 
@@ -207,9 +212,9 @@ def _forward_chunk(shape, n_labels, n_materials, voxels, channels, s, t):
 
     def visit(carry, step):
         acc, travel, entry, exit_ = carry
-        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(voxels, n_materials, step.index)[0]))
+        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(voxels, n_materials, step.voxel)[0]))
         if n_labels:
-            slot = base + _gather(channels, step.index)
+            slot = base + _gather(channels, step.voxel)
             live = step.length > _MIN_DEPTH_PIECE
             travel = travel.at[slot].add(step.length, mode="promise_in_bounds")
             entry = entry.at[slot].min(jnp.where(live, step.alpha, jnp.inf), mode="promise_in_bounds")
@@ -233,7 +238,7 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
     def visit(carry, step):
         d_values, sums, gv_prev, pending, axis = carry
         # Only g . v enters the jumps, so the state keeps that scalar, not the C values.
-        v, material = _channels(voxels, n_materials, step.index)
+        v, material = _channels(voxels, n_materials, step.voxel)
         gv = sum(gc * vc for gc, vc in zip(g_channels, v))
         live = step.length > 0
         jump = jnp.where(live & pending, gv_prev - gv, 0.0)
@@ -241,9 +246,9 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
         if d_values is not None:
             if n_materials:  # the value's cotangent is its own class's channel of g
                 gm = sum(jnp.where(material == c, gc, 0.0) for c, gc in enumerate(g_channels))
-                d_values = d_values.at[step.index, 0].add(gm * step.length, mode="promise_in_bounds")
+                d_values = d_values.at[step.voxel, 0].add(gm * step.length, mode="promise_in_bounds")
             else:
-                d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
+                d_values = d_values.at[step.voxel].add(g * step.length[:, None], mode="promise_in_bounds")
         gv_prev = jnp.where(live, gv, gv_prev)
         pending = jnp.where(live, step.crossed, pending | step.crossed)
         axis = jnp.where(step.crossed, step.axis, axis)
@@ -268,7 +273,14 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def integrate(settings, values, materials, channels, s, t):
+def integrate(
+    settings: SiddonSettings,
+    values: jax.Array,
+    materials: jax.Array | None,
+    channels: jax.Array | None,
+    s: jax.Array,
+    t: jax.Array,
+) -> Integrals:
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Args:

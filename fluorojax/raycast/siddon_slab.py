@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from fluorojax.raycast._rays import clip_to_box, merge, split
+from fluorojax.raycast.siddon import Integrals, SiddonSettings
 
 ELEMENTS_PER_CHUNK = 1 << 26
 """Segments (rays x 3 x slabs) evaluated at once: about 3 GB of temporaries with the gradient."""
@@ -124,7 +125,15 @@ def _chunk(shape, n_labels, n_materials, values, materials, channels, s, t):
     return out, per_label(travel), per_label(entry), per_label(exit_)
 
 
-def integrate(settings, values, materials, channels, s, t, elements_per_chunk=ELEMENTS_PER_CHUNK):
+def integrate(
+    settings: SiddonSettings,
+    values: jax.Array,
+    materials: jax.Array | None,
+    channels: jax.Array | None,
+    s: jax.Array,
+    t: jax.Array,
+    elements_per_chunk: int = ELEMENTS_PER_CHUNK,
+) -> Integrals:
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Arguments and results as ``siddon.integrate`` (same values to float32 rounding):
