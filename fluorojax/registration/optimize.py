@@ -293,7 +293,8 @@ def _search(volume, camera, target, mask, inits, pivot, settings):
     rotation = rotations[best // shifts.shape[0]]
     shift = shifts[best % shifts.shape[0]].astype(jnp.float32)
     depth = apply_pose(invert_pose(inits[0]), pivot)[2]
-    per_pixel = camera.pixel_size * depth / camera.sdd  # mm at the pivot's depth per (col, row) pixel
+    # mm at the pivot's depth per (col, row) pixel; parallel rays are not magnified
+    per_pixel = camera.pixel_size * depth / camera.sdd if isinstance(camera, Camera) else camera.pixel_size
     translation = jnp.stack([shift[:, 1] * per_pixel[0], shift[:, 0] * per_pixel[1], jnp.zeros_like(shift[:, 0])], -1)
     return {"rotation": rotation, "translation": translation}
 
