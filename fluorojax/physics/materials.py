@@ -57,7 +57,7 @@ class Material:
     energy_keV: np.ndarray
     mu_over_rho: np.ndarray
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Material({self.name!r}, density={self.density} g/cm^3, composition={self.composition})"
 
 
