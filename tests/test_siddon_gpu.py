@@ -11,6 +11,7 @@ import pytest
 
 import fluorojax as fj
 from fluorojax.raycast import drr, labels, siddon_slab
+from fluorojax.raycast.siddon import SiddonSettings
 from fluorojax.transforms import se3_exp
 
 SHAPE = (9, 11, 7)
@@ -45,7 +46,7 @@ def test_slab_values_and_gradients_equal_the_traversal(channels):
     g = jnp.asarray(rng.normal(size=(300, channels)), jnp.float32)
 
     def loss(impl, v, s, t):
-        out = drr.exact_integrals(SHAPE, 64, 0, 0, v, None, None, s, t, impl=impl)
+        out = drr.exact_integrals(SiddonSettings(SHAPE, 64), v, None, None, s, t, impl=impl)
         return jnp.sum(g * out), out
 
     both = jax.jit(jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True), static_argnums=0)
@@ -65,9 +66,10 @@ def test_slab_chunks_do_not_change_the_result():
     rng = np.random.default_rng(1)
     values = jnp.asarray(rng.uniform(size=(np.prod(SHAPE), 1)), jnp.float32)
     s, t = rays(rng, 100)
-    whole = jax.jit(siddon_slab.integrate, static_argnums=(0, 1, 2))(SHAPE, 0, 0, values, None, None, s, t)
-    chunked = jax.jit(siddon_slab.integrate, static_argnums=(0, 1, 2, 8))(
-        SHAPE, 0, 0, values, None, None, s, t, 3 * max(SHAPE) * 7
+    settings = SiddonSettings(SHAPE)
+    whole = jax.jit(siddon_slab.integrate, static_argnums=0)(settings, values, None, None, s, t)
+    chunked = jax.jit(siddon_slab.integrate, static_argnums=(0, 6))(
+        settings, values, None, None, s, t, 3 * max(SHAPE) * 7
     )
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)  # summation order may differ
 
@@ -80,7 +82,9 @@ def test_slab_segmented_volume_equals_the_traversal():
     g = jnp.asarray(rng.normal(size=(200, 3)), jnp.float32)
 
     def loss(impl, v):
-        return jnp.sum(g * drr.exact_integrals(SHAPE, 64, 0, 3, v, materials, None, s, t, impl=impl))
+        return jnp.sum(
+            g * drr.exact_integrals(SiddonSettings(SHAPE, 64, n_materials=3), v, materials, None, s, t, impl=impl)
+        )
 
     # the traversal reads values whose 2 lowest mantissa bits carry the class: 1e-6 relative
     both = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
@@ -94,9 +98,10 @@ def test_slab_label_travel_and_depths_equal_the_traversal():
     values = jnp.asarray(rng.uniform(size=(np.prod(SHAPE), 1)), jnp.float32)
     channels = jnp.asarray(rng.integers(0, 4, size=np.prod(SHAPE)), jnp.int32)  # 3 labels, 0: none
     s, t = rays(rng, 300)
-    trace = jax.jit(drr.exact_integrals, static_argnums=(0, 1, 2, 3), static_argnames="impl")
-    want = trace(SHAPE, 64, 3, 0, values, None, channels, s, t, impl="traversal")
-    got = trace(SHAPE, 64, 3, 0, values, None, channels, s, t, impl="slab")
+    trace = jax.jit(drr.exact_integrals, static_argnums=0, static_argnames="impl")
+    settings = SiddonSettings(SHAPE, 64, n_labels=3)
+    want = trace(settings, values, None, channels, s, t, impl="traversal")
+    got = trace(settings, values, None, channels, s, t, impl="slab")
     for name, a, b in zip(("image", "travel", "entry", "exit"), got, want):
         finite = np.isfinite(np.asarray(b))
         np.testing.assert_array_equal(np.isfinite(np.asarray(a)), finite, err_msg=name)

@@ -18,6 +18,7 @@ LAB for a 3-channel image, drizzle darkens the V channel of HSV.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,11 +31,11 @@ _H_DIV = np.concatenate([[0], np.round((180 << _HSV_SHIFT) / (6.0 * _LEVELS))]).
 _SECTOR_PICKS = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])
 
 
-def _descale(x: jnp.ndarray) -> jnp.ndarray:
+def _descale(x: jax.Array) -> jax.Array:
     return jnp.right_shift(x + (1 << (_HSV_SHIFT - 1)), _HSV_SHIFT)
 
 
-def rgb_to_hsv(rgb: jnp.ndarray) -> jnp.ndarray:
+def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
     """(..., 3) int32 RGB levels -> (..., 3) int32 (H 0..179, S 0..255, V 0..255)."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     v = jnp.maximum(jnp.maximum(r, g), b)
@@ -46,7 +47,7 @@ def rgb_to_hsv(rgb: jnp.ndarray) -> jnp.ndarray:
     return jnp.stack([h, s, v], axis=-1)
 
 
-def hsv_to_rgb(hsv: jnp.ndarray) -> jnp.ndarray:
+def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
     """(..., 3) int32 (H 0..179, S, V) -> (..., 3) int32 RGB levels."""
     f32 = jnp.float32
     h = hsv[..., 0].astype(f32) * f32(6.0 / 180.0)
@@ -65,7 +66,7 @@ def hsv_to_rgb(hsv: jnp.ndarray) -> jnp.ndarray:
     return jnp.clip(jnp.trunc(jnp.stack(rgb, axis=-1) * f32(255.0)), 0, 255).astype(jnp.int32)
 
 
-def _mat3(m: np.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+def _mat3(m: np.ndarray, x: jax.Array) -> jax.Array:
     """``x @ m.T`` for (..., 3) x as multiply-adds (XLA:CPU runs a dot over a trailing axis of 3
     an order of magnitude slower)."""
     return jnp.stack([sum(x[..., j] * m[i, j].item() for j in range(3)) for i in range(3)], axis=-1)
@@ -103,7 +104,7 @@ def _shift_round(x, n: int):
     return jnp.right_shift(x + (1 << (n - 1)), n)
 
 
-def rgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
+def rgb_to_lab(rgb: jax.Array) -> jax.Array:
     """(..., 3) int32 RGB levels -> (..., 3) int32 LAB levels (L 255/100 per unit, a and b + 128),
     in OpenCV's fixed point (its tables rebuilt from the formulas)."""
     lin = jnp.asarray(_GAMMA_TAB)[rgb]
@@ -116,7 +117,7 @@ def rgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
     return jnp.clip(jnp.stack([lum, a, b], axis=-1), 0, 255)
 
 
-def rgb_to_lab_float(rgb: jnp.ndarray) -> jnp.ndarray:
+def rgb_to_lab_float(rgb: jax.Array) -> jax.Array:
     """(..., 3) float RGB levels -> (..., 3) float LAB levels by OpenCV's formulas without its
     fixed point or rounding: the differentiable stand-in for :func:`rgb_to_lab` (within about a
     level of it)."""
@@ -130,7 +131,7 @@ def rgb_to_lab_float(rgb: jnp.ndarray) -> jnp.ndarray:
     return jnp.stack([lum, a, b], axis=-1)
 
 
-def lab_to_rgb_float(lab: jnp.ndarray) -> jnp.ndarray:
+def lab_to_rgb_float(lab: jax.Array) -> jax.Array:
     """(..., 3) LAB levels -> (..., 3) float RGB levels in [0, 255], not rounded (the inverse of
     :func:`rgb_to_lab`, differentiable)."""
     lab = lab.astype(jnp.float32)
@@ -146,6 +147,6 @@ def lab_to_rgb_float(lab: jnp.ndarray) -> jnp.ndarray:
     return _linear_to_srgb(jnp.clip(lin, 0.0, 1.0)) * 255.0
 
 
-def lab_to_rgb(lab: jnp.ndarray) -> jnp.ndarray:
+def lab_to_rgb(lab: jax.Array) -> jax.Array:
     """(..., 3) int32 LAB levels -> (..., 3) int32 RGB levels (inverse of :func:`rgb_to_lab`)."""
     return jnp.clip(jnp.round(lab_to_rgb_float(lab)), 0, 255).astype(jnp.int32)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,21 @@ def check(image: jax.Array, masks: jax.Array, name: str) -> None:
         raise ValueError(f"{name}: masks must be (N, H, W) with (H, W) = {image.shape[:2]}, got {masks.shape}")
 
 
-def image_only(fn=None, *, hwc: bool = False):
+ImageFn = Callable[..., jax.Array]
+"""``fn(key, image, *, options) -> image``: what ``image_only`` turns into a transform."""
+TransformFn = Callable[..., tuple[jax.Array, jax.Array]]
+"""``(key, image, masks, *, options) -> (image, masks)``: a transform with its options unbound."""
+
+
+@overload
+def image_only(fn: ImageFn, *, hwc: bool = False) -> TransformFn: ...
+
+
+@overload
+def image_only(fn: None = None, *, hwc: bool = False) -> Callable[[ImageFn], TransformFn]: ...
+
+
+def image_only(fn: ImageFn | None = None, *, hwc: bool = False) -> TransformFn | Callable[[ImageFn], TransformFn]:
     """Turn ``fn(key, image, *, options) -> image`` into a transform ``(key, image, masks, *,
     options) -> (image, masks)`` that checks the layout (:func:`check`, named after ``fn``) and
     returns ``masks`` unchanged. With ``hwc=True`` ``fn`` receives the image as (H, W, C) and its
@@ -31,7 +47,7 @@ def image_only(fn=None, *, hwc: bool = False):
     name = fn.__name__
 
     @functools.wraps(fn)
-    def transform(key, image, masks, **options):
+    def transform(key: jax.Array, image: jax.Array, masks: jax.Array, **options: object) -> tuple[jax.Array, jax.Array]:
         check(image, masks, name)
         if hwc:
             return like(fn(key, to_hwc(image), **options), image), masks
@@ -39,7 +55,8 @@ def image_only(fn=None, *, hwc: bool = False):
 
     params = list(inspect.signature(fn).parameters.values())
     masks_param = inspect.Parameter("masks", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    transform.__signature__ = inspect.Signature(params[:2] + [masks_param] + params[2:])
+    # inspect.signature reads __signature__; mypy's function types do not declare it
+    transform.__signature__ = inspect.Signature(params[:2] + [masks_param] + params[2:])  # type: ignore[attr-defined]
     return transform
 
 
@@ -60,13 +77,13 @@ def like(out_hwc: jax.Array, image: jax.Array) -> jax.Array:
     return out.astype(image.dtype)
 
 
-def uniform(key: jax.Array, bounds: tuple[float, float], shape=()) -> jax.Array:
+def uniform(key: jax.Array, bounds: tuple[float, float], shape: tuple[int, ...] = ()) -> jax.Array:
     """Uniform float32 draw in [lo, hi)."""
     lo, hi = bounds
     return jax.random.uniform(key, shape, jnp.float32, lo, hi)
 
 
-def integers(u: jax.Array, lo, hi) -> jax.Array:
+def integers(u: jax.Array, lo: int | jax.Array, hi: int | jax.Array) -> jax.Array:
     """Integers uniform in [lo, hi) (int32, broadcast) from uniform draws ``u`` in [0, 1): one
     ``jax.random.uniform`` for several integer draws compiles much faster than a
     ``jax.random.randint`` each."""
@@ -89,7 +106,8 @@ def filter2d(image_hwc: jax.Array, kernel: jax.Array) -> jax.Array:
     h, w = image_hwc.shape[:2]
     x = pad_reflect(image_hwc, kh // 2, kw // 2)
     kernel = kernel.astype(x.dtype)
-    return sum(kernel[i, j] * x[i : i + h, j : j + w] for i in range(kh) for j in range(kw))
+    start = jnp.zeros((h, w) + x.shape[2:], x.dtype)
+    return sum((kernel[i, j] * x[i : i + h, j : j + w] for i in range(kh) for j in range(kw)), start)
 
 
 def separable(image_hwc: jax.Array, k_rows: jax.Array, k_cols: jax.Array) -> jax.Array:

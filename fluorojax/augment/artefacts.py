@@ -22,7 +22,7 @@ __all__ = ["FONT", "pixel_dropout", "coarse_dropout", "collimator", "burnt_in_te
 
 
 @_image.image_only(hwc=True)
-def pixel_dropout(key, image, *, probability: float = 0.05, value: float = 0.0):
+def pixel_dropout(key: jax.Array, image: jax.Array, *, probability: float = 0.05, value: float = 0.0) -> jax.Array:
     """Set each pixel (all channels together) to ``value`` with probability ``probability``."""
     drop = jax.random.bernoulli(key, probability, image.shape[:2])
     return jnp.where(drop[..., None], jnp.asarray(value, image.dtype), image)
@@ -30,14 +30,14 @@ def pixel_dropout(key, image, *, probability: float = 0.05, value: float = 0.0):
 
 @_image.image_only(hwc=True)
 def coarse_dropout(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     holes: tuple[int, int] = (8, 20),
     height: tuple[int, int] = (8, 64),
     width: tuple[int, int] = (8, 64),
     value: float = 0.0,
-):
+) -> jax.Array:
     """Fill a number of rectangles (count uniform in ``holes``, inclusive) of ``height`` x
     ``width`` pixels (each uniform, inclusive), placed uniformly inside the image, with
     ``value``."""
@@ -60,15 +60,15 @@ def coarse_dropout(
 
 @_image.image_only(hwc=True)
 def collimator(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     margin: tuple[float, float] = (0.0, 0.2),
     angle_deg: tuple[float, float] = (-10.0, 10.0),
     iris: tuple[float, float] = (0.8, 1.5),
     level: tuple[float, float] = (0.0, 0.1),
     edge_px: float = 1.5,
-):
+) -> jax.Array:
     """Collimator shutters and iris: outside the open field the image becomes ``level``.
 
     Four straight shutters, each set in from its image edge by a fraction of the image size
@@ -147,13 +147,13 @@ def _render_text(text: str) -> np.ndarray:
 
 @_image.image_only(hwc=True)
 def burnt_in_text(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     texts: tuple[str, ...] = ("L", "R"),
     height_px: tuple[float, float] = (8.0, 24.0),
     value: tuple[float, float] = (0.9, 1.0),
-):
+) -> jax.Array:
     """Burn one of ``texts`` (drawn uniformly) into the image with the 5 x 7 :data:`FONT`.
 
     The glyph cell is scaled so the text is a height drawn from ``height_px`` pixels tall

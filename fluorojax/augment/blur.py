@@ -52,7 +52,7 @@ def _binomial(k: int, size: int) -> np.ndarray:
 
 
 @_image.image_only(hwc=True)
-def binomial_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
+def binomial_blur(key: jax.Array, image: jax.Array, *, kernel_size: tuple[int, int] = (3, 5)) -> jax.Array:
     """Separable binomial blur of odd size k drawn from ``kernel_size`` (the sampled Gaussian
     OpenCV's GaussianBlur uses for k <= 7 when sigma is 0, std sqrt(k - 1) / 2 pixels: the
     augmentation albumentations calls GaussianBlur; the fixed-width Gaussian of detector physics
@@ -75,7 +75,7 @@ def _line_kernel(length: jax.Array, angle: jax.Array, size: int) -> jax.Array:
 
 
 @_image.image_only(hwc=True)
-def motion_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
+def motion_blur(key: jax.Array, image: jax.Array, *, kernel_size: tuple[int, int] = (3, 5)) -> jax.Array:
     """Blur along a straight segment of odd length k (drawn from ``kernel_size``) through the
     pixel, at an angle uniform in [0, pi); the kernel is the anti-aliased segment, normalised."""
     sizes = _odd_sizes(kernel_size, "motion_blur")
@@ -117,7 +117,8 @@ def _median_network(m: int) -> tuple[tuple[tuple[int, int], ...], ...]:
         if a in need or b in need:
             kept.append((a, b))
             need |= {a, b}
-    depth, layers = {}, []
+    depth: dict[int, int] = {}
+    layers: list[list[tuple[int, int]]] = []
     for a, b in reversed(kept):
         d = max(depth.get(a, 0), depth.get(b, 0))
         depth[a] = depth[b] = d + 1
@@ -144,7 +145,7 @@ def _median(x_hwc: jax.Array, k: int) -> jax.Array:
 
 
 @_image.image_only(hwc=True)
-def median_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
+def median_blur(key: jax.Array, image: jax.Array, *, kernel_size: tuple[int, int] = (3, 5)) -> jax.Array:
     """Median over a k x k window, k odd drawn from ``kernel_size`` (edges repeated)."""
     sizes = _odd_sizes(kernel_size, "median_blur")
     branches = [lambda v, k=k: _median(v, k) for k in sizes]
@@ -153,13 +154,13 @@ def median_blur(key, image, *, kernel_size: tuple[int, int] = (3, 5)):
 
 @_image.image_only(hwc=True)
 def detector_blur(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     sigma: tuple[float, float] = (0.5, 1.5),
     glare: tuple[float, float] = (0.0, 0.1),
     glare_sigma: float = 8.0,
-):
+) -> jax.Array:
     """Detector point-spread function: a Gaussian core of std drawn from ``sigma`` (pixels) plus
     a fraction drawn from ``glare`` of a wide Gaussian (std ``glare_sigma`` pixels, static) for
     light spread and scatter in the scintillator. Normalised, so the mean is kept."""
@@ -177,12 +178,12 @@ _IDENTITY3 = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)
 
 @_image.image_only(hwc=True)
 def sharpen(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     alpha: tuple[float, float] = (0.2, 0.5),
     lightness: tuple[float, float] = (0.5, 1.0),
-):
+) -> jax.Array:
     """3 x 3 sharpening: kernel ``(1 - a) I + a L`` with L = 8 + l at the centre and -1 on the
     eight neighbours (a from ``alpha``, l from ``lightness``); output clipped to [0, 1]."""
     k_a, k_l = jax.random.split(key)
@@ -195,12 +196,12 @@ def sharpen(
 
 @_image.image_only(hwc=True)
 def emboss(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     alpha: tuple[float, float] = (0.2, 0.5),
     strength: tuple[float, float] = (0.2, 0.7),
-):
+) -> jax.Array:
     """3 x 3 relief: kernel ``(1 - a) I + a E`` with E = [[-1-s, -s, 0], [-s, 1, s],
     [0, s, 1+s]] (a from ``alpha``, s from ``strength``); output clipped to [0, 1]."""
     k_a, k_s = jax.random.split(key)

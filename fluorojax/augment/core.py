@@ -123,7 +123,7 @@ def some_of(
     ``weights`` (Gumbel top-k; uniform when None) and applied in their listed order.
     """
     transforms = _check_transforms(transforms, "some_of")
-    lo, hi = (int(n), int(n)) if isinstance(n, numbers.Integral) else (int(n[0]), int(n[1]))
+    lo, hi = (int(n), int(n)) if isinstance(n, (int, numbers.Integral)) else (int(n[0]), int(n[1]))
     if not 0 <= lo <= hi <= len(transforms):
         raise ValueError(f"some_of: n must satisfy 0 <= lo <= hi <= {len(transforms)}, got {n!r}")
     log_w = jnp.log(_normalised_weights(weights, len(transforms), "some_of"))

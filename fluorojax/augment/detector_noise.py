@@ -23,7 +23,7 @@ __all__ = ["quantum_noise", "electronic_noise"]
 
 
 @_image.image_only
-def quantum_noise(key, image, *, photons: tuple[float, float] = (100.0, 10000.0)):
+def quantum_noise(key: jax.Array, image: jax.Array, *, photons: tuple[float, float] = (100.0, 10000.0)) -> jax.Array:
     """Quantum noise: ``Poisson(n v) / n`` with n, the photon count at intensity 1, drawn
     log-uniformly from ``photons``; unbiased (the mean is kept), variance v / n."""
     k_n, k_p = jax.random.split(key)
@@ -35,7 +35,7 @@ def quantum_noise(key, image, *, photons: tuple[float, float] = (100.0, 10000.0)
 
 
 @_image.image_only
-def electronic_noise(key, image, *, sigma: tuple[float, float] = (0.0, 0.03)):
+def electronic_noise(key: jax.Array, image: jax.Array, *, sigma: tuple[float, float] = (0.0, 0.03)) -> jax.Array:
     """Additive white Gaussian noise of std drawn from ``sigma`` (image units); not clipped."""
     k_s, k_n = jax.random.split(key)
     s = _image.uniform(k_s, sigma)

@@ -46,7 +46,7 @@ def _tile_maps(q: jax.Array, clip: jax.Array, grid: tuple[int, int]) -> jax.Arra
     return lut.reshape(ty, tx, 256)
 
 
-def _between_tiles(read, shape: tuple[int, int], tiles: tuple[int, int], tile_px):
+def _between_tiles(read, shape: tuple[int, ...], tiles: tuple[int, int], tile_px):
     """Bilinear blend of ``read(tile_rows, tile_cols)`` (H, W) over the four nearest tile
     centres, OpenCV's way (tile_px = (rows, columns) of a padded tile)."""
 
@@ -125,12 +125,12 @@ def _clahe_levels_jvp(grid, primals, tangents):
 
 @_image.image_only(hwc=True)
 def clahe(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     clip_limit: tuple[float, float] = (4.0, 6.0),
     grid: tuple[int, int] = (8, 8),
-):
+) -> jax.Array:
     """Contrast-limited adaptive histogram equalisation (albumentations' CLAHE on the image as
     uint8).
 

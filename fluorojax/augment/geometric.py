@@ -33,7 +33,9 @@ def _cast_mask(values: jax.Array, dtype) -> jax.Array:
     return values.astype(dtype)
 
 
-def resize(key, image, masks, *, shape: tuple[int, int]):
+def resize(
+    key: jax.Array, image: jax.Array, masks: jax.Array, *, shape: tuple[int, int]
+) -> tuple[jax.Array, jax.Array]:
     """Resize to ``shape`` = (H', W') (static): image bilinear without antialiasing (OpenCV's
     INTER_LINEAR, half-pixel centres), masks nearest. The same shape returns the input."""
     del key
@@ -49,7 +51,7 @@ def resize(key, image, masks, *, shape: tuple[int, int]):
 
 
 def sample_affine(
-    key,
+    key: jax.Array,
     shape: tuple[int, int],
     *,
     rotation_deg: tuple[float, float] = (-15.0, 15.0),
@@ -90,7 +92,9 @@ def _remap(image, masks, src_y, src_x, mask_interpolation: str, fill: float):
     return _image.like(out, image), _cast_mask(m, masks.dtype)
 
 
-def warp_affine(image, masks, matrix, *, mask_interpolation: str = "nearest", fill: float = 0.0):
+def warp_affine(
+    image: jax.Array, masks: jax.Array, matrix: jax.Array, *, mask_interpolation: str = "nearest", fill: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
     """Warp image (H, W[, C]) and masks (N, H, W) by ``matrix`` (3, 3): the content at input
     point p moves to ``matrix @ p`` (continuous pixel coordinates, see module docstring)."""
     _image.check(image, masks, "warp_affine")
@@ -105,9 +109,9 @@ def warp_affine(image, masks, matrix, *, mask_interpolation: str = "nearest", fi
 
 
 def random_affine(
-    key,
-    image,
-    masks,
+    key: jax.Array,
+    image: jax.Array,
+    masks: jax.Array,
     *,
     rotation_deg: tuple[float, float] = (-15.0, 15.0),
     scale: tuple[float, float] = (0.9, 1.1),
@@ -115,12 +119,12 @@ def random_affine(
     shear_deg: tuple[float, float] = (-5.0, 5.0),
     mask_interpolation: str = "nearest",
     fill: float = 0.0,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Warp by ``sample_affine(key, (H, W), ...)`` (same key, same matrix)."""
     _image.check(image, masks, "random_affine")
     matrix = sample_affine(
         key,
-        image.shape[:2],
+        (image.shape[0], image.shape[1]),
         rotation_deg=rotation_deg,
         scale=scale,
         translate=translate,
@@ -130,15 +134,15 @@ def random_affine(
 
 
 def elastic(
-    key,
-    image,
-    masks,
+    key: jax.Array,
+    image: jax.Array,
+    masks: jax.Array,
     *,
     alpha_px: tuple[float, float] = (0.0, 4.0),
     grid: tuple[int, int] = (4, 4),
     mask_interpolation: str = "nearest",
     fill: float = 0.0,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Smooth random deformation: a displacement field of standard normal values on a ``grid``
     (static) lattice, upsampled cubically to (H, W) and scaled by a magnitude drawn from
     ``alpha_px`` (pixels); output pixel p samples the input at p + d(p)."""

@@ -29,7 +29,7 @@ __all__ = [
 
 
 @_image.image_only(hwc=True)
-def negative_log(key, image, *, epsilon: float = 1e-3):
+def negative_log(key: jax.Array, image: jax.Array, *, epsilon: float = 1e-3) -> jax.Array:
     """Raw detector intensity -> attenuation: ``-log(I + min(I) + epsilon)`` per channel.
 
     The shift by the channel minimum plus ``epsilon`` (dimensionless, same units as I) follows
@@ -41,7 +41,7 @@ def negative_log(key, image, *, epsilon: float = 1e-3):
 
 
 @_image.image_only
-def invert(key, image):
+def invert(key: jax.Array, image: jax.Array) -> jax.Array:
     """``1 - image`` (albumentations' InvertImg for float images)."""
     del key
     return (1.0 - image).astype(image.dtype)
@@ -49,12 +49,12 @@ def invert(key, image):
 
 @_image.image_only
 def brightness_contrast(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     brightness: tuple[float, float] = (-0.2, 0.2),
     contrast: tuple[float, float] = (-0.2, 0.2),
-):
+) -> jax.Array:
     """``clip((1 + c) * image + b, 0, 1)`` with c drawn from ``contrast`` and b from
     ``brightness`` (albumentations' RandomBrightnessContrast with brightness by max)."""
     k_b, k_c = jax.random.split(key)
@@ -65,12 +65,12 @@ def brightness_contrast(
 
 @_image.image_only(hwc=True)
 def gaussian_contrast(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     alpha: tuple[float, float] = (0.6, 1.4),
     sigma: tuple[float, float] = (0.1, 0.5),
-):
+) -> jax.Array:
     """Spatially varying contrast about 0.5: ``0.5 + (v - 0.5) * (1 + (a - 1) g(x))`` with g a
     unit-peak Gaussian of std ``s * min(H, W)`` centred uniformly in the image, a drawn from
     ``alpha`` and s from ``sigma``; clipped to [0, 1] (FluoroSeg's gaussian_contrast)."""
@@ -87,13 +87,13 @@ def gaussian_contrast(
 
 
 @_image.image_only
-def gamma(key, image, *, gamma_range: tuple[float, float] = (0.7, 1.5)):
+def gamma(key: jax.Array, image: jax.Array, *, gamma_range: tuple[float, float] = (0.7, 1.5)) -> jax.Array:
     """``clip(image, 0, 1) ** g`` with g drawn uniformly from ``gamma_range``."""
     g = _image.uniform(key, gamma_range)
     return (jnp.clip(image, 0.0, 1.0) ** g).astype(image.dtype)
 
 
 @_image.image_only(hwc=True)
-def channel_shuffle(key, image):
+def channel_shuffle(key: jax.Array, image: jax.Array) -> jax.Array:
     """Permute the channels of an (H, W, C) image at random ((H, W) is returned unchanged)."""
     return image[..., jax.random.permutation(key, image.shape[-1])]

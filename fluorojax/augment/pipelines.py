@@ -108,7 +108,8 @@ def default_pipeline(
     its compiled program). Differentiable with respect to the image (each transform's
     docstring says how).
     """
-    if isinstance(intensity_count, numbers.Integral):
+    count: int | tuple[int, ...]
+    if isinstance(intensity_count, (int, numbers.Integral)):
         count = int(intensity_count)
     else:
         count = tuple(int(n) for n in intensity_count)

@@ -113,7 +113,9 @@ def _fog_particles(key, shape: tuple[int, int], coefficient: tuple[float, float]
 
 
 @_image.image_only(hwc=True)
-def fog(key, image, *, coefficient: tuple[float, float] = (0.3, 1.0), alpha: float = 0.08):
+def fog(
+    key: jax.Array, image: jax.Array, *, coefficient: tuple[float, float] = (0.3, 1.0), alpha: float = 0.08
+) -> jax.Array:
     """Fog: white discs, blurred, blended in (albumentations 1.4's RandomFog, on the image as
     uint8).
 
@@ -221,7 +223,8 @@ def _box_mean(x: jax.Array, k: int) -> jax.Array:
     lo, hi = k // 2, k - 1 - k // 2
     h, w = x.shape[:2]
     p = jnp.pad(x.astype(jnp.float32), ((lo, hi), (lo, hi), (0, 0)), mode="reflect")
-    return sum(p[i : i + h, j : j + w] for i in range(k) for j in range(k)) / (k * k)
+    start = jnp.zeros((h, w) + p.shape[2:], p.dtype)
+    return sum((p[i : i + h, j : j + w] for i in range(k) for j in range(k)), start) / (k * k)
 
 
 def _box_blur_levels(q: jax.Array, k: int) -> jax.Array:
@@ -245,14 +248,14 @@ def _drizzle_drops(key, shape: tuple[int, int], slant: tuple[float, float]):
 
 @_image.image_only(hwc=True)
 def drizzle(
-    key,
-    image,
+    key: jax.Array,
+    image: jax.Array,
     *,
     slant: tuple[float, float] = (-10.0, 10.0),
     drop_value: float = 200.0 / 255.0,
     blur: int = 7,
     brightness: float = 0.7,
-):
+) -> jax.Array:
     """Drizzle: short slanted drops drawn in, a box blur, darkening (albumentations 1.4's
     ``RandomRain(rain_type="drizzle")``, on the image as uint8).
 

@@ -32,7 +32,7 @@ def _minmax(x: jax.Array) -> jax.Array:
 
 
 @_image.image_only
-def window(key, image):
+def window(key: jax.Array, image: jax.Array) -> jax.Array:
     """Map the image's [min, max] linearly onto [0, 1] (all channels together; a constant image
     becomes 0)."""
     del key
@@ -103,7 +103,9 @@ def _cluster_window(x, member, centre, lo, hi):
 
 
 @_image.image_only
-def mixture_window(key, image, *, n_points: int = 1000, max_iter: int = 100, tol: float = 1e-4):
+def mixture_window(
+    key: jax.Array, image: jax.Array, *, n_points: int = 1000, max_iter: int = 100, tol: float = 1e-4
+) -> jax.Array:
     """Two-cluster (k-means) windowing into three channels, each in [0, 1].
 
     Channel 0 is the [min, max] window of the image; channels 1 and 2 window the darker and the

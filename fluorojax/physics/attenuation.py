@@ -25,6 +25,8 @@ from fluorojax.physics.materials import (
     segment_hu,
     segment_labels,
 )
+from fluorojax.physics.spectra import Spectrum
+from fluorojax.volume import Volume
 
 MM_PER_CM = 10.0
 
@@ -38,7 +40,9 @@ def _detector_weights(spec, detector):
     return weights * energy if detector == "energy" else weights
 
 
-def log_transmission(areal_density, materials: Sequence[MaterialLike], spec, *, detector: str = "energy"):
+def log_transmission(
+    areal_density: jax.Array, materials: Sequence[MaterialLike], spec: Spectrum, *, detector: str = "energy"
+) -> jax.Array:
     """log(I / I0): the log of the detected fraction of the flat-field signal.
 
     Args:
@@ -66,21 +70,21 @@ def log_transmission(areal_density, materials: Sequence[MaterialLike], spec, *, 
     return jnp.log(ratio) - shift[..., 0]
 
 
-def flat_field(spec, *, detector: str = "energy"):
+def flat_field(spec: Spectrum, *, detector: str = "energy") -> jax.Array:
     """I0 = sum_E w(E) E (energy-integrating; keV per incident photon when the weights sum to 1)
     or sum_E w(E) (counting): the signal with nothing in the beam."""
     return jnp.sum(_detector_weights(spec, detector))
 
 
 def intensity(
-    areal_density,
+    areal_density: jax.Array,
     materials: Sequence[MaterialLike],
-    spec,
+    spec: Spectrum,
     *,
     detector: str = "energy",
     normalize: bool = False,
-    upper_bound=None,
-):
+    upper_bound: float | jax.Array | None = None,
+) -> jax.Array:
     """Detector intensity I = sum_E w(E) E exp(-sum_m (mu/rho)_m(E) A_m).
 
     Args:
@@ -101,7 +105,7 @@ def intensity(
     return i
 
 
-def neglog(image, i0=1.0, eps: float = 1e-12):
+def neglog(image: jax.Array, i0: float | jax.Array = 1.0, eps: float = 1e-12) -> jax.Array:
     """-log(I / I0), the line-integral image from intensities (I clamped at ``eps * I0`` so that
     noisy zero counts stay finite). image: (...) intensity; returns (...) float32."""
     image = jnp.asarray(image, jnp.float32)
@@ -109,8 +113,12 @@ def neglog(image, i0=1.0, eps: float = 1e-12):
 
 
 def material_classes(
-    hu, labels=None, *, thresholds: Sequence[float] = HU_THRESHOLDS, label_classes: Mapping[int, int] | None = None
-):
+    hu: jax.Array,
+    labels: jax.Array | None = None,
+    *,
+    thresholds: Sequence[float] = HU_THRESHOLDS,
+    label_classes: Mapping[int, int] | None = None,
+) -> jax.Array:
     """Material class of every voxel of a CT in HU.
 
     Classes come from the HU thresholds (``segment_hu``), overridden by ``label_classes`` for
@@ -136,13 +144,13 @@ def material_classes(
 
 
 def material_densities(
-    hu,
-    labels=None,
+    hu: jax.Array,
+    labels: jax.Array | None = None,
     *,
     thresholds: Sequence[float] = HU_THRESHOLDS,
     label_classes: Mapping[int, int] | None = None,
     air_below_hu: float | None = None,
-):
+) -> jax.Array:
     """Per-material density channels from a CT in HU: (I, J, K, M) float32 g/cm^3, each voxel's
     density (``hu_to_density``) in the channel of its class (``material_classes``), 0 in the
     others. ``material_volume`` holds the same compactly."""
@@ -151,12 +159,12 @@ def material_densities(
 
 
 def material_volume(
-    volume,
+    volume: Volume,
     *,
     thresholds: Sequence[float] = HU_THRESHOLDS,
     label_classes: Mapping[int, int] | None = None,
     air_below_hu: float | None = None,
-):
+) -> Volume:
     """A segmented ``Volume`` from a HU ``Volume`` (same affine and labels): data (I, J, K) the
     density in g/cm^3 (``hu_to_density``), ``materials`` the class of each voxel
     (``material_classes``), ``n_materials`` M. Rendering it gives every material's line

@@ -16,8 +16,8 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -57,11 +57,11 @@ class Material:
     energy_keV: np.ndarray
     mu_over_rho: np.ndarray
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Material({self.name!r}, density={self.density} g/cm^3, composition={self.composition})"
 
 
-MaterialLike = Union[str, Material]
+MaterialLike = str | Material
 
 
 @functools.cache
@@ -115,7 +115,7 @@ def material_from_elements(name: str, mass_fractions: Mapping, density: float) -
         raise TypeError(f"material name must be a non-empty string, got {name!r}")
     if not mass_fractions:
         raise ValueError(f"material {name!r} needs at least one element, got {mass_fractions!r}")
-    fractions = {}
+    fractions: dict[str, float] = {}
     for element, weight in dict(mass_fractions).items():
         symbol = _element_symbol(element)
         weight = float(weight)
@@ -176,7 +176,7 @@ def _check_energies(energy_keV):
             raise ValueError(f"energies must lie in [{lo}, {hi}] keV, got range [{e.min()}, {e.max()}] keV")
 
 
-def mass_attenuation(material: MaterialLike, energy_keV) -> jnp.ndarray:
+def mass_attenuation(material: MaterialLike, energy_keV: float | jax.Array) -> jax.Array:
     """Mass attenuation coefficient mu/rho of ``material`` at ``energy_keV``.
 
     Args:
@@ -193,12 +193,12 @@ def mass_attenuation(material: MaterialLike, energy_keV) -> jnp.ndarray:
     return jnp.exp(jnp.interp(log_e, table_e, table_mu))
 
 
-def attenuation_table(materials: Sequence[MaterialLike], energy_keV) -> jnp.ndarray:
+def attenuation_table(materials: Sequence[MaterialLike], energy_keV: jax.Array) -> jax.Array:
     """(M, E) float32 mu/rho in cm^2/g of M materials at E energies (keV)."""
     return jnp.stack([mass_attenuation(m, energy_keV) for m in materials])
 
 
-def hu_to_density(hu, air_below_hu: float | None = None) -> jnp.ndarray:
+def hu_to_density(hu: jax.Array, air_below_hu: float | None = None) -> jax.Array:
     """Hounsfield units -> mass density in g/cm^3.
 
     The piecewise-linear calibration of the DeepDRR simulator (Unberath et al., MICCAI 2018):
@@ -216,7 +216,7 @@ def hu_to_density(hu, air_below_hu: float | None = None) -> jnp.ndarray:
     return jnp.maximum(0.0, jnp.minimum(0.001029 * hu + 1.030, 0.0005886 * hu + 1.03))
 
 
-def segment_hu(hu, thresholds: Sequence[float] = HU_THRESHOLDS) -> jnp.ndarray:
+def segment_hu(hu: jax.Array, thresholds: Sequence[float] = HU_THRESHOLDS) -> jax.Array:
     """Material class of each voxel from HU thresholds.
 
     Class c holds thresholds[c-1] < HU <= thresholds[c]; with the default thresholds 0 = air/lung
@@ -231,10 +231,12 @@ def segment_hu(hu, thresholds: Sequence[float] = HU_THRESHOLDS) -> jnp.ndarray:
     if t.ndim != 1 or t.size < 1 or np.any(np.diff(t) <= 0):
         raise ValueError(f"thresholds must be a non-empty increasing sequence of HU values, got {thresholds!r}")
     hu = jnp.asarray(hu, jnp.float32)
-    return sum((hu > float(x)).astype(jnp.int32) for x in t)
+    return sum(((hu > float(x)).astype(jnp.int32) for x in t), jnp.zeros(hu.shape, jnp.int32))
 
 
-def segment_labels(labels, label_classes: Mapping[int, int], default=None) -> jnp.ndarray:
+def segment_labels(
+    labels: jax.Array, label_classes: Mapping[int, int], default: int | jax.Array | None = None
+) -> jax.Array:
     """Material class of each voxel from a label map.
 
     Args:
@@ -262,7 +264,7 @@ def segment_labels(labels, label_classes: Mapping[int, int], default=None) -> jn
     return jnp.where(mapped >= 0, mapped, jnp.asarray(fallback, jnp.int32)).astype(jnp.int32)
 
 
-def density_channels(density, material_class, n_materials: int) -> jnp.ndarray:
+def density_channels(density: jax.Array, material_class: jax.Array, n_materials: int) -> jax.Array:
     """Split a density volume into one channel per material.
 
     Args:

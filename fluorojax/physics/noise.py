@@ -37,7 +37,7 @@ def _check_photons(photons):
         _validate.positive_array("photons (mean open-beam count per pixel)", photons)
 
 
-def poisson_noise(key, transmission, photons):
+def poisson_noise(key: jax.Array, transmission: jax.Array, photons: float | jax.Array) -> jax.Array:
     """Quantum noise: counts ~ Poisson(photons * transmission), returned as counts / photons.
 
     Args:
@@ -55,7 +55,7 @@ def poisson_noise(key, transmission, photons):
     return jnp.where(lam > POISSON_LIMIT, normal, counts) / photons
 
 
-def gaussian_noise(key, transmission, photons):
+def gaussian_noise(key: jax.Array, transmission: jax.Array, photons: float | jax.Array) -> jax.Array:
     """Reparameterised Gaussian approximation of quantum noise: p + sqrt(p / N0) z, z ~ N(0, 1).
 
     Same mean and variance as ``poisson_noise``; differentiable with respect to ``transmission``
@@ -68,7 +68,7 @@ def gaussian_noise(key, transmission, photons):
     return p + jnp.sqrt(jnp.maximum(p, 1e-12) / photons) * z
 
 
-def crosstalk(image, fraction):
+def crosstalk(image: jax.Array, fraction: float | jax.Array) -> jax.Array:
     """Detector cross-talk: each pixel leaks ``fraction`` of its signal to each of its 4 neighbours.
 
     The kernel is [[0, f, 0], [f, 1 - 4f, f], [0, f, 0]] with edge pixels replicated, so a flat
@@ -83,7 +83,7 @@ def crosstalk(image, fraction):
     return (1.0 - 4.0 * fraction) * image + fraction * neighbours
 
 
-def electronic_noise(key, image, std):
+def electronic_noise(key: jax.Array, image: jax.Array, std: float | jax.Array) -> jax.Array:
     """Additive Gaussian electronic noise of standard deviation ``std`` (units of ``image``).
     image: (...); std >= 0 (scalar or broadcastable); returns (...) float32."""
     if _validate.is_concrete(std):
@@ -92,7 +92,14 @@ def electronic_noise(key, image, std):
     return image + std * jax.random.normal(key, image.shape, jnp.float32)
 
 
-def detector_noise(key, transmission, photons, *, crosstalk_fraction=0.0, electronic_std=0.0):
+def detector_noise(
+    key: jax.Array,
+    transmission: jax.Array,
+    photons: float | jax.Array,
+    *,
+    crosstalk_fraction: float | jax.Array = 0.0,
+    electronic_std: float | jax.Array = 0.0,
+) -> jax.Array:
     """The full detector chain: Poisson quantum noise, cross-talk blur of the noise, electronic noise.
 
     Args:

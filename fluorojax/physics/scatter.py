@@ -15,6 +15,7 @@ quantitative (Monte Carlo) scatter estimate. Off unless called.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -24,7 +25,7 @@ def _gaussian_matrix(n, sigma_px):
     return k / jnp.sum(k, axis=1, keepdims=True)
 
 
-def gaussian_blur(image, sigma_px):
+def gaussian_blur(image: jax.Array, sigma_px: float | jax.Array) -> jax.Array:
     """Separable Gaussian blur normalised at the borders. image: (..., H, W); sigma_px > 0 in pixels
     (may be traced); returns (..., H, W) float32."""
     if isinstance(sigma_px, (int, float)) and not sigma_px > 0:
@@ -34,7 +35,7 @@ def gaussian_blur(image, sigma_px):
     return _gaussian_matrix(h, sigma_px) @ image @ _gaussian_matrix(w, sigma_px).T
 
 
-def scatter(primary, spr, sigma_px):
+def scatter(primary: jax.Array, spr: float | jax.Array, sigma_px: float | jax.Array) -> jax.Array:
     """Scatter estimate S = spr * blur(primary). primary: (..., H, W) intensity; spr >= 0 the mean
     scatter-to-primary ratio; sigma_px the kernel's standard deviation in pixels. Returns (..., H, W)."""
     if isinstance(spr, (int, float)) and spr < 0:
@@ -42,6 +43,6 @@ def scatter(primary, spr, sigma_px):
     return spr * gaussian_blur(primary, sigma_px)
 
 
-def add_scatter(primary, spr, sigma_px):
+def add_scatter(primary: jax.Array, spr: float | jax.Array, sigma_px: float | jax.Array) -> jax.Array:
     """Primary plus scatter, ``primary + scatter(primary, spr, sigma_px)``; (..., H, W)."""
     return primary + scatter(primary, spr, sigma_px)

@@ -11,11 +11,15 @@ import csv
 import functools
 from importlib import resources
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.physics.materials import MaterialLike, as_material, mass_attenuation
+
+Spectrum = tuple[jax.Array, jax.Array]
+"""A photon spectrum: (energy_keV (E,), weights (E,)) float32."""
 
 
 @functools.cache
@@ -61,7 +65,7 @@ def _check_kvp(kvp):
     return kvp
 
 
-def spectrum(kvp: int, n_bins: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+def spectrum(kvp: int, n_bins: int | None = None) -> Spectrum:
     """A shipped tube spectrum (tungsten anode, typical aluminium filtration, 1 keV bins).
 
     Args:
@@ -79,19 +83,19 @@ def spectrum(kvp: int, n_bins: int | None = None) -> tuple[jnp.ndarray, jnp.ndar
             raise ValueError(f"n_bins must be an integer in [1, {energy.size}], got {n_bins!r}")
         edges = np.linspace(energy[0] - 0.5, energy[-1] + 0.5, n_bins + 1)
         which = np.clip(np.searchsorted(edges, energy, side="right") - 1, 0, n_bins - 1)
-        merged_w = np.bincount(which, weight, n_bins)
-        merged_e = np.bincount(which, weight * energy, n_bins)
+        merged_w = np.asarray(np.bincount(which, weight, n_bins), np.float64)
+        merged_e = np.asarray(np.bincount(which, weight * energy, n_bins), np.float64)
         keep = merged_w > 0
         energy, weight = merged_e[keep] / merged_w[keep], merged_w[keep]
     return jnp.asarray(energy, jnp.float32), jnp.asarray(weight / weight.sum(), jnp.float32)
 
 
-def monochromatic(energy_keV: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+def monochromatic(energy_keV: float | jax.Array) -> Spectrum:
     """A single-energy beam: (energy_keV (1,), weights (1,) = [1])."""
     return custom_spectrum(jnp.reshape(jnp.asarray(energy_keV, jnp.float32), (1,)), jnp.ones((1,), jnp.float32))
 
 
-def custom_spectrum(energy_keV, weights) -> tuple[jnp.ndarray, jnp.ndarray]:
+def custom_spectrum(energy_keV: jax.Array, weights: jax.Array) -> Spectrum:
     """A user spectrum: (E,) energies in keV and (E,) non-negative photon weights, normalised to sum 1.
 
     Differentiable with respect to both arrays.
@@ -111,7 +115,12 @@ def custom_spectrum(energy_keV, weights) -> tuple[jnp.ndarray, jnp.ndarray]:
     return energy, weights / jnp.sum(weights)
 
 
-def filter_spectrum(spec, material: MaterialLike, thickness_mm, density=None):
+def filter_spectrum(
+    spec: Spectrum,
+    material: MaterialLike,
+    thickness_mm: float | jax.Array,
+    density: float | jax.Array | None = None,
+) -> Spectrum:
     """Harden a spectrum through a filter slab (e.g. 0.1-0.3 mm copper in fluoroscopy).
 
     Args:
@@ -130,7 +139,7 @@ def filter_spectrum(spec, material: MaterialLike, thickness_mm, density=None):
     return energy, transmitted / jnp.sum(transmitted)
 
 
-def mean_energy(spec) -> jnp.ndarray:
+def mean_energy(spec: Spectrum) -> jax.Array:
     """Fluence-weighted mean energy of a spectrum, keV."""
     energy, weights = spec
     return jnp.sum(energy * weights) / jnp.sum(weights)

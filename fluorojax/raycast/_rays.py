@@ -8,18 +8,21 @@ source s to the detector pixel t.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from fluorojax.transforms import apply_pose
 
 
-def grid_coordinates(affine, points):
+def grid_coordinates(affine: jax.Array, points: jax.Array) -> jax.Array:
     """World points (..., 3) mm -> grid coordinates (..., 3) (voxel index + 0.5)."""
     grid_from_world = jnp.linalg.inv(affine)
     return apply_pose(grid_from_world, points) + 0.5
 
 
-def clip_to_box(s, t, lower, upper):
+def clip_to_box(
+    s: jax.Array, t: jax.Array, lower: jax.Array, upper: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Parameters where rays enter and leave an axis-aligned box.
 
     Args:
@@ -47,7 +50,7 @@ def clip_to_box(s, t, lower, upper):
     return alpha_in, alpha_out, entry_axis, exit_axis
 
 
-def split(x, chunk, fill=None):
+def split(x: jax.Array, chunk: int, fill: float | None = None) -> jax.Array:
     """(R, ...) -> (R // chunk rounded up, chunk, ...), padding with ``fill`` (default: copies
     of the first row, so padded rays are valid rays whose results are dropped)."""
     n = x.shape[0]
@@ -59,6 +62,6 @@ def split(x, chunk, fill=None):
     return x.reshape((n_chunks, chunk) + x.shape[1:])
 
 
-def merge(x, n):
+def merge(x: jax.Array, n: int) -> jax.Array:
     """Inverse of ``split``: (chunks, chunk, ...) -> (n, ...)."""
     return x.reshape((-1,) + x.shape[2:])[:n]

@@ -16,6 +16,9 @@ about 1e5 inside the boxes), which a GPU's arithmetic absorbs and a CPU's does n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -27,7 +30,15 @@ def block_size(n_faces: int, n_pixels: int, pairs_per_step: int = PAIRS_PER_STEP
     return max(1, min(n_faces, pairs_per_step // n_pixels))
 
 
-def block_scan(body, carry, faces_data, boxes, width, n_pixels, pairs_per_step: int = PAIRS_PER_STEP):
+def block_scan(
+    body: Callable[..., tuple[Any, Any]],
+    carry: Any,
+    faces_data: tuple[jax.Array, ...],
+    boxes: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    width: int,
+    n_pixels: int,
+    pairs_per_step: int = PAIRS_PER_STEP,
+) -> tuple[Any, Any]:
     """Run ``body(carry, block, face, live, in_box)`` over blocks of triangles, in face order.
 
     faces_data: a tuple of (F, ...) arrays, handed to ``body`` as (B, ...) blocks; boxes: the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -12,12 +13,13 @@ from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
 from fluorojax.raycast import siddon, siddon_slab, trilinear
 from fluorojax.raycast._rays import grid_coordinates
+from fluorojax.raycast.siddon import Integrals, SiddonSettings
 from fluorojax.volume import Volume
 
 METHODS = ("siddon", "trilinear")
 
 
-def check_rays(sources, targets):
+def check_rays(sources: jax.Array, targets: jax.Array) -> None:
     """Validate rays (..., 3) world mm (shapes; finite, non-zero length when concrete)."""
     if sources.shape[-1:] != (3,) or targets.shape[-1:] != (3,):
         raise ValueError(
@@ -41,8 +43,14 @@ def check_rays(sources, targets):
 
 
 def line_integrals(
-    volume: Volume, sources, targets, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None
-):
+    volume: Volume,
+    sources: jax.Array,
+    targets: jax.Array,
+    method: str = "siddon",
+    *,
+    n_samples: int = 500,
+    chunk_size: int | None = None,
+) -> jax.Array:
     """Integrals of ``volume.data`` along the segments from ``sources`` to ``targets``.
 
     Args:
@@ -72,15 +80,15 @@ def line_integrals(
 def _line_integrals(volume: Volume, sources, targets, method, n_samples, chunk, impl):
     batch, s, t, length = grid_rays(volume, sources, targets)
     if method == "siddon":
-        out = exact_integrals(
-            volume.shape, chunk, 0, volume.n_materials or 0, *flat_values(volume), None, s, t, impl=impl
-        )
+        settings = SiddonSettings(volume.shape, chunk, 0, volume.n_materials or 0)
+        # without labels (n_labels = 0) a traversal returns the integrals alone
+        out = cast(jax.Array, exact_integrals(settings, *flat_values(volume), None, s, t, impl=impl))
     else:  # trilinear interpolation mixes neighbouring classes: it reads every channel
         out = trilinear.integrate(volume.shape, n_samples, flat_values(volume.dense())[0], s, t)
     return unflatten_values(volume, out * length[:, None], batch)
 
 
-def check_options(method, n_samples, chunk_size) -> int:
+def check_options(method: str, n_samples: int, chunk_size: int | None) -> int:
     """Validate the renderer options; returns the Siddon chunk size (static)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -89,7 +97,7 @@ def check_options(method, n_samples, chunk_size) -> int:
     return check_chunk(chunk_size)
 
 
-def check_chunk(chunk_size) -> int:
+def check_chunk(chunk_size: int | None) -> int:
     """The Siddon chunk size (default ``siddon.DEFAULT_CHUNK``), or ValueError."""
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
@@ -98,7 +106,15 @@ def check_chunk(chunk_size) -> int:
     return int(chunk_size or siddon.DEFAULT_CHUNK)
 
 
-def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, channels, s, t, impl="auto"):
+def exact_integrals(
+    settings: SiddonSettings,
+    values: jax.Array,
+    materials: jax.Array | None,
+    channels: jax.Array | None,
+    s: jax.Array,
+    t: jax.Array,
+    impl: str = "auto",
+) -> Integrals:
     """Siddon integrals (and label travel) of a grid along rays in grid coordinates, by the
     implementation that is fastest where the program runs.
 
@@ -108,8 +124,8 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
     else (``siddon_slab``: fixed-shape array work, what a GPU needs); ``"traversal"`` or
     ``"slab"`` force one (tests compare them on the CPU).
     """
-    traversal = functools.partial(siddon.integrate, shape, chunk, n_labels, n_materials)
-    slab = functools.partial(siddon_slab.integrate, shape, n_labels, n_materials)
+    traversal = functools.partial(siddon.integrate, settings)
+    slab = functools.partial(siddon_slab.integrate, settings)
     if impl == "traversal":
         return traversal(values, materials, channels, s, t)
     if impl == "slab":
@@ -119,7 +135,7 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
     return jax.lax.platform_dependent(values, materials, channels, s, t, cpu=traversal, default=slab)
 
 
-def check_pose(pose):
+def check_pose(pose: jax.Array) -> jax.Array:
     """A (4, 4) or (B, 4, 4) world_from_camera pose as float32, or ValueError for another shape
     or (when concrete) NaN / inf entries."""
     pose = jnp.asarray(pose, jnp.float32)
@@ -132,7 +148,9 @@ def check_pose(pose):
     return pose
 
 
-def grid_rays(volume: Volume, sources, targets):
+def grid_rays(
+    volume: Volume, sources: jax.Array, targets: jax.Array
+) -> tuple[tuple[int, ...], jax.Array, jax.Array, jax.Array]:
     """Rays (..., 3) world mm (validated by ``check_rays``), flattened into grid coordinates.
 
     Returns (batch shape without the 3, s (R, 3), t (R, 3), ray length (R,) mm).
@@ -147,22 +165,28 @@ def grid_rays(volume: Volume, sources, targets):
     return batch[:-1], s, t, jnp.linalg.norm(targets - sources, axis=-1)
 
 
-def flat_values(volume: Volume):
+def flat_values(volume: Volume) -> tuple[jax.Array, jax.Array | None]:
     """(I * J * K, C) voxel values (C = 1 for scalar and segmented data) and, for a segmented
     volume, the (I * J * K,) material class of each voxel (else None)."""
     values = volume.data.reshape(int(np.prod(volume.shape)), -1)
     return values, None if volume.materials is None else volume.materials.reshape(-1)
 
 
-def unflatten_values(volume: Volume, out, batch):
+def unflatten_values(volume: Volume, out: jax.Array, batch: tuple[int, ...]) -> jax.Array:
     """(R, C) per-ray results -> batch + (C,), or batch for scalar data."""
     out = out.reshape(tuple(batch) + (out.shape[-1],))
     return out if volume.channels is not None else out[..., 0]
 
 
 def render(
-    volume: Volume, camera: Camera, pose, method: str = "siddon", *, n_samples: int = 500, chunk_size: int | None = None
-):
+    volume: Volume,
+    camera: Camera,
+    pose: jax.Array,
+    method: str = "siddon",
+    *,
+    n_samples: int = 500,
+    chunk_size: int | None = None,
+) -> jax.Array:
     """The DRR of ``volume`` seen by ``camera`` from ``pose``.
 
     Args:

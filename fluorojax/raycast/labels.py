@@ -10,6 +10,7 @@ so all labels cost one pass, and the DRR can come from that same pass.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -27,6 +28,7 @@ from fluorojax.raycast.drr import (
     grid_rays,
     unflatten_values,
 )
+from fluorojax.raycast.siddon import SiddonSettings
 from fluorojax.volume import Volume
 
 MAX_LABEL_ID = (1 << 20) - 1
@@ -44,18 +46,18 @@ class LabelTrace(NamedTuple):
       label_ids: (L,) the ids, in channel order.
     """
 
-    image: jnp.ndarray
-    travel: jnp.ndarray
-    entry: jnp.ndarray
-    exit: jnp.ndarray
-    label_ids: jnp.ndarray
+    image: jax.Array
+    travel: jax.Array
+    entry: jax.Array
+    exit: jax.Array
+    label_ids: jax.Array
 
 
 def _label_map(volume: Volume):
     return volume.labels if volume.labels is not None else volume.data
 
 
-def resolve_label_ids(volume: Volume, label_ids=None) -> tuple[int, ...]:
+def resolve_label_ids(volume: Volume, label_ids: Sequence[int] | None = None) -> tuple[int, ...]:
     """The requested ids as a tuple, in the given order; by default every non-zero id present,
     ascending."""
     if label_ids is None:
@@ -77,7 +79,14 @@ def resolve_label_ids(volume: Volume, label_ids=None) -> tuple[int, ...]:
     return tuple(int(i) for i in ids)
 
 
-def trace_labels(volume: Volume, sources, targets, label_ids=None, *, chunk_size: int | None = None) -> LabelTrace:
+def trace_labels(
+    volume: Volume,
+    sources: jax.Array,
+    targets: jax.Array,
+    label_ids: Sequence[int] | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> LabelTrace:
     """Line integrals and per-label travel and depths along rays, in one traversal.
 
     Args:
@@ -105,9 +114,8 @@ def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
     table[list(ids)] = np.arange(1, len(ids) + 1)
     labels = jnp.asarray(_label_map(volume)).reshape(-1).astype(jnp.int32)
     channels = jnp.asarray(table)[jnp.clip(labels, 0, max(ids) + 1)]
-    image, travel, entry, exit_ = exact_integrals(
-        volume.shape, chunk, len(ids), volume.n_materials or 0, *flat_values(volume), channels, s, t, impl=impl
-    )
+    settings = SiddonSettings(volume.shape, chunk, len(ids), volume.n_materials or 0)
+    image, travel, entry, exit_ = exact_integrals(settings, *flat_values(volume), channels, s, t, impl=impl)
     length = length[:, None]
     travel = jax.lax.stop_gradient(travel * length)
     missed = travel <= 0
@@ -123,7 +131,12 @@ def _trace(volume: Volume, sources, targets, ids, chunk, impl) -> LabelTrace:
 
 
 def render_with_labels(
-    volume: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None
+    volume: Volume,
+    camera: Camera,
+    pose: jax.Array,
+    label_ids: Sequence[int] | None = None,
+    *,
+    chunk_size: int | None = None,
 ) -> LabelTrace:
     """The DRR and every label's travel and depths for ``pose`` (4, 4) or (B, 4, 4), one pass.
 
@@ -140,7 +153,14 @@ def _render_with_labels(volume: Volume, camera: Camera, pose, ids, chunk, impl) 
     return trace._replace(travel=first(trace.travel), entry=first(trace.entry), exit=first(trace.exit))
 
 
-def render_labels(labels: Volume, camera: Camera, pose, label_ids=None, *, chunk_size: int | None = None):
+def render_labels(
+    labels: Volume,
+    camera: Camera,
+    pose: jax.Array,
+    label_ids: Sequence[int] | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> jax.Array:
     """(L, H, W) travel in mm through each label id, (B, L, H, W) for a batch of poses.
 
     ``labels`` is a ``Volume`` whose ``labels`` (or, when None, whose data) hold integer ids;

@@ -43,14 +43,15 @@ where rays hit triangle interiors.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fluorojax._pytree import pytree_dataclass
-from fluorojax.camera import Camera
+from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.mesh import Mesh
 from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
 from fluorojax.raycast.drr import check_pose
@@ -76,11 +77,11 @@ class MeshRender:
         outward mesh.
     """
 
-    hits: jnp.ndarray
-    travel: jnp.ndarray
-    mask: jnp.ndarray
-    count: jnp.ndarray
-    winding: jnp.ndarray
+    hits: jax.Array
+    travel: jax.Array
+    mask: jax.Array
+    count: jax.Array
+    winding: jax.Array
 
 
 class HardConfig(NamedTuple):
@@ -94,7 +95,7 @@ class HardConfig(NamedTuple):
     path: str = "auto"
 
 
-def check_mesh_args(mesh, pose, path, **sizes):
+def check_mesh_args(mesh: Mesh, pose: jax.Array, path: str, **sizes: int | None) -> jax.Array:
     """Validate a renderer's mesh, pose and positive int (or None) settings; the pose as float32."""
     if not isinstance(mesh, Mesh):
         raise TypeError(f"expected a fluorojax.Mesh, got {type(mesh).__name__}")
@@ -106,12 +107,12 @@ def check_mesh_args(mesh, pose, path, **sizes):
     return check_pose(pose)
 
 
-def map_poses(fn, pose):
+def map_poses(fn: Callable[[jax.Array], Any], pose: jax.Array) -> Any:
     """Apply ``fn(pose)`` to a (4, 4) pose or sequentially over a (B, 4, 4) batch."""
     return fn(pose) if pose.ndim == 2 else jax.lax.map(fn, pose)
 
 
-def by_platform(path, pairs_fn, blocks_fn, *args):
+def by_platform(path: str, pairs_fn: Callable[..., Any], blocks_fn: Callable[..., Any], *args: Any) -> Any:
     """``pairs_fn(*args)`` on the CPU, ``blocks_fn(*args)`` elsewhere, unless ``path`` forces one."""
     if path == "pairs":
         return pairs_fn(*args)
@@ -308,7 +309,13 @@ def _render(mesh, camera, pose, cfg):
 
 
 def render_mesh(
-    mesh: Mesh, camera: Camera, pose, max_hits: int = 8, *, chunk: int | None = None, path: str = "auto"
+    mesh: Mesh,
+    camera: Camera | OrthographicCamera,
+    pose: jax.Array,
+    max_hits: int = 8,
+    *,
+    chunk: int | None = None,
+    path: str = "auto",
 ) -> MeshRender:
     """Hits, travel and mask of ``mesh`` seen by ``camera`` from ``pose``.
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluorojax._pytree import is_concrete
-from fluorojax.camera import Camera
+from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.mesh import Mesh
 from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
 from fluorojax.raycast.mesh_render import (
@@ -115,7 +115,13 @@ def _render_soft(mesh, camera, pose, edge_width, cfg):
 
 
 def render_mesh_soft(
-    mesh: Mesh, camera: Camera, pose, edge_width=1.0, *, chunk: int | None = None, path: str = "auto"
+    mesh: Mesh,
+    camera: Camera | OrthographicCamera,
+    pose: jax.Array,
+    edge_width: float | jax.Array = 1.0,
+    *,
+    chunk: int | None = None,
+    path: str = "auto",
 ) -> jax.Array:
     """Soft mask (..., H, W) float32 in [0, 1] of ``mesh``, differentiable w.r.t. vertices and pose.
 

@@ -11,13 +11,22 @@ static number of steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
+from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.transforms import apply_pose, invert_pose
 
+Boxes = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+"""Per-triangle pixel boxes (col0, row0, ncols, nrows), each (F,) int32."""
 
-def pixel_boxes(camera, pose, tri, pad=0.0):
+
+def pixel_boxes(
+    camera: Camera | OrthographicCamera, pose: jax.Array, tri: jax.Array, pad: float | jax.Array = 0.0
+) -> Boxes:
     """Pixels whose centres may see each triangle: (col0, row0, ncols, nrows), each (F,) int32.
 
     A box holds every pixel centre within ``pad + margin`` px of the projected triangle's
@@ -57,7 +66,7 @@ def pixel_boxes(camera, pose, tri, pad=0.0):
     return col0, row0, ncols, nrows
 
 
-def pair_loop(boxes, width, chunk, body, carry):
+def pair_loop(boxes: Boxes, width: int, chunk: int, body: Callable[..., Any], carry: Any) -> Any:
     """Run ``body(carry, face, pixel, live)`` over every (triangle, pixel in its box) pair.
 
     Pairs are numbered triangle by triangle (prefix sums of the box areas) and handed out

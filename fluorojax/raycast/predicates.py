@@ -51,7 +51,7 @@ def _expansion_sign(x3, x2, x1, x0):
     return jnp.where(x3 != 0, jnp.sign(x3), s)
 
 
-def det2_sign(ax, ay, bx, by):
+def det2_sign(ax: jax.Array, ay: jax.Array, bx: jax.Array, by: jax.Array) -> jax.Array:
     """Exact sign (-1, 0, 1 as float32) of ax * by - ay * bx for float32 inputs (broadcasting)."""
     a1, a0 = _two_product(ax, by)
     b1, b0 = _two_product(ay, bx)

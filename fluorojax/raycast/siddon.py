@@ -37,29 +37,51 @@ but not toward its entry/exit depths: rays grazing a voxel edge within rounding 
 otherwise report a label they do not really cross."""
 
 
+Integrals = jax.Array | tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+"""What an exact traversal returns: the (R, C) integrals, or with labels those and the
+(R, n_labels) travel, first entry and last exit."""
+
+
+class SiddonSettings(NamedTuple):
+    """Static settings of one exact traversal (hashable: a jit cache key).
+
+    Attributes:
+      shape: (I, J, K) grid shape.
+      chunk: rays per chunk of the traversal; bounds memory and tightens each chunk's step
+        count (``siddon_slab`` chunks by its own element budget instead).
+      n_labels: number of label channels; 0 to skip label travel.
+      n_materials: number of material classes of a segmented volume, or 0.
+    """
+
+    shape: tuple[int, int, int]
+    chunk: int = DEFAULT_CHUNK
+    n_labels: int = 0
+    n_materials: int = 0
+
+
 class _Rays(NamedTuple):
     """Per-ray constants of a traversal; per-axis fields are 3-tuples of (R,) arrays."""
 
-    s: tuple  # start, grid coordinates
-    inv_d: tuple  # 1 / (t - s); 1 on axes the ray does not move along
-    step: tuple  # float +1 / -1 / 0
-    alpha_in: jnp.ndarray  # (R,)
-    alpha_out: jnp.ndarray  # (R,)
-    entry_axis: jnp.ndarray  # (R,) int
-    exit_axis: jnp.ndarray  # (R,) int
-    face: tuple  # grid coordinate of the next face on each axis (inf: never)
-    index: jnp.ndarray  # (R,) int32 flat index of the entry voxel
-    n_steps: jnp.ndarray  # () int32: steps the longest ray needs
+    s: tuple[jax.Array, jax.Array, jax.Array]  # start, grid coordinates
+    inv_d: tuple[jax.Array, jax.Array, jax.Array]  # 1 / (t - s); 1 on axes the ray does not move along
+    step: tuple[jax.Array, jax.Array, jax.Array]  # float +1 / -1 / 0
+    alpha_in: jax.Array  # (R,)
+    alpha_out: jax.Array  # (R,)
+    entry_axis: jax.Array  # (R,) int
+    exit_axis: jax.Array  # (R,) int
+    face: tuple[jax.Array, jax.Array, jax.Array]  # grid coordinate of the next face on each axis (inf: never)
+    voxel: jax.Array  # (R,) int32 flat index of the entry voxel
+    n_steps: jax.Array  # () int32: steps the longest ray needs
 
 
 class _Step(NamedTuple):
     """What one traversal step tells a visitor, (R,) each."""
 
-    index: jnp.ndarray  # flat voxel index
-    alpha: jnp.ndarray  # parameter where the segment starts
-    length: jnp.ndarray  # segment length in alpha units (0 once the ray is done)
-    crossed: jnp.ndarray  # bool: the segment ends on an interior face
-    axis: jnp.ndarray  # int: that face's axis
+    voxel: jax.Array  # flat voxel index
+    alpha: jax.Array  # parameter where the segment starts
+    length: jax.Array  # segment length in alpha units (0 once the ray is done)
+    crossed: jax.Array  # bool: the segment ends on an interior face
+    axis: jax.Array  # int: that face's axis
 
 
 def _strides(shape):
@@ -97,7 +119,7 @@ def _prepare(shape, s, t) -> _Rays:
         entry_axis=entry_axis,
         exit_axis=exit_axis,
         face=axes(face),
-        index=index,
+        voxel=index,
         n_steps=n_steps,
     )
 
@@ -117,14 +139,14 @@ def _traverse(shape, rays: _Rays, visit, carry):
         a_new = jnp.maximum(jnp.minimum(a_next, rays.alpha_out), alpha)
         crossed = a_next < rays.alpha_out
         axis = jnp.where(a_face[0] == a_next, 0, jnp.where(a_face[1] == a_next, 1, 2))
-        carry = visit(carry, _Step(index=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
+        carry = visit(carry, _Step(voxel=index, alpha=alpha, length=a_new - alpha, crossed=crossed, axis=axis))
         advance = tuple(a <= a_new for a in a_face)
         face = tuple(jnp.where(adv, f + st, f) for adv, f, st in zip(advance, face, rays.step))
         for adv, di in zip(advance, index_step):
             index = jnp.where(adv, index + di, index)
         return face, index, a_new, carry
 
-    state = (rays.face, rays.index, rays.alpha_in, carry)
+    state = (rays.face, rays.voxel, rays.alpha_in, carry)
     return jax.lax.fori_loop(0, rays.n_steps, body, state)[3]
 
 
@@ -190,9 +212,9 @@ def _forward_chunk(shape, n_labels, n_materials, voxels, channels, s, t):
 
     def visit(carry, step):
         acc, travel, entry, exit_ = carry
-        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(voxels, n_materials, step.index)[0]))
+        acc = tuple(a + v * step.length for a, v in zip(acc, _channels(voxels, n_materials, step.voxel)[0]))
         if n_labels:
-            slot = base + _gather(channels, step.index)
+            slot = base + _gather(channels, step.voxel)
             live = step.length > _MIN_DEPTH_PIECE
             travel = travel.at[slot].add(step.length, mode="promise_in_bounds")
             entry = entry.at[slot].min(jnp.where(live, step.alpha, jnp.inf), mode="promise_in_bounds")
@@ -216,7 +238,7 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
     def visit(carry, step):
         d_values, sums, gv_prev, pending, axis = carry
         # Only g . v enters the jumps, so the state keeps that scalar, not the C values.
-        v, material = _channels(voxels, n_materials, step.index)
+        v, material = _channels(voxels, n_materials, step.voxel)
         gv = sum(gc * vc for gc, vc in zip(g_channels, v))
         live = step.length > 0
         jump = jnp.where(live & pending, gv_prev - gv, 0.0)
@@ -224,9 +246,9 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
         if d_values is not None:
             if n_materials:  # the value's cotangent is its own class's channel of g
                 gm = sum(jnp.where(material == c, gc, 0.0) for c, gc in enumerate(g_channels))
-                d_values = d_values.at[step.index, 0].add(gm * step.length, mode="promise_in_bounds")
+                d_values = d_values.at[step.voxel, 0].add(gm * step.length, mode="promise_in_bounds")
             else:
-                d_values = d_values.at[step.index].add(g * step.length[:, None], mode="promise_in_bounds")
+                d_values = d_values.at[step.voxel].add(g * step.length[:, None], mode="promise_in_bounds")
         gv_prev = jnp.where(live, gv, gv_prev)
         pending = jnp.where(live, step.crossed, pending | step.crossed)
         axis = jnp.where(step.crossed, step.axis, axis)
@@ -250,15 +272,19 @@ def _backward_chunk(shape, n_materials, voxels, s, t, g, grad_values):
     return d_values, d_s, d_t
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def integrate(
+    settings: SiddonSettings,
+    values: jax.Array,
+    materials: jax.Array | None,
+    channels: jax.Array | None,
+    s: jax.Array,
+    t: jax.Array,
+) -> Integrals:
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
     Args:
-      shape: (I, J, K) grid shape (static).
-      chunk: rays per chunk (static); bounds memory and tightens each chunk's step count.
-      n_labels: number of label channels (static); 0 to skip label travel.
-      n_materials: number of material classes of a segmented volume (static), or 0.
+      settings: ``SiddonSettings`` (static): grid shape, chunk, n_labels, n_materials.
       values: (I * J * K, C) voxel values, C-order flattened grid; C = 1 when segmented.
       materials: (I * J * K,) int32 material class of every voxel in [0, n_materials), or
         None when ``n_materials`` is 0: the value of voxel v counts in channel materials[v].
@@ -272,6 +298,7 @@ def integrate(shape, chunk, n_labels, n_materials, values, materials, channels, 
       -inf where a ray misses the label). Multiply by the ray length for mm. Only the
       integrals are differentiable, with respect to ``values``, ``s`` and ``t``.
     """
+    shape, chunk, n_labels, n_materials = settings
     n = s.shape[0]
     fn = functools.partial(
         _forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels
@@ -284,13 +311,14 @@ def _apply(fn, args):
     return fn(*args)
 
 
-def _integrate_fwd(shape, chunk, n_labels, n_materials, values, materials, channels, s, t):
+def _integrate_fwd(settings, values, materials, channels, s, t):
     materials, channels = (None if x is None else x.value for x in (materials, channels))
-    out = integrate(shape, chunk, n_labels, n_materials, values.value, materials, channels, s.value, t.value)
+    out = integrate(settings, values.value, materials, channels, s.value, t.value)
     return out, (values.value, materials, s.value, t.value, values.perturbed)
 
 
-def _integrate_bwd(shape, chunk, n_labels, n_materials, residuals, g):
+def _integrate_bwd(settings, residuals, g):
+    shape, chunk, n_labels, n_materials = settings
     values, materials, s, t, want_values = residuals
     n = s.shape[0]
     if n_labels:

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from fluorojax.raycast._rays import clip_to_box, merge, split
+from fluorojax.raycast.siddon import Integrals, SiddonSettings
 
 ELEMENTS_PER_CHUNK = 1 << 26
 """Segments (rays x 3 x slabs) evaluated at once: about 3 GB of temporaries with the gradient."""
@@ -124,15 +125,25 @@ def _chunk(shape, n_labels, n_materials, values, materials, channels, s, t):
     return out, per_label(travel), per_label(entry), per_label(exit_)
 
 
-def integrate(shape, n_labels, n_materials, values, materials, channels, s, t, elements_per_chunk=ELEMENTS_PER_CHUNK):
+def integrate(
+    settings: SiddonSettings,
+    values: jax.Array,
+    materials: jax.Array | None,
+    channels: jax.Array | None,
+    s: jax.Array,
+    t: jax.Array,
+    elements_per_chunk: int = ELEMENTS_PER_CHUNK,
+) -> Integrals:
     """Exact integrals of a piecewise-constant grid along rays, in alpha units.
 
-    Arguments and results as ``siddon.integrate`` (same values to float32 rounding): shape
-    (I, J, K), n_labels, n_materials and ``elements_per_chunk`` static; values (I * J * K, C);
-    materials and channels (I * J * K,) int32 or None; s, t (R, 3) grid coordinates. Returns
-    (R, C), or with labels the tuple of that and (R, n_labels) travel, entry and exit.
-    Differentiable by autodiff with respect to ``values``, ``s`` and ``t``.
+    Arguments and results as ``siddon.integrate`` (same values to float32 rounding):
+    ``settings`` a ``SiddonSettings`` (static; its ``chunk`` is the traversal's, unused here)
+    and ``elements_per_chunk`` static; values (I * J * K, C); materials and channels
+    (I * J * K,) int32 or None; s, t (R, 3) grid coordinates. Returns (R, C), or with labels
+    the tuple of that and (R, n_labels) travel, entry and exit. Differentiable by autodiff with
+    respect to ``values``, ``s`` and ``t``.
     """
+    shape, n_labels, n_materials = settings.shape, settings.n_labels, settings.n_materials
     n = s.shape[0]
     chunk = max(1, min(n, elements_per_chunk // (3 * max(shape))))
     fn = jax.checkpoint(functools.partial(_chunk, shape, n_labels, n_materials, values, materials, channels))

@@ -233,7 +233,15 @@ _integrate.defvjp(_integrate_fwd, _integrate_bwd, symbolic_zeros=True)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), static_argnames=("_path",))
-def integrate(shape, n_samples, values, s, t, *, _path=None):
+def integrate(
+    shape: tuple[int, int, int],
+    n_samples: int,
+    values: jax.Array,
+    s: jax.Array,
+    t: jax.Array,
+    *,
+    _path: str | None = None,
+) -> jax.Array:
     """Midpoint-rule integrals of the trilinear interpolant along rays, in alpha units.
 
     Args:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from fluorojax.raycast.predicates import det2_sign
 
 
-def edge_layout(faces):
+def edge_layout(faces: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Canonical edges of each face: edge k joins corners (k + 1, k + 2) mod 3.
 
     faces: (F, 3) int32. Returns (lo, hi, orient): (F, 3) local corner of the lower / higher
@@ -45,7 +45,7 @@ def _one_of_three(k, a0, a1, a2):
     return jnp.where(k == 0, a0, jnp.where(k == 1, a1, a2))
 
 
-def plane_depth(origin, direction, tri, hit):
+def plane_depth(origin: jax.Array, direction: jax.Array, tri: jax.Array, hit: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Depth (...,) mm from ``origin`` along ``direction`` to the plane of ``tri`` where ``hit``
     (finite elsewhere), and the denominator ``direction . normal`` (...,)."""
     normal = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
@@ -54,7 +54,17 @@ def plane_depth(origin, direction, tri, hit):
     return num / jnp.where(hit, denom, 1.0), denom
 
 
-def crossing(origin, direction, t0, tri, lo, hi, orient, *, skip_exact: bool):
+def crossing(
+    origin: jax.Array,
+    direction: jax.Array,
+    t0: jax.Array,
+    tri: jax.Array,
+    lo: jax.Array,
+    hi: jax.Array,
+    orient: jax.Array,
+    *,
+    skip_exact: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Watertight test of rays against triangles, broadcasting over leading dimensions.
 
     origin: (..., 3) world mm (the source moved by t0 along the ray, near the mesh);

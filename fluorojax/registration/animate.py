@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
+from typing import IO, Any
 
 import jax
 import numpy as np
 
+from fluorojax.camera import Camera
 from fluorojax.raycast import render
+from fluorojax.volume import Volume
 
 
 @partial(jax.jit, static_argnames=("method", "render_kwargs"))
@@ -16,14 +20,14 @@ def _drrs(volume, camera, poses, method, render_kwargs):
     return jax.lax.map(lambda pose: render(volume, camera, pose, method, **dict(render_kwargs)), poses, batch_size=8)
 
 
-def edges(image, fraction: float = 0.1):
+def edges(image: np.ndarray | jax.Array, fraction: float = 0.1) -> np.ndarray:
     """(H, W) bool: the ``fraction`` of pixels with the largest gradient magnitude (central differences)."""
     gy, gx = np.gradient(np.asarray(image, np.float64))
     magnitude = np.hypot(gx, gy)
     return magnitude > np.quantile(magnitude, 1.0 - fraction)
 
 
-def overlay(target, drr):
+def overlay(target: np.ndarray | jax.Array, drr: np.ndarray | jax.Array) -> np.ndarray:
     """(H, W, 3) uint8: the target in grey (scaled to its 1-99 % quantiles), the DRR's edges in green."""
     t = np.asarray(target, np.float64)
     low, high = np.quantile(t, [0.01, 0.99])
@@ -33,7 +37,17 @@ def overlay(target, drr):
     return np.round(255 * rgb).astype(np.uint8)
 
 
-def write_animation(path, volume, camera, target_image, poses, *, method="siddon", duration_ms=80, render_kwargs=None):
+def write_animation(
+    path: str | os.PathLike | IO[bytes],
+    volume: Volume,
+    camera: Camera,
+    target_image: np.ndarray | jax.Array,
+    poses: np.ndarray | jax.Array,
+    *,
+    method: str = "siddon",
+    duration_ms: int = 80,
+    render_kwargs: dict[str, Any] | None = None,
+) -> str | os.PathLike | IO[bytes]:
     """Write an animated GIF to ``path`` (a file name or an open binary file): one frame per pose (N, 4, 4) world_from_camera, the
     DRR's edges over the target (H, W); the last frame lasts 1 s. Returns ``path``."""
     from PIL import Image

@@ -10,10 +10,13 @@ Pose errors compare two camera poses ``pose_a, pose_b`` (..., 4, 4) world_from_c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fluorojax.camera import Camera
 from fluorojax.transforms import apply_pose, invert_pose, rotation_angle
 
 _TINY = 1e-30  # variance (intensity^2) below which an image counts as constant
@@ -49,7 +52,7 @@ def _weighted_ncc(x, y, w, axis):
     return jnp.where(ok, cov / denom, 0.0)
 
 
-def ncc(x, y, mask=None):
+def ncc(x: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Zero-normalised cross-correlation of images x, y (H, W) -> scalar in [-1, 1].
 
     ``sum w (x - mean x)(y - mean y) / sqrt(sum w (x - mean x)^2 sum w (y - mean y)^2)`` with
@@ -66,7 +69,7 @@ def _patches(image, patch_size):
     return image.reshape(h, patch_size, w, patch_size).transpose(0, 2, 1, 3).reshape(h, w, patch_size * patch_size)
 
 
-def patch_ncc(x, y, mask=None, *, patch_size=13):
+def patch_ncc(x: jax.Array, y: jax.Array, mask: jax.Array | None = None, *, patch_size: int = 13) -> jax.Array:
     """Mean NCC over non-overlapping ``patch_size`` x ``patch_size`` patches -> scalar.
 
     Rows and columns beyond the last whole patch are ignored. Each patch counts by its mask
@@ -83,7 +86,14 @@ def patch_ncc(x, y, mask=None, *, patch_size=13):
     return jnp.sum(weight * local) / jnp.maximum(jnp.sum(weight), _TINY)
 
 
-def multiscale_ncc(x, y, mask=None, *, patch_sizes=(None, 13), weights=(0.5, 0.5)):
+def multiscale_ncc(
+    x: jax.Array,
+    y: jax.Array,
+    mask: jax.Array | None = None,
+    *,
+    patch_sizes: Sequence[int | None] = (None, 13),
+    weights: Sequence[float] = (0.5, 0.5),
+) -> jax.Array:
     """Weighted sum of NCCs at several patch sizes -> scalar.
 
     ``patch_sizes`` entries are ints (``patch_ncc``) or None (global ``ncc``); ``weights``
@@ -93,7 +103,7 @@ def multiscale_ncc(x, y, mask=None, *, patch_sizes=(None, 13), weights=(0.5, 0.5
         raise ValueError(
             f"multiscale_ncc: patch_sizes {patch_sizes!r} and weights {weights!r} must be non-empty and of equal length"
         )
-    total = 0.0
+    total = jnp.zeros((), jnp.float32)
     for size, weight in zip(patch_sizes, weights):
         term = ncc(x, y, mask) if size is None else patch_ncc(x, y, mask, patch_size=size)
         total = total + weight * term
@@ -108,7 +118,9 @@ def _sobel(image):
     return dcol, drow
 
 
-def gradient_ncc(x, y, mask=None, *, patch_size=None):
+def gradient_ncc(
+    x: jax.Array, y: jax.Array, mask: jax.Array | None = None, *, patch_size: int | None = None
+) -> jax.Array:
     """Gradient correlation: mean of the NCCs of the Sobel column and row derivatives -> scalar.
 
     Derivatives use the 3 x 3 Sobel kernels on the interior (H - 2, W - 2); the mask is cropped
@@ -124,7 +136,9 @@ def gradient_ncc(x, y, mask=None, *, patch_size=None):
     return 0.5 * (patch_ncc(xc, yc, inner, patch_size=patch_size) + patch_ncc(xr, yr, inner, patch_size=patch_size))
 
 
-def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
+def gradient_field_alignment(
+    x: jax.Array, y: jax.Array, mask: jax.Array | None = None, *, eps: float = 0.5
+) -> jax.Array:
     """Normalised gradient fields: mean squared cosine of the Sobel gradients' angle -> scalar in [0, 1].
 
     ``sum w (gx . gy)^2 / ((|gx|^2 + ex^2)(|gy|^2 + ey^2)) / sum w`` over the interior
@@ -150,7 +164,7 @@ def gradient_field_alignment(x, y, mask=None, *, eps=0.5):
     return jnp.sum(w * local) / total
 
 
-def soft_histogram_weights(values, bins, sigma):
+def soft_histogram_weights(values: jax.Array, bins: int, sigma: float | jax.Array) -> jax.Array:
     """Parzen (Gaussian) bin memberships of values (N,) in [0, 1] -> (N, bins), rows sum to 1.
 
     Bin centres are ``linspace(0, 1, bins)``; ``sigma`` is the kernel width in the same units.
@@ -170,7 +184,14 @@ def _unit_range(image, weight):
     return jnp.where(ok, (image - lo) / jnp.where(ok, span, 1.0), 0.5)
 
 
-def mutual_information(x, y, mask=None, *, bins=32, sigma=None):
+def mutual_information(
+    x: jax.Array,
+    y: jax.Array,
+    mask: jax.Array | None = None,
+    *,
+    bins: int = 32,
+    sigma: float | jax.Array | None = None,
+) -> jax.Array:
     """Mutual information (nats) of images x, y (H, W) from soft (Parzen) histograms -> scalar.
 
     Each image is rescaled to [0, 1] by its min and max (so MI is invariant to ``a x + b`` with
@@ -194,14 +215,14 @@ def mutual_information(x, y, mask=None, *, bins=32, sigma=None):
     return jnp.sum(jnp.where(ok, joint * jnp.log(ratio), 0.0))
 
 
-def rotation_error(pose_a, pose_b):
+def rotation_error(pose_a: jax.Array, pose_b: jax.Array) -> jax.Array:
     """Geodesic angle (...,) radians between the rotations of poses (..., 4, 4)."""
     pose_a = jnp.asarray(pose_a, jnp.float32)
     pose_b = jnp.asarray(pose_b, jnp.float32)
     return rotation_angle(pose_a[..., :3, :3], pose_b[..., :3, :3])
 
 
-def translation_error(pose_a, pose_b):
+def translation_error(pose_a: jax.Array, pose_b: jax.Array) -> jax.Array:
     """Distance (...,) mm between the translations (the X-ray source positions) of poses (..., 4, 4)."""
     pose_a = jnp.asarray(pose_a, jnp.float32)
     pose_b = jnp.asarray(pose_b, jnp.float32)
@@ -215,7 +236,7 @@ def _check_points(name, points):
     return points
 
 
-def mtre(pose_a, pose_b, points):
+def mtre(pose_a: jax.Array, pose_b: jax.Array, points: jax.Array) -> jax.Array:
     """Mean target registration error (...,) mm of world points (N, 3) mm under two poses.
 
     Each point is expressed in the camera frame of each pose, ``inv(pose) @ p``; the error is
@@ -230,7 +251,7 @@ def mtre(pose_a, pose_b, points):
     return jnp.mean(jnp.linalg.norm(ca - cb, axis=-1), axis=-1)
 
 
-def reprojection_error(camera, pose_a, pose_b, points):
+def reprojection_error(camera: Camera, pose_a: jax.Array, pose_b: jax.Array, points: jax.Array) -> jax.Array:
     """Mean distance (...,) in pixels between the projections of world points (N, 3) mm.
 
     Projections by ``camera.project`` under ``pose_a`` and ``pose_b`` (..., 4, 4); multiply by
@@ -244,7 +265,9 @@ def reprojection_error(camera, pose_a, pose_b, points):
     return jnp.mean(jnp.linalg.norm(ua - ub, axis=-1), axis=-1)
 
 
-def mean_projection_error(camera, pose_a, pose_b, points):
+def mean_projection_error(
+    camera: Camera, pose_a: jax.Array, pose_b: jax.Array, points: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """mPE: mean distance between the projections of world points (N, 3) mm under two poses.
 
     Returns (px (...,), mm (...,)): in pixels, and in mm on the detector (pixels scaled by the
@@ -259,7 +282,7 @@ def mean_projection_error(camera, pose_a, pose_b, points):
     return px, mm
 
 
-def mean_reprojection_error(camera, true_pose, pose, points):
+def mean_reprojection_error(camera: Camera, true_pose: jax.Array, pose: jax.Array, points: jax.Array) -> jax.Array:
     """mRPE (mean reprojection distance, van de Kraats et al. 2005): (...,) mm.
 
     Each world point (N, 3) mm is projected with ``true_pose``; the ray from ``pose``'s source
@@ -281,7 +304,9 @@ def mean_reprojection_error(camera, true_pose, pose, points):
     return jnp.mean(jnp.linalg.norm(offset - along * direction, axis=-1), axis=-1)
 
 
-def double_geodesic(pose_a, pose_b, sdd):
+def double_geodesic(
+    pose_a: jax.Array, pose_b: jax.Array, sdd: float | jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Double-geodesic distance of poses (..., 4, 4) as DiffPose/DiffDRR report it.
 
     Returns (angular (...,) mm, translational (...,) mm, double (...,) mm): the geodesic
@@ -293,7 +318,9 @@ def double_geodesic(pose_a, pose_b, sdd):
     return angular, translational, jnp.sqrt(angular * angular + translational * translational)
 
 
-def summarize(camera, true_poses, poses, points, *, success_mm: float = 1.0):
+def summarize(
+    camera: Camera, true_poses: jax.Array, poses: jax.Array, points: jax.Array, *, success_mm: float = 1.0
+) -> dict[str, float]:
     """Registration metrics over N cases as a dict of Python floats.
 
     Args:

@@ -9,17 +9,19 @@ factor is drawn from ``key``; ``MismatchSettings`` holds the ranges.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fluorojax import tools
+from fluorojax.camera import Camera
 from fluorojax.physics import add_scatter, mass_attenuation, mean_energy, neglog, poisson_noise, spectrum
 from fluorojax.raycast.mesh_render import render_mesh
 from fluorojax.simulate import render_polychromatic
 from fluorojax.transforms import make_pose, so3_exp
+from fluorojax.volume import Volume
 
 MM_PER_CM = 10.0
 
@@ -40,16 +42,20 @@ class MismatchSettings(NamedTuple):
       gamma: (low, high) exponent applied after windowing.
     """
 
-    kvps: tuple = (60, 80, 90, 100, 120)
-    photons: tuple = (1e3, 1e5)
-    scatter_to_primary: tuple = (0.1, 0.5)
+    kvps: tuple[int, ...] = (60, 80, 90, 100, 120)
+    photons: tuple[float, float] = (1e3, 1e5)
+    scatter_to_primary: tuple[float, float] = (0.1, 0.5)
     scatter_sigma_mm: float = 40.0
-    tools: tuple = (1, 3)
-    collimation: tuple = (0.0, 0.08)
+    tools: tuple[int, int] = (1, 3)
+    collimation: tuple[float, float] = (0.0, 0.08)
     shutter_transmission: float = 0.02
-    window_low: tuple = (0.0, 0.05)
-    window_high: tuple = (0.95, 1.0)
-    gamma: tuple = (0.7, 1.4)
+    window_low: tuple[float, float] = (0.0, 0.05)
+    window_high: tuple[float, float] = (0.95, 1.0)
+    gamma: tuple[float, float] = (0.7, 1.4)
+
+
+DEFAULT_MISMATCH = MismatchSettings()
+"""The ranges ``mismatched_target`` draws from by default."""
 
 
 _TOOLS = (tools.kwire(diameter=2.0, length=120.0), tools.cortical_screw(length=40.0, segments=12, rings_per_pitch=4))
@@ -77,7 +83,9 @@ def _tool_poses(rng, center, n):
     return poses
 
 
-def mismatched_target(key, hu_volume, camera, pose, settings: MismatchSettings = MismatchSettings()):
+def mismatched_target(
+    key: jax.Array, hu_volume: Volume, camera: Camera, pose: jax.Array, settings: MismatchSettings = DEFAULT_MISMATCH
+) -> tuple[jax.Array, dict[str, Any]]:
     """A radiograph-like target (H, W) in [0, 1] of a HU volume at ``pose``, and what was drawn.
 
     Args:

@@ -33,15 +33,16 @@ so repeated calls with the same shapes and settings compile once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import NamedTuple
+import os
+from collections.abc import Callable, Sequence
+from typing import IO, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fluorojax.camera import CAMERA_TYPES, Camera
+from fluorojax.camera import CAMERA_TYPES, Camera, OrthographicCamera
 from fluorojax.raycast import render
 from fluorojax.registration.metrics import gradient_field_alignment
 from fluorojax.registration.preprocess import saturation_mask
@@ -105,20 +106,29 @@ class RegistrationResult(NamedTuple):
       view_poses: (V, 4, 4) the final pose of every view (V = 1 for ``register``).
     """
 
-    pose: jnp.ndarray
-    loss: jnp.ndarray
-    losses: jnp.ndarray
-    poses: jnp.ndarray
-    level: jnp.ndarray
-    steps_taken: jnp.ndarray
-    start: jnp.ndarray
-    start_losses: jnp.ndarray
-    start_poses: jnp.ndarray
-    view_poses: jnp.ndarray
+    pose: jax.Array
+    loss: jax.Array
+    losses: jax.Array
+    poses: jax.Array
+    level: jax.Array
+    steps_taken: jax.Array
+    start: jax.Array
+    start_losses: jax.Array
+    start_poses: jax.Array
+    view_poses: jax.Array
 
     def animate(
-        self, path, volume, camera, target_image, *, method="siddon", every=1, duration_ms=80, render_kwargs=None
-    ):
+        self,
+        path: str | os.PathLike | IO[bytes],
+        volume: Volume,
+        camera: Camera,
+        target_image: np.ndarray | jax.Array,
+        *,
+        method: str = "siddon",
+        every: int = 1,
+        duration_ms: int = 80,
+        render_kwargs: dict[str, Any] | None = None,
+    ) -> str | os.PathLike | IO[bytes]:
         """Write an animated GIF of the DRR's edges (green) over the target, one frame per
         ``every`` steps of ``poses`` plus the final pose; see ``animate.write_animation``."""
         from fluorojax.registration.animate import write_animation
@@ -136,7 +146,12 @@ class RegistrationResult(NamedTuple):
         )
 
 
-def correction_to_pose(params, init_pose, pivot, parameterization="rotation_translation"):
+def correction_to_pose(
+    params: dict[str, jax.Array],
+    init_pose: jax.Array,
+    pivot: jax.Array,
+    parameterization: str = "rotation_translation",
+) -> jax.Array:
     """Pose (4, 4) world_from_camera from correction parameters about ``pivot``.
 
     Args:
@@ -159,7 +174,7 @@ def correction_to_pose(params, init_pose, pivot, parameterization="rotation_tran
     return init_pose @ invert_pose(correction)
 
 
-def pyramid_camera(camera: Camera, factor: int) -> Camera:
+def pyramid_camera(camera: Camera | OrthographicCamera, factor: int) -> Camera | OrthographicCamera:
     """The camera with ``factor`` times fewer and larger pixels covering the same detector.
 
     ``factor`` must divide the camera's height and width.
@@ -167,7 +182,7 @@ def pyramid_camera(camera: Camera, factor: int) -> Camera:
     return camera.binned(factor)
 
 
-def downsample(image, factor: int):
+def downsample(image: jax.Array, factor: int) -> jax.Array:
     """Mean over ``factor`` x ``factor`` blocks: (H, W) -> (H // factor, W // factor)."""
     h, w = image.shape[0] // factor, image.shape[1] // factor
     return image[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
@@ -278,7 +293,8 @@ def _search(volume, camera, target, mask, inits, pivot, settings):
     rotation = rotations[best // shifts.shape[0]]
     shift = shifts[best % shifts.shape[0]].astype(jnp.float32)
     depth = apply_pose(invert_pose(inits[0]), pivot)[2]
-    per_pixel = camera.pixel_size * depth / camera.sdd  # mm at the pivot's depth per (col, row) pixel
+    # mm at the pivot's depth per (col, row) pixel; parallel rays are not magnified
+    per_pixel = camera.pixel_size * depth / camera.sdd if isinstance(camera, Camera) else camera.pixel_size
     translation = jnp.stack([shift[:, 1] * per_pixel[0], shift[:, 0] * per_pixel[1], jnp.zeros_like(shift[:, 0])], -1)
     return {"rotation": rotation, "translation": translation}
 
@@ -395,22 +411,22 @@ def _per_level(name, value, n_levels):
 
 def register_views(
     volume: Volume,
-    cameras,
-    target_images,
-    init_poses,
+    cameras: Sequence[Camera | OrthographicCamera],
+    target_images: Sequence[jax.Array],
+    init_poses: jax.Array,
     *,
     similarity: Callable = gradient_field_alignment,
     method: str = "siddon",
-    steps=DEFAULT_STEPS,
-    scales=None,
-    lr_rotation=1e-2,
-    lr_translation=1.0,
+    steps: int | Sequence[int] = DEFAULT_STEPS,
+    scales: Sequence[int] | None = None,
+    lr_rotation: float | Sequence[float] | jax.Array = 1e-2,
+    lr_translation: float | Sequence[float] | jax.Array = 1.0,
     lr_decay: float = 0.05,
     optimizer: Callable = optax.adam,
     parameterization: str = "rotation_translation",
-    pivot=None,
-    masks=None,
-    search=False,
+    pivot: jax.Array | None = None,
+    masks: Sequence[jax.Array | None] | None = None,
+    search: bool | Search = False,
     patience: int = 20,
     tol: float = 1e-6,
     render_kwargs: dict | None = None,
@@ -514,24 +530,34 @@ def register_views(
     pivot = volume.center if pivot is None else jnp.asarray(pivot, jnp.float32)
     if pivot.shape != (3,):
         raise ValueError(f"register: pivot must be (3,) world mm, got shape {pivot.shape}")
+    grid_search: Search | None
     if search is True:
-        search = Search()
+        grid_search = Search()
     elif search is False or search is None:
-        search = None
-    elif not isinstance(search, Search):
+        grid_search = None
+    elif isinstance(search, Search):
+        grid_search = search
+    else:
         raise TypeError(f"register: search must be a bool or a Search, got {type(search).__name__}")
     shift = 0
-    if search is not None:
+    if grid_search is not None:
         if parameterization != "rotation_translation":
             raise ValueError(
                 f"register: search needs parameterization 'rotation_translation', got {parameterization!r}"
             )
-        if search.points < 1 or search.points % 2 == 0 or search.keep < 1 or search.keep > search.points**3:
-            raise ValueError(f"register: Search needs an odd number of points and 1 <= keep <= points^3, got {search}")
+        points, keep = grid_search.points, grid_search.keep
+        if points < 1 or points % 2 == 0 or keep < 1 or keep > points**3:
+            raise ValueError(
+                f"register: Search needs an odd number of points and 1 <= keep <= points^3, got {grid_search}"
+            )
         coarse = pyramid_camera(cameras[0], scales[0])
-        first = inits.reshape(-1, len(cameras), 4, 4)[:, 0]
-        depth = float(np.min(np.asarray(apply_pose(invert_pose(first), pivot))[:, 2]))
-        shift = int(math.ceil(search.range_mm * float(cameras[0].sdd) / (depth * float(np.min(coarse.pixel_size)))))
+        pixel = float(np.min(coarse.pixel_size))
+        if isinstance(cameras[0], Camera):  # magnified by sdd / depth at the pivot's depth
+            first = inits.reshape(-1, len(cameras), 4, 4)[:, 0]
+            depth = float(np.min(np.asarray(apply_pose(invert_pose(first), pivot))[:, 2]))
+            shift = int(math.ceil(grid_search.range_mm * float(cameras[0].sdd) / (depth * pixel)))
+        else:  # parallel rays: no magnification
+            shift = int(math.ceil(grid_search.range_mm / pixel))
 
     settings = Settings(
         similarity,
@@ -542,7 +568,7 @@ def register_views(
         optimizer,
         parameterization,
         int(patience),
-        search,
+        grid_search,
         shift,
     )
     batch = inits if inits.ndim == 4 else inits[None]
@@ -564,7 +590,15 @@ def register_views(
     return RegistrationResult(pose, loss, losses, poses, level, taken, start, start_losses, start_poses, view_poses)
 
 
-def register(volume: Volume, camera: Camera, target_image, init_pose, *, mask=None, **options) -> RegistrationResult:
+def register(
+    volume: Volume,
+    camera: Camera | OrthographicCamera,
+    target_image: jax.Array,
+    init_pose: jax.Array,
+    *,
+    mask: jax.Array | None = None,
+    **options: Any,
+) -> RegistrationResult:
     """Find the camera pose whose DRR of ``volume`` best matches ``target_image``.
 
     ``register_views`` with one view: ``camera`` a ``Camera``, ``target_image`` (H, W),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 
-def saturation_mask(image, *, margin: int = 2, min_fraction: float = 0.002):
+def saturation_mask(image: jax.Array, *, margin: int = 2, min_fraction: float = 0.002) -> jax.Array:
     """(H, W) float32 weights in {0, 1}: 0 on saturated pixels and within ``margin`` pixels of them.
 
     A pixel is saturated when it equals the image's minimum or maximum and that extreme value
