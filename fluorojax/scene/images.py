@@ -143,7 +143,7 @@ def render_scene_images(
         poses = np.stack([p.view.pose(prepared.anatomy.frame) for p in padded])
         spectra = [_spectrum(spec, p.device)[0] for p in padded]
         keys = jnp.stack([jax.random.fold_in(p.key, NOISE) for p in padded]) if noise else None
-        photons = [p.device.photons for p in padded] if noise else None
+        photons = np.asarray([p.device.photons for p in padded], np.float32) if noise else None
         out = render_scene(
             prepared.densities,
             prepared.label_ids,

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from fluorojax.camera import CAMERA_TYPES, Camera
 from fluorojax.mesh import Mesh
@@ -189,11 +190,11 @@ def render_scene(
     densities: Volume,
     label_ids: Sequence[int],
     cameras: Sequence[Camera],
-    poses: jax.Array,
+    poses: ArrayLike,
     spectra: Sequence[tuple[jax.Array, jax.Array]],
     tools: Sequence[Tool] = (),
     keys: jax.Array | None = None,
-    photons: jax.Array | None = None,
+    photons: ArrayLike | None = None,
     *,
     materials: Sequence[str],
     tool_materials: Sequence[str] = (),
