@@ -16,49 +16,54 @@ mm, 2.9 mm cannula, 16 mm partial thread) and a 3.5 mm-screw plate.
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fluorojax import _validate
-from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
+from fluorojax._pytree import PyTree, field
 from fluorojax.mesh import Mesh
 
 STAINLESS_STEEL_DENSITY = 8.0
 TITANIUM_DENSITY = 4.506
 
 
-@pytree_dataclass
-class Tool:
-    """A rigid tool: ``mesh`` (mm), ``density`` (g/cm^3, a leaf) and ``material`` / ``name`` (static)."""
+def _mesh(value: Any) -> Mesh:
+    if not isinstance(value, Mesh):
+        raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(value).__name__}")
+    return value
 
-    mesh: Mesh
-    density: jnp.ndarray
-    material: str = static_field()
-    name: str = static_field()
 
-    def __init__(self, mesh, material, density, name="tool"):
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(mesh).__name__}")
-        if not isinstance(material, str) or not material:
-            raise ValueError(f"Tool material must be a non-empty material name, got {material!r}")
-        if is_concrete(density):
-            _validate.positive_number("Tool density", density, unit="g/cm^3")
-        object.__setattr__(self, "mesh", mesh)
-        object.__setattr__(self, "density", jnp.asarray(density, jnp.float32))
-        object.__setattr__(self, "material", material)
-        object.__setattr__(self, "name", str(name))
+def _material(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"Tool material must be a non-empty material name, got {value!r}")
+    return value
 
-    def place(self, world_from_mesh) -> Tool:
+
+def _density(value: ArrayLike) -> jax.Array:
+    return _validate.array("Tool density (g/cm^3)", value, jnp.float32)
+
+
+class Tool(PyTree):
+    """A rigid tool: ``mesh`` (mm), ``density`` (g/cm^3, a leaf) and ``material`` / ``name`` (static).
+
+    A concrete density must be positive and finite (``__check_values__``); ``place`` moves the
+    tool without reading its values."""
+
+    mesh: Mesh = field(converter=_mesh)
+    material: str = field(static=True, converter=_material)
+    density: jax.Array = field(converter=_density)
+    name: str = field(static=True, default="tool", converter=str)
+
+    def __check_values__(self) -> None:
+        _validate.positive_number("Tool density", self.density, unit="g/cm^3")
+
+    def place(self, world_from_mesh: ArrayLike) -> Tool:
         """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
-        out = object.__new__(Tool)
-        for field, value in (
-            ("mesh", self.mesh.transform(world_from_mesh)),
-            ("density", self.density),
-            ("material", self.material),
-            ("name", self.name),
-        ):
-            object.__setattr__(out, field, value)
-        return out
+        return self.replace(mesh=self.mesh.transform(world_from_mesh))
 
 
 def _tool(vertices, faces, material, density, name):
