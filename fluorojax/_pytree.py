@@ -35,7 +35,7 @@ import contextlib
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import jax
 
@@ -138,25 +138,26 @@ class PyTree:
     """Base of the package's pytrees: a subclass is a frozen dataclass registered as a pytree,
     built by a generated ``__init__`` (see the module docstring for the steps and the hooks)."""
 
-    _converters: dict[str, Callable[[Any], Any] | None]
+    _converters: ClassVar[dict[str, Callable[[Any], Any] | None]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _register(cls)
 
-    if TYPE_CHECKING:  # the generated __init__ takes the fields, which mypy cannot read through converters
+    if TYPE_CHECKING:  # what the subclass's dataclass adds, as mypy cannot read fields through converters
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     def _leaves(self) -> list[Any]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("static")]  # type: ignore[arg-type]
+        return [getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("static")]
 
     def replace(self: _P, **changes: Any) -> _P:
         """A copy with ``changes`` (field name -> value), built like ``dataclasses.replace``:
         converters on the changed fields, ``__post_init__`` and ``__check_init__``; no
         host-side value scan (``__check_values__``), so no array is read. Fields declared
         ``init=False`` are kept."""
-        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)
         settable = {f.name for f in fields if f.init}
         unknown = sorted(set(changes) - settable)
         if unknown:

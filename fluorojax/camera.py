@@ -20,7 +20,7 @@ their common methods (``rays``, ``ray_directions``, ``projection_matrix``, ``pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
@@ -289,7 +289,11 @@ CAMERA_TYPES = (Camera, OrthographicCamera)
 """The imagers every renderer accepts."""
 
 
-def look_at(source: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) -> jax.Array:
+def look_at(
+    source: ArrayLike | Sequence[float],
+    target: ArrayLike | Sequence[float],
+    up: ArrayLike | Sequence[float] = (0.0, 0.0, 1.0),
+) -> jax.Array:
     """Pose (4, 4) world_from_camera of a source at ``source`` looking at ``target`` (world mm).
 
     ``up`` (3,) is the world direction that appears at the top of the image (row 0); it must
@@ -324,7 +328,10 @@ _AP_ROTATION = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0]], 
 
 
 def carm_pose(
-    lao_deg: ArrayLike, cra_deg: ArrayLike, source_to_isocenter: ArrayLike, isocenter: ArrayLike = (0.0, 0.0, 0.0)
+    lao_deg: ArrayLike,
+    cra_deg: ArrayLike,
+    source_to_isocenter: ArrayLike,
+    isocenter: ArrayLike | Sequence[float] = (0.0, 0.0, 0.0),
 ) -> jax.Array:
     """Pose (..., 4, 4) world_from_camera of a C-arm from its two angles, world = RAS+ mm.
 

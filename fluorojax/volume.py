@@ -140,7 +140,7 @@ class Volume(PyTree):
             raise ValueError(f"Volume affine is singular (det {np.linalg.det(affine[:3, :3]):.3g}):\n{affine}")
         if self.labels is not None and self.labels.size and int(self.labels.min()) < 0:
             raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {int(self.labels.min())}")
-        if self.materials is not None and self.materials.size:
+        if self.materials is not None and self.n_materials is not None and self.materials.size:
             low, high = int(self.materials.min()), int(self.materials.max())
             if low < 0 or high >= self.n_materials:
                 raise ValueError(f"material classes must lie in [0, {self.n_materials}), got range [{low}, {high}]")
@@ -185,7 +185,7 @@ def _read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such NIfTI file: {path}")
     try:
-        image = nib.load(path)
+        image: Any = nib.load(path)  # any image nibabel reads; a NIfTI one has dataobj and affine
         data = np.asarray(image.dataobj)
     except Exception as err:  # nibabel raises many types for bad files
         raise ValueError(f"cannot read {path} as NIfTI (.nii or .nii.gz): {err}") from err
