@@ -138,10 +138,13 @@ class Volume(PyTree):
             raise ValueError(f"Volume affine's last row must be [0, 0, 0, 1], got {affine[3].tolist()}")
         if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
             raise ValueError(f"Volume affine is singular (det {np.linalg.det(affine[:3, :3]):.3g}):\n{affine}")
-        if self.labels is not None and self.labels.size and int(self.labels.min()) < 0:
-            raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {int(self.labels.min())}")
+        if self.labels is not None and self.labels.size:
+            lowest = int(np.asarray(self.labels).min())
+            if lowest < 0:
+                raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {lowest}")
         if self.materials is not None and self.n_materials is not None and self.materials.size:
-            low, high = int(self.materials.min()), int(self.materials.max())
+            materials = np.asarray(self.materials)
+            low, high = int(materials.min()), int(materials.max())
             if low < 0 or high >= self.n_materials:
                 raise ValueError(f"material classes must lie in [0, {self.n_materials}), got range [{low}, {high}]")
 
@@ -232,7 +235,8 @@ def hu_to_mu(volume: Volume, mu_water: float = MU_WATER_PER_MM, mu_air: float = 
     ``mu = mu_water + HU / 1000 * (mu_water - mu_air)``, clipped at 0: the definition of the
     Hounsfield scale, inverted. The default ``mu_water`` is water at about 60 keV
     (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept. Concrete ``mu_water`` (> 0) and
-    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type.
+    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type; the volume's values are
+    not read on the host (the result is derived with ``replace``, which scans nothing).
     """
     if is_concrete(mu_water, mu_air):
         water = _validate.positive_number("hu_to_mu mu_water", mu_water, unit="1/mm")
