@@ -23,12 +23,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from fluorojax._pytree import is_concrete
 
 __all__ = [
     "BYTES_PER_PIXEL",
     "ArgumentTypeError",
+    "array",
     "boolean",
     "choice",
     "finite_array",
@@ -202,6 +204,30 @@ def float_array(name: str, value: object, trailing: tuple[int, ...] = ()) -> jax
         wanted = "(..., " + ", ".join(map(str, trailing)) + ")"
         raise ValueError(f"{name} must have shape {wanted}, got shape {array.shape}")
     return array
+
+
+def array(name: str, value: Any, dtype: DTypeLike, *, what: str | None = None) -> jax.Array:
+    """``value`` as a JAX array of ``dtype``, its kind judged by its dtype alone: no value is read,
+    so this costs nothing on device arrays and works on tracers (the pytrees' converters).
+
+    An integer ``dtype`` takes integers only, a float one integers and floats; strings, None,
+    bools, complex numbers and objects raise ArgumentTypeError naming ``name`` and ``what`` was
+    expected (default "real numbers" or "integers")."""
+    integer = jnp.issubdtype(dtype, jnp.integer)
+    what = what or ("integers" if integer else "real numbers")
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ArgumentTypeError(f"{name} must be an array of {what}, got {_describe(value)}")
+    if not hasattr(value, "dtype"):  # Python numbers and sequences
+        try:
+            value = jnp.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise ArgumentTypeError(f"{name} must be an array of {what}, got {_describe(value)} ({err})") from None
+    kind = np.dtype(value.dtype)
+    if kind == np.bool_ or not (
+        jnp.issubdtype(kind, jnp.integer) or (not integer and jnp.issubdtype(kind, jnp.floating))
+    ):
+        raise ArgumentTypeError(f"{name} must be an array of {what}, got dtype {kind}")
+    return jnp.asarray(value, dtype)
 
 
 def size(name: str, value: Any) -> tuple[int, int]:

@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
+from fluorojax import _validate
+from fluorojax._pytree import PyTree, field, is_concrete
 from fluorojax.transforms import apply_pose
 
 
-def _check_finite(v, context: str) -> None:
+def _check_finite(v: np.ndarray, context: str) -> None:
     bad = ~np.isfinite(v).all(axis=1)
     if bad.any():
         raise ValueError(
@@ -44,7 +48,7 @@ def _check_finite(v, context: str) -> None:
         )
 
 
-def _topology(vertices, faces):
+def _topology(vertices: np.ndarray, faces: np.ndarray) -> tuple[int, float]:
     """(open edges, enclosed volume mm^3) of a mesh, vertices at equal coordinates merged.
 
     An undirected edge is open when the faces using it in one direction are not as many as
@@ -63,18 +67,24 @@ def _topology(vertices, faces):
     return int(np.count_nonzero(balance)), volume
 
 
-def _check_mesh(vertices, faces) -> None:
-    """Raise ValueError unless (V, 3) finite vertices and (F, 3) valid, non-degenerate faces."""
-    v = np.asarray(vertices)
-    f = np.asarray(faces)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"Mesh vertices must be (V, 3) mm, got shape {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"Mesh faces must be (F, 3) vertex indices, got shape {f.shape}")
-    if v.shape[0] == 0 or f.shape[0] == 0:
-        raise ValueError(f"Mesh is empty: {v.shape[0]} vertices and {f.shape[0]} faces; expected at least one triangle")
-    if not np.issubdtype(f.dtype, np.integer):
-        raise TypeError(f"Mesh faces must be integer vertex indices, got dtype {f.dtype}")
+def _vertices(value: ArrayLike) -> jax.Array:
+    """(V, 3) float32 mm."""
+    vertices = _validate.array("Mesh vertices", value, jnp.float32)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"Mesh vertices must be (V, 3) mm, got shape {vertices.shape}")
+    return vertices
+
+
+def _faces(value: ArrayLike) -> jax.Array:
+    """(F, 3) int32 vertex indices."""
+    faces = _validate.array("Mesh faces", value, jnp.int32, what="integer vertex indices")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"Mesh faces must be (F, 3) vertex indices, got shape {faces.shape}")
+    return faces
+
+
+def _check_values(v: np.ndarray, f: np.ndarray) -> None:
+    """Raise ValueError unless the vertices are finite and the faces valid and non-degenerate."""
     _check_finite(v, "Mesh has")
     if f.min() < 0 or f.max() >= v.shape[0]:
         raise ValueError(
@@ -93,39 +103,47 @@ def _check_mesh(vertices, faces) -> None:
         )
 
 
-@pytree_dataclass
-class Mesh:
+class Mesh(PyTree):
     """A triangle mesh in world mm: ``vertices`` (V, 3) float32, ``faces`` (F, 3) int32.
 
     Both are pytree leaves, so a mesh can be jitted over, vmapped over (equal shapes) and
-    differentiated with respect to its vertices. ``open_edges`` (static): the number of edges
-    not matched by one in the opposite direction, 0 for a closed mesh, None when unknown (built
-    from traced arrays). Built from concrete arrays, a closed inside-out mesh is turned
-    outward (see the module docstring).
+    differentiated with respect to its vertices. ``open_edges`` (static, not an argument): the
+    number of edges not matched by one in the opposite direction, 0 for a closed mesh, None when
+    unknown (built from traced arrays). ``Mesh(vertices, faces)`` of concrete arrays reads them on
+    the host (``__check_values__``: finite vertices, valid and non-degenerate faces, the
+    topology) and turns a closed inside-out mesh outward (see the module docstring); kinds and
+    shapes are checked on every construction. ``replace`` and ``transform`` keep ``open_edges``
+    (the topology of the faces), so they suit moved or deformed vertices; new faces make a new
+    ``Mesh``.
     """
 
-    vertices: jnp.ndarray
-    faces: jnp.ndarray
-    open_edges: int | None = static_field(default=None)
+    vertices: jax.Array = field(converter=_vertices)
+    faces: jax.Array = field(converter=_faces)
+    open_edges: int | None = field(static=True, default=None, init=False)
 
-    def __init__(self, vertices, faces):
-        open_edges = None
-        if is_concrete(vertices, faces):
-            _check_mesh(vertices, faces)
-            open_edges, volume = _topology(vertices, faces)
-            if open_edges == 0 and volume < 0:
-                warnings.warn(
-                    f"Mesh is inside out (closed, enclosed volume {volume:.4g} mm^3 < 0): its faces are reversed to face outward",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                faces = np.asarray(faces)[:, ::-1]
-        object.__setattr__(self, "vertices", jnp.asarray(vertices, jnp.float32))
-        object.__setattr__(self, "faces", jnp.asarray(faces, jnp.int32))
-        object.__setattr__(self, "open_edges", open_edges)
+    def __check_init__(self) -> None:
+        if self.vertices.shape[0] == 0 or self.faces.shape[0] == 0:
+            raise ValueError(
+                f"Mesh is empty: {self.vertices.shape[0]} vertices and {self.faces.shape[0]} faces; "
+                "expected at least one triangle"
+            )
+
+    def __check_values__(self) -> None:
+        """Check the values on the host, read the topology into ``open_edges`` and reverse the
+        faces of a closed inside-out mesh (with a UserWarning)."""
+        vertices, faces = np.asarray(self.vertices), np.asarray(self.faces)
+        _check_values(vertices, faces)
+        self.open_edges, volume = _topology(vertices, faces)
+        if self.open_edges == 0 and volume < 0:
+            warnings.warn(
+                f"Mesh is inside out (closed, enclosed volume {volume:.4g} mm^3 < 0): its faces are reversed to face outward",
+                UserWarning,
+                stacklevel=3,  # the caller of Mesh(...), through the generated __init__
+            )
+            self.faces = self.faces[:, ::-1]
 
     @classmethod
-    def from_trimesh(cls, mesh) -> Mesh:
+    def from_trimesh(cls, mesh: Any) -> Mesh:
         """From a ``trimesh.Trimesh`` whose coordinates are world mm."""
         import trimesh
 
@@ -133,7 +151,7 @@ class Mesh:
             raise TypeError(f"Mesh.from_trimesh expects a trimesh.Trimesh, got {type(mesh).__name__}")
         return cls(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32))
 
-    def to_trimesh(self):
+    def to_trimesh(self) -> Any:
         """A ``trimesh.Trimesh`` copy (float64 vertices, no processing)."""
         import trimesh
 
@@ -152,20 +170,18 @@ class Mesh:
         """True for a closed surface, False for an open one, None when unknown."""
         return None if self.open_edges is None else self.open_edges == 0
 
-    def transform(self, world_from_mesh) -> Mesh:
+    def transform(self, world_from_mesh: ArrayLike) -> Mesh:
         """The mesh moved by a rigid (4, 4) ``world_from_mesh`` transform (mm); jit / grad safe.
 
         A concrete transform must be finite with a rotation of positive determinant (a
         reflection would turn the mesh inside out): ValueError otherwise. The topology
         (``open_edges``) is kept.
         """
-        world_from_mesh = jnp.asarray(world_from_mesh, jnp.float32)
-        if world_from_mesh.shape != (4, 4):
-            raise ValueError(
-                f"Mesh.transform expects a (4, 4) world_from_mesh transform, got shape {world_from_mesh.shape}"
-            )
-        if is_concrete(world_from_mesh):
-            m = np.asarray(world_from_mesh, np.float64)
+        transform = jnp.asarray(world_from_mesh, jnp.float32)
+        if transform.shape != (4, 4):
+            raise ValueError(f"Mesh.transform expects a (4, 4) world_from_mesh transform, got shape {transform.shape}")
+        if is_concrete(transform):
+            m = np.asarray(transform, np.float64)
             if not np.all(np.isfinite(m)):
                 raise ValueError(
                     f"Mesh.transform: world_from_mesh must be finite, got {int((~np.isfinite(m)).sum())} NaN/inf entries"
@@ -175,14 +191,10 @@ class Mesh:
                     f"Mesh.transform: world_from_mesh must be rigid (rotation determinant > 0), got determinant "
                     f"{np.linalg.det(m[:3, :3]):.4g}; a reflection turns the mesh inside out"
                 )
-        out = object.__new__(Mesh)
-        object.__setattr__(out, "vertices", apply_pose(world_from_mesh, self.vertices))
-        object.__setattr__(out, "faces", self.faces)
-        object.__setattr__(out, "open_edges", self.open_edges)
-        return out
+        return self.replace(vertices=apply_pose(transform, self.vertices))
 
 
-def load_mesh(path, *, scale: float = 1.0) -> Mesh:
+def load_mesh(path: str | os.PathLike, *, scale: float = 1.0) -> Mesh:
     """Load an STL / OBJ / PLY (any format trimesh reads) file as a ``Mesh``.
 
     Coordinates are multiplied by ``scale`` to give mm (e.g. 1000 for a file in metres).

@@ -16,49 +16,55 @@ mm, 2.9 mm cannula, 16 mm partial thread) and a 3.5 mm-screw plate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fluorojax import _validate
-from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
+from fluorojax._pytree import PyTree, field
 from fluorojax.mesh import Mesh
 
 STAINLESS_STEEL_DENSITY = 8.0
 TITANIUM_DENSITY = 4.506
 
 
-@pytree_dataclass
-class Tool:
-    """A rigid tool: ``mesh`` (mm), ``density`` (g/cm^3, a leaf) and ``material`` / ``name`` (static)."""
+def _mesh(value: Any) -> Mesh:
+    if not isinstance(value, Mesh):
+        raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(value).__name__}")
+    return value
 
-    mesh: Mesh
-    density: jnp.ndarray
-    material: str = static_field()
-    name: str = static_field()
 
-    def __init__(self, mesh, material, density, name="tool"):
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"Tool mesh must be a fluorojax.Mesh, got {type(mesh).__name__}")
-        if not isinstance(material, str) or not material:
-            raise ValueError(f"Tool material must be a non-empty material name, got {material!r}")
-        if is_concrete(density):
-            _validate.positive_number("Tool density", density, unit="g/cm^3")
-        object.__setattr__(self, "mesh", mesh)
-        object.__setattr__(self, "density", jnp.asarray(density, jnp.float32))
-        object.__setattr__(self, "material", material)
-        object.__setattr__(self, "name", str(name))
+def _material(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"Tool material must be a non-empty material name, got {value!r}")
+    return value
 
-    def place(self, world_from_mesh) -> Tool:
+
+def _density(value: ArrayLike) -> jax.Array:
+    return _validate.array("Tool density (g/cm^3)", value, jnp.float32)
+
+
+class Tool(PyTree):
+    """A rigid tool: ``mesh`` (mm), ``density`` (g/cm^3, a leaf) and ``material`` / ``name`` (static).
+
+    A concrete density must be positive and finite (``__check_values__``); ``place`` moves the
+    tool without reading its values."""
+
+    mesh: Mesh = field(converter=_mesh)
+    material: str = field(static=True, converter=_material)
+    density: jax.Array = field(converter=_density)
+    name: str = field(static=True, default="tool", converter=str)
+
+    def __check_values__(self) -> None:
+        _validate.positive_number("Tool density", self.density, unit="g/cm^3")
+
+    def place(self, world_from_mesh: ArrayLike) -> Tool:
         """The tool moved by a (4, 4) ``world_from_mesh`` rigid transform (mm)."""
-        out = object.__new__(Tool)
-        for field, value in (
-            ("mesh", self.mesh.transform(world_from_mesh)),
-            ("density", self.density),
-            ("material", self.material),
-            ("name", self.name),
-        ):
-            object.__setattr__(out, field, value)
-        return out
+        return self.replace(mesh=self.mesh.transform(world_from_mesh))
 
 
 def _tool(vertices, faces, material, density, name):
@@ -115,13 +121,13 @@ def _thread(theta, z, core, major, pitch):
 
 
 def kwire(
-    diameter=2.0,
-    length=150.0,
-    tip_length=None,
+    diameter: float = 2.0,
+    length: float = 150.0,
+    tip_length: float | None = None,
     *,
-    segments=24,
-    material="stainless_steel",
-    density=STAINLESS_STEEL_DENSITY,
+    segments: int = 24,
+    material: str = "stainless_steel",
+    density: float = STAINLESS_STEEL_DENSITY,
 ) -> Tool:
     """Kirschner wire with a three-facet trocar tip at the origin, shaft along +z to ``length``.
 
@@ -210,17 +216,17 @@ def _screw(
 
 
 def cortical_screw(
-    length=30.0,
-    major_diameter=3.5,
-    core_diameter=2.4,
-    pitch=1.25,
-    head_diameter=6.0,
-    head_height=2.4,
+    length: float = 30.0,
+    major_diameter: float = 3.5,
+    core_diameter: float = 2.4,
+    pitch: float = 1.25,
+    head_diameter: float = 6.0,
+    head_height: float = 2.4,
     *,
-    segments=32,
-    rings_per_pitch=8,
-    material="stainless_steel",
-    density=STAINLESS_STEEL_DENSITY,
+    segments: int = 32,
+    rings_per_pitch: int = 8,
+    material: str = "stainless_steel",
+    density: float = STAINLESS_STEEL_DENSITY,
 ) -> Tool:
     """Fully threaded cortical screw: tip at the origin, thread to z = ``length``, head above.
 
@@ -247,19 +253,19 @@ def cortical_screw(
 
 
 def cannulated_screw(
-    length=60.0,
-    major_diameter=7.0,
-    core_diameter=4.6,
-    pitch=2.75,
-    head_diameter=9.0,
-    head_height=3.5,
-    thread_length=16.0,
-    cannula_diameter=2.9,
+    length: float = 60.0,
+    major_diameter: float = 7.0,
+    core_diameter: float = 4.6,
+    pitch: float = 2.75,
+    head_diameter: float = 9.0,
+    head_height: float = 3.5,
+    thread_length: float = 16.0,
+    cannula_diameter: float = 2.9,
     *,
-    segments=32,
-    rings_per_pitch=8,
-    material="titanium",
-    density=TITANIUM_DENSITY,
+    segments: int = 32,
+    rings_per_pitch: int = 8,
+    material: str = "titanium",
+    density: float = TITANIUM_DENSITY,
 ) -> Tool:
     """Partially threaded cannulated screw: thread over the ``thread_length`` mm from the tip,
     a smooth shank (core diameter) up to the head, and a ``cannula_diameter`` bore end to end."""
@@ -297,15 +303,15 @@ def _extrude(points, triangles, thickness):
 
 
 def plate(
-    n_holes=6,
-    hole_diameter=3.6,
-    hole_spacing=12.0,
-    width=11.0,
-    thickness=3.3,
+    n_holes: int = 6,
+    hole_diameter: float = 3.6,
+    hole_spacing: float = 12.0,
+    width: float = 11.0,
+    thickness: float = 3.3,
     *,
-    segments=8,
-    material="stainless_steel",
-    density=STAINLESS_STEEL_DENSITY,
+    segments: int = 8,
+    material: str = "stainless_steel",
+    density: float = STAINLESS_STEEL_DENSITY,
 ) -> Tool:
     """Straight bone plate with a row of round holes on its centre line.
 
@@ -341,7 +347,14 @@ def plate(
     return _tool(vertices, faces, material, density, "plate")
 
 
-def cylinder(radius, height, *, segments=32, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+def cylinder(
+    radius: float,
+    height: float,
+    *,
+    segments: int = 32,
+    material: str = "stainless_steel",
+    density: float = STAINLESS_STEEL_DENSITY,
+) -> Tool:
     """Solid cylinder along +z from z = 0 to ``height``."""
     _validate.positive_numbers("mm", radius=radius, height=height)
     segments = _validate.integer("cylinder segments", segments, minimum=3)
@@ -350,7 +363,9 @@ def cylinder(radius, height, *, segments=32, material="stainless_steel", density
     return _tool(vertices, faces, material, density, "cylinder")
 
 
-def box(extents, *, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+def box(
+    extents: ArrayLike | Sequence[float], *, material: str = "stainless_steel", density: float = STAINLESS_STEEL_DENSITY
+) -> Tool:
     """Axis-aligned box of ``extents`` (3,) mm centred on the origin."""
     import trimesh
 
@@ -360,7 +375,9 @@ def box(extents, *, material="stainless_steel", density=STAINLESS_STEEL_DENSITY)
     return _tool(mesh.vertices, mesh.faces, material, density, "box")
 
 
-def sphere(radius, *, subdivisions=3, material="stainless_steel", density=STAINLESS_STEEL_DENSITY) -> Tool:
+def sphere(
+    radius: float, *, subdivisions: int = 3, material: str = "stainless_steel", density: float = STAINLESS_STEEL_DENSITY
+) -> Tool:
     """Icosphere of ``radius`` centred on the origin (20 * 4**subdivisions triangles)."""
     import trimesh
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from importlib import resources
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fluorojax import _validate
-from fluorojax._pytree import is_concrete, pytree_dataclass, static_field
+from fluorojax._pytree import PyTree, field, is_concrete
 
 MU_WATER_PER_MM = 0.0206
 """Linear attenuation of water at an effective energy of about 60 keV, 1/mm (NIST XCOM:
@@ -25,8 +28,52 @@ MAX_MATERIALS = 16
 """Most material classes a segmented volume may have (their index shares a float32's bits)."""
 
 
-@pytree_dataclass
-class Volume:
+def _data(value: ArrayLike) -> jax.Array:
+    """(I, J, K) or (I, J, K, C) float32 values."""
+    data = _validate.array("Volume data", value, jnp.float32)
+    if data.ndim not in (3, 4):
+        raise ValueError(f"Volume data must be 3-D (I, J, K) or (I, J, K, C) with channels, got shape {data.shape}")
+    if min(data.shape) < 1:
+        raise ValueError(f"Volume data must have at least one voxel per axis, got shape {data.shape}")
+    return data
+
+
+def _affine(value: ArrayLike) -> jax.Array:
+    """(4, 4) float32 world_from_voxel."""
+    affine = _validate.array("Volume affine", value, jnp.float32)
+    if affine.shape != (4, 4):
+        raise ValueError(f"Volume affine must be (4, 4) world_from_voxel, got shape {affine.shape}")
+    return affine
+
+
+def _labels(value: ArrayLike | None) -> jax.Array | None:
+    """(I, J, K) int32 structure ids, or None.
+
+    A float label map is accepted when it holds whole numbers: converting it would otherwise
+    truncate, so a concrete one is read here (the one converter that reads values, and only for
+    float input)."""
+    if value is None:
+        return None
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+        if is_concrete(value):
+            host = np.asarray(value)
+            if not np.all(np.isfinite(host)) or np.any(host != np.round(host)):
+                raise ValueError("label map must hold integer ids, got non-integer values")
+        return jnp.asarray(value, jnp.int32)
+    return _validate.array("label map", value, jnp.int32, what="integer ids")
+
+
+def _materials(value: ArrayLike | None) -> jax.Array | None:
+    """(I, J, K) int32 material classes, or None."""
+    return None if value is None else _validate.array("materials", value, jnp.int32, what="integer class indices")
+
+
+def _n_materials(value: Any) -> int | None:
+    return None if value is None else _validate.integer("n_materials", value, minimum=1, maximum=MAX_MATERIALS)
+
+
+class Volume(PyTree):
     """A volume on a regular grid, with an optional label map on the same grid.
 
     Attributes:
@@ -44,40 +91,68 @@ class Volume:
         1e-6 relative.
       n_materials: number of material classes (static), given with ``materials``.
 
-    Concrete arrays are checked on construction (shapes, dtypes, finite data and affine, label
-    and class ranges; ValueError / TypeError naming the field). A Volume built inside
-    ``jax.jit`` from traced arrays is not scanned: NaN data there give NaN images.
+    Every construction checks kinds, dtypes and shapes (TypeError / ValueError naming the field),
+    traced arrays included. ``Volume(...)`` from concrete arrays also scans their values on the
+    host (``__check_values__``: finite data and affine, a non-singular affine, label ids >= 0,
+    classes in range); a Volume built inside ``jax.jit`` from traced arrays is not scanned (NaN
+    data there give NaN images), and neither is one derived from a checked volume
+    (``replace``, ``hu_to_mu``, ``dense``), which reads no array.
     """
 
-    data: jnp.ndarray
-    affine: jnp.ndarray
-    labels: jnp.ndarray | None = None
-    materials: jnp.ndarray | None = None
-    n_materials: int | None = static_field(default=None)
+    data: jax.Array = field(converter=_data)
+    affine: jax.Array = field(converter=_affine)
+    labels: jax.Array | None = field(default=None, converter=_labels)
+    materials: jax.Array | None = field(default=None, converter=_materials)
+    n_materials: int | None = field(static=True, default=None, converter=_n_materials)
 
-    def __init__(self, data, affine, labels=None, materials=None, n_materials=None):
-        if (materials is None) != (n_materials is None):
+    def __check_init__(self) -> None:
+        """Shapes that must agree: the label map and the material classes on the data's grid."""
+        if (self.materials is None) != (self.n_materials is None):
             raise ValueError(
-                f"materials and n_materials go together, got materials={'None' if materials is None else 'an array'}, "
-                f"n_materials={n_materials!r}"
+                f"materials and n_materials go together, got materials="
+                f"{'None' if self.materials is None else 'an array'}, n_materials={self.n_materials!r}"
             )
-        if is_concrete(data, affine, labels, materials):
-            data = _check_data(data)
-            affine = _check_affine(affine)
-            if labels is not None:
-                labels = _check_labels(labels, data.shape[:3])
-            if materials is not None:
-                materials = _check_materials(materials, n_materials, data.shape)
-        object.__setattr__(self, "data", jnp.asarray(data, jnp.float32))
-        object.__setattr__(self, "affine", jnp.asarray(affine, jnp.float32))
-        object.__setattr__(self, "labels", None if labels is None else jnp.asarray(labels, jnp.int32))
-        object.__setattr__(self, "materials", None if materials is None else jnp.asarray(materials, jnp.int32))
-        object.__setattr__(self, "n_materials", None if n_materials is None else int(n_materials))
+        if self.labels is not None and self.labels.shape != self.data.shape[:3]:
+            raise ValueError(f"label map shape {self.labels.shape} does not match the volume's {self.data.shape[:3]}")
+        if self.materials is not None:
+            if self.data.ndim != 3:
+                raise ValueError(
+                    f"a segmented volume (materials given) needs (I, J, K) data, got shape {self.data.shape}"
+                )
+            if self.materials.shape != self.data.shape:
+                raise ValueError(
+                    f"materials shape {self.materials.shape} does not match the volume's {self.data.shape}"
+                )
+
+    def __check_values__(self) -> None:
+        """The host-side scans of a volume built from concrete arrays (ValueError naming the field)."""
+        data = np.asarray(self.data)
+        bad = ~np.isfinite(data)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"Volume data has {int(bad.sum())} non-finite voxels (NaN/inf), first at index {first}")
+        affine = np.asarray(self.affine, np.float64)
+        if not np.all(np.isfinite(affine)):
+            raise ValueError(f"Volume affine must be finite, got\n{affine}")
+        if not np.allclose(affine[3], [0, 0, 0, 1]):
+            raise ValueError(f"Volume affine's last row must be [0, 0, 0, 1], got {affine[3].tolist()}")
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+            raise ValueError(f"Volume affine is singular (det {np.linalg.det(affine[:3, :3]):.3g}):\n{affine}")
+        if self.labels is not None and self.labels.size:
+            lowest = int(np.asarray(self.labels).min())
+            if lowest < 0:
+                raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {lowest}")
+        if self.materials is not None and self.n_materials is not None and self.materials.size:
+            materials = np.asarray(self.materials)
+            low, high = int(materials.min()), int(materials.max())
+            if low < 0 or high >= self.n_materials:
+                raise ValueError(f"material classes must lie in [0, {self.n_materials}), got range [{low}, {high}]")
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(I, J, K) voxels (the grid, without the channel axis)."""
-        return tuple(self.data.shape[:3])
+        i, j, k = self.data.shape[:3]
+        return (i, j, k)
 
     @property
     def channels(self) -> int | None:
@@ -87,12 +162,12 @@ class Volume:
         return self.data.shape[3] if self.data.ndim == 4 else None
 
     @property
-    def spacing(self):
+    def spacing(self) -> jax.Array:
         """(3,) mm: the length of each voxel axis in world units."""
         return jnp.linalg.norm(self.affine[:3, :3], axis=0)
 
     @property
-    def center(self):
+    def center(self) -> jax.Array:
         """(3,) world mm: the centre of the voxel grid."""
         half = (jnp.asarray(self.shape, jnp.float32) - 1.0) / 2.0
         return self.affine[:3, :3] @ half + self.affine[:3, 3]
@@ -103,88 +178,17 @@ class Volume:
         if self.materials is None:
             return self
         one_hot = self.materials[..., None] == jnp.arange(self.n_materials)
-        return Volume(jnp.where(one_hot, self.data[..., None], 0.0), self.affine, self.labels)
-
-    def replace(self, **changes) -> Volume:
-        """A copy with some fields replaced (validated like the constructor)."""
-        fields = {
-            "data": self.data,
-            "affine": self.affine,
-            "labels": self.labels,
-            "materials": self.materials,
-            "n_materials": self.n_materials,
-        }
-        fields.update(changes)
-        return Volume(**fields)
+        return self.replace(data=jnp.where(one_hot, self.data[..., None], 0.0), materials=None, n_materials=None)
 
 
-def _check_data(data):
-    data = np.asarray(data)
-    if data.ndim not in (3, 4):
-        raise ValueError(f"Volume data must be 3-D (I, J, K) or (I, J, K, C) with channels, got shape {data.shape}")
-    if min(data.shape) < 1:
-        raise ValueError(f"Volume data must have at least one voxel per axis, got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
-        raise TypeError(f"Volume data must be real numbers, got dtype {data.dtype}")
-    if np.issubdtype(data.dtype, np.floating):
-        bad = ~np.isfinite(data)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"Volume data has {int(bad.sum())} non-finite voxels (NaN/inf), first at index {first}")
-    return data
-
-
-def _check_affine(affine):
-    affine = _validate.real_array("Volume affine", affine)
-    if affine.shape != (4, 4):
-        raise ValueError(f"Volume affine must be (4, 4) world_from_voxel, got shape {affine.shape}")
-    if not np.all(np.isfinite(affine)):
-        raise ValueError(f"Volume affine must be finite, got\n{affine}")
-    if not np.allclose(affine[3], [0, 0, 0, 1]):
-        raise ValueError(f"Volume affine's last row must be [0, 0, 0, 1], got {affine[3].tolist()}")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise ValueError(f"Volume affine is singular (det {np.linalg.det(affine[:3, :3]):.3g}):\n{affine}")
-    return affine
-
-
-def _check_labels(labels, shape):
-    labels = np.asarray(labels)
-    if labels.shape != tuple(shape):
-        raise ValueError(f"label map shape {labels.shape} does not match the volume's {tuple(shape)}")
-    if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ValueError("label map must hold integer ids, got non-integer values")
-    elif not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"label map must hold integer ids, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"label ids must be >= 0 (0 = background), got minimum {labels.min()}")
-    return labels
-
-
-def _check_materials(materials, n_materials, data_shape):
-    _validate.integer("n_materials", n_materials, minimum=1, maximum=MAX_MATERIALS)
-    if len(data_shape) != 3:
-        raise ValueError(f"a segmented volume (materials given) needs (I, J, K) data, got shape {tuple(data_shape)}")
-    materials = np.asarray(materials)
-    if materials.shape != tuple(data_shape):
-        raise ValueError(f"materials shape {materials.shape} does not match the volume's {tuple(data_shape)}")
-    if not np.issubdtype(materials.dtype, np.integer):
-        raise TypeError(f"materials must hold integer class indices, got dtype {materials.dtype}")
-    if materials.size and (materials.min() < 0 or materials.max() >= n_materials):
-        raise ValueError(
-            f"material classes must lie in [0, {n_materials}), got range [{materials.min()}, {materials.max()}]"
-        )
-    return materials
-
-
-def _read_nifti(path):
+def _read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such NIfTI file: {path}")
     try:
-        image = nib.load(path)
+        image: Any = nib.load(path)  # any image nibabel reads; a NIfTI one has dataobj and affine
         data = np.asarray(image.dataobj)
     except Exception as err:  # nibabel raises many types for bad files
         raise ValueError(f"cannot read {path} as NIfTI (.nii or .nii.gz): {err}") from err
@@ -193,7 +197,7 @@ def _read_nifti(path):
     return data, np.asarray(image.affine, np.float64)
 
 
-def _read_image(path, series=None):
+def _read_image(path: str | os.PathLike, series: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if os.fspath(path).lower().endswith((".nii", ".nii.gz")):
         return _read_nifti(path)
     from fluorojax.io.images import read_image
@@ -201,7 +205,9 @@ def _read_image(path, series=None):
     return read_image(path, series)
 
 
-def load_volume(path, labels=None, series=None) -> Volume:
+def load_volume(
+    path: str | os.PathLike, labels: str | os.PathLike | None = None, series: str | int | None = None
+) -> Volume:
     """Read a CT and optionally its label map into a ``Volume``: NIfTI (.nii / .nii.gz), a DICOM
     series folder, NRRD or MetaImage (the last three through ``fluorojax.io.read_image``, which
     needs the ``dicom`` extra for DICOM and NRRD; ``series`` picks one series of a folder).
@@ -229,7 +235,8 @@ def hu_to_mu(volume: Volume, mu_water: float = MU_WATER_PER_MM, mu_air: float = 
     ``mu = mu_water + HU / 1000 * (mu_water - mu_air)``, clipped at 0: the definition of the
     Hounsfield scale, inverted. The default ``mu_water`` is water at about 60 keV
     (``MU_WATER_PER_MM``, 0.0206 / mm); labels are kept. Concrete ``mu_water`` (> 0) and
-    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type.
+    ``mu_air`` (>= 0, below ``mu_water``) are checked whatever their type; the volume's values are
+    not read on the host (the result is derived with ``replace``, which scans nothing).
     """
     if is_concrete(mu_water, mu_air):
         water = _validate.positive_number("hu_to_mu mu_water", mu_water, unit="1/mm")
@@ -254,7 +261,7 @@ def load_example() -> Volume:
     return load_volume(ct, labels=labels)
 
 
-def rays_hit_volume(volume: Volume, sources, targets) -> np.ndarray:
+def rays_hit_volume(volume: Volume, sources: ArrayLike, targets: ArrayLike) -> np.ndarray:
     """Which rays cross the volume's voxel grid (host-side NumPy, float64).
 
     Args:

@@ -5,6 +5,7 @@ import gzip
 from importlib import resources
 
 import jax
+import jax.numpy as jnp
 import nibabel as nib
 import numpy as np
 import pytest
@@ -115,6 +116,51 @@ def test_replace_validates_and_keeps_the_rest():
     assert new.labels is not None
     with pytest.raises(ValueError, match="label map shape"):
         vol.replace(data=np.ones((3, 3, 4), np.float32))
+
+
+def test_derived_volumes_read_no_values(monkeypatch):
+    """hu_to_mu, replace and dense derive a volume without a value scan (``__check_values__`` would
+    fail here, and a NaN passes replace) and without a device-to-host copy (the guard bites on an
+    accelerator); the constructor still scans concrete values, and shapes are checked always."""
+    rng = np.random.default_rng(3)
+    hu = rng.uniform(-1200.0, 1500.0, size=(3, 4, 5)).astype(np.float32)
+    classes = rng.integers(0, 3, size=(3, 4, 5))
+    vol = Volume(jax.device_put(hu), AFFINE, labels=jax.device_put(classes.astype(np.int32)))
+    seg = Volume(jax.device_put(hu), AFFINE, materials=jax.device_put(classes.astype(np.int32)), n_materials=3)
+
+    def refuse(self):
+        raise AssertionError("Volume.__check_values__ ran on a derived volume")
+
+    monkeypatch.setattr(Volume, "__check_values__", refuse)
+    with jax.transfer_guard_device_to_host("disallow"):
+        mu = hu_to_mu(vol)
+        doubled = vol.replace(data=vol.data * 2.0)
+        unscanned = vol.replace(data=jnp.full(vol.shape, jnp.nan))
+        dense = seg.dense()
+    monkeypatch.undo()
+    want = np.maximum(MU_WATER_PER_MM + hu.astype(np.float64) / 1000.0 * MU_WATER_PER_MM, 0.0)
+    np.testing.assert_allclose(np.asarray(mu.data), want, rtol=1e-6, atol=1e-8)  # float32 near 0
+    np.testing.assert_array_equal(np.asarray(mu.labels), classes)
+    np.testing.assert_array_equal(np.asarray(doubled.data), 2.0 * hu)
+    assert np.isnan(np.asarray(unscanned.data)).all()
+    expected = np.zeros((3, 4, 5, 3), np.float32)
+    np.put_along_axis(expected, classes[..., None], hu[..., None], axis=-1)
+    np.testing.assert_array_equal(np.asarray(dense.data), expected)
+    assert dense.materials is None and dense.n_materials is None and dense.channels == 3
+    # the constructor scans what a user hands it, device arrays included
+    with pytest.raises(ValueError, match=r"non-finite.*\(0, 0, 0\)"):
+        Volume(unscanned.data, AFFINE)
+    with pytest.raises(ValueError, match="label ids must be >= 0"):
+        Volume(hu, AFFINE, labels=-jnp.ones((3, 4, 5), jnp.int32))
+    # shapes and kinds: always, in replace and under jit too
+    with pytest.raises(ValueError, match="Volume data must be 3-D"):
+        Volume(jnp.zeros((3, 4)), AFFINE)
+    with pytest.raises(ValueError, match="label map shape"):
+        vol.replace(data=jnp.zeros((3, 4, 6)))
+    with pytest.raises(TypeError, match="real numbers"):
+        vol.replace(data=jnp.zeros((3, 4, 5), jnp.complex64))
+    with pytest.raises(ValueError, match="label map shape"):
+        jax.jit(lambda d: Volume(d, AFFINE, labels=classes).data)(jnp.zeros((3, 4, 6)))
 
 
 # ---------------------------------------------------------------- validation

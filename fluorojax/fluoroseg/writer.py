@@ -45,6 +45,8 @@ from fluorojax.fluoroseg.masks import mask_box
 from fluorojax.fluoroseg.text import describe
 
 if TYPE_CHECKING:
+    from jax.typing import ArrayLike
+
     from fluorojax.camera import Camera
 
 _INDEX_DIGITS = 10
@@ -176,7 +178,7 @@ def encode_annotation(annotation: Annotation, height: int, width: int) -> dict |
     return _merge_extra(entry, annotation.extra, _ANNOTATION_KEYS, "annotation extra")
 
 
-def camera_dict(camera: Camera, pose: npt.ArrayLike) -> dict:
+def camera_dict(camera: Camera, pose: ArrayLike) -> dict:
     """The ``camera`` argument of :meth:`FluoroSegWriter.write_image` from a fluorojax Camera.
 
     Args:

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluorojax._pytree import pytree_dataclass
+from fluorojax._pytree import PyTree
 from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.mesh import Mesh
 from fluorojax.raycast.blocks import PAIRS_PER_STEP, block_scan
@@ -62,8 +62,7 @@ PATHS = ("auto", "pairs", "blocks")
 PAIR_CHUNK = 32768  # (triangle, pixel) pairs per step of the CPU schedule
 
 
-@pytree_dataclass
-class MeshRender:
+class MeshRender(PyTree):
     """Per-pixel result of ``render_mesh``.
 
     Attributes:
