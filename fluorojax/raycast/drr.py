@@ -10,7 +10,7 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast import siddon, siddon_slab, trilinear
+from fluorojax.raycast import cpu_devices, siddon, siddon_slab, trilinear
 from fluorojax.raycast._rays import grid_coordinates
 from fluorojax.volume import Volume
 
@@ -106,7 +106,9 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
     lowering time, through ``jax.lax.platform_dependent``, the voxel traversal on the CPU
     (``siddon``: a data-dependent loop, cheap there) and the loop-free slab form everywhere
     else (``siddon_slab``: fixed-shape array work, what a GPU needs); ``"traversal"`` or
-    ``"slab"`` force one (tests compare them on the CPU).
+    ``"slab"`` force one on one device (tests compare them on the CPU). With ``"auto"``, when
+    the CPU is the default backend and JAX has several CPU devices, the CPU branch splits the
+    rays over them, one traversal per device (``cpu_devices``, which says how to turn it on).
     """
     traversal = functools.partial(siddon.integrate, shape, chunk, n_labels, n_materials)
     slab = functools.partial(siddon_slab.integrate, shape, n_labels, n_materials)
@@ -116,7 +118,17 @@ def exact_integrals(shape, chunk, n_labels, n_materials, values, materials, chan
         return slab(values, materials, channels, s, t)
     if impl != "auto":
         raise ValueError(f"impl must be 'auto', 'traversal' or 'slab', got {impl!r}")
+    mesh = cpu_devices.ray_mesh()
+    if mesh is not None:
+        traversal = functools.partial(
+            cpu_devices.split_rays, functools.partial(_traversal, shape, n_labels, n_materials), mesh, chunk
+        )
     return jax.lax.platform_dependent(values, materials, channels, s, t, cpu=traversal, default=slab)
+
+
+def _traversal(shape, n_labels, n_materials, chunk, *arrays):
+    """``siddon.integrate`` with the chunk size after the other static arguments."""
+    return siddon.integrate(shape, chunk, n_labels, n_materials, *arrays)
 
 
 def check_pose(pose):
