@@ -175,6 +175,20 @@ def check_repeated_eager_calls_compile_once():
     assert count[0] == before
 
 
+def check_a_default_device_keeps_the_render_on_it():
+    # fluorojax generate renders one scene per device this way, its volume committed there
+    import jax
+
+    import fluorojax as fj
+
+    vol, camera, poses = _scene()
+    device = jax.devices()[1]
+    with jax.default_device(device):
+        got = fj.render(jax.device_put(vol, device), camera, poses[0])
+    assert got.sharding.device_set == {device}
+    _assert_close(got, _one_device(vol, camera, poses[0]))
+
+
 def check_export_for_cuda_lowers_only_the_slab():
     import jax
 
@@ -207,6 +221,34 @@ def _child(names):
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines, f"the two-device child failed:\n{out.stderr[-3000:]}"
     return json.loads(lines[-1])
+
+
+def _python(code, **env):
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(here), os.environ.get("PYTHONPATH", "")]), **env)
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_device_count_can_be_set_after_importing_fluorojax():
+    # importing fluorojax must not start JAX's backend, which fixes the CPU device count
+    out = _python(
+        "import fluorojax, jax; jax.config.update('jax_num_cpu_devices', 2); print(jax.device_count())",
+        JAX_PLATFORMS="cpu",
+    )
+    assert out.stdout.strip().splitlines()[-1:] == ["2"], out.stderr[-2000:]
+
+
+def test_the_command_gives_jax_a_cpu_device_per_core(tmp_path):
+    code = (
+        "import jax, os; from fluorojax.cli import main; "
+        f"assert main(['render', '--size', '16', '16', '--out', {str(tmp_path / 'drr.npy')!r}]) == 0; "
+        "print(jax.device_count(), len(os.sched_getaffinity(0)))"
+    )
+    out = _python(code, JAX_PLATFORMS="cpu")
+    devices, cores = out.stdout.strip().splitlines()[-1].split()
+    assert devices == cores, out.stderr[-2000:]
+    assert np.load(tmp_path / "drr.npy").shape == (16, 16)
 
 
 @pytest.mark.parametrize("name", [name for name in CHECKS if name not in SLOW])
