@@ -309,7 +309,7 @@ def main():
                     str(args.cpu_devices),
                 ]
                 for row in _run_child(cmd):
-                    if mode == "forward" and row["impl"].startswith("fluorojax"):
+                    if mode == "forward" and row["impl"] == f"fluorojax-{method}":
                         row["max_rel_error_vs_reference"] = _max_rel_error(save, reference["image"])
                     elif row["impl"].startswith("siddon-ref") and mode == "forward":
                         row["max_rel_error_vs_reference"] = _max_rel_error(

@@ -1,4 +1,10 @@
-"""Digitally reconstructed radiographs: line integrals of a volume along rays or camera pixels."""
+"""Digitally reconstructed radiographs: line integrals of a volume along rays or camera pixels.
+
+On the CPU the Siddon renderers use one core per JAX CPU device: JAX makes one unless
+``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` (or ``JAX_NUM_CPU_DEVICES``) comes
+before its first computation; the ``fluorojax`` command does it itself (``cpu_devices`` says how
+the rays are split, and why the volume is best placed on every device once).
+"""
 
 from __future__ import annotations
 
