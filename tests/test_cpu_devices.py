@@ -57,12 +57,16 @@ def check_the_child_has_two_cpu_devices_and_a_ray_mesh():
 
 def check_forward_equals_one_device():
     import fluorojax as fj
+    from fluorojax.raycast import cpu_devices
 
     vol, camera, poses = _scene()
     got = fj.render(vol, camera, poses)
     assert len(got.sharding.device_set) == 2  # the split ran
     _assert_close(got, _one_device(vol, camera, poses))
     assert float(np.asarray(got).max()) > 0.1
+    placed = cpu_devices.replicate(vol)  # on every device once: no copy per call
+    assert len(placed.data.sharding.device_set) == 2
+    _assert_close(fj.render(placed, camera, poses), got)
     small = fj.render(vol, camera, poses[0], chunk_size=7)  # chunks smaller than a device's share
     _assert_close(small, _one_device(vol, camera, poses[0], chunk=7))
 
