@@ -45,7 +45,8 @@ def ray_mesh() -> Mesh | None:
     """A 1-D mesh (axis ``"rays"``) of the CPU devices when the CPU is JAX's default backend, it
     has more than one device and no ``jax.default_device`` is in force (code that picks one device,
     e.g. ``fluorojax generate`` rendering one scene per device, keeps it); else None."""
-    if jax.config.jax_default_device is not None:
+    # a context-managed flag, read as an attribute (jax.config.read refuses it)
+    if jax.config.jax_default_device is not None:  # type: ignore[attr-defined]
         return None
     return _cpu_mesh()
 
