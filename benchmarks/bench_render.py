@@ -1,6 +1,6 @@
 """Core renderer benchmark: fluorojax against DiffDRR, nanodrr and compiled Siddons, one run.
 
-    python benchmarks/bench_render.py [--sizes 200 512] [--peers] [--gpu-path] [--json benchmarks/results/render.json]
+    python benchmarks/bench_render.py [--sizes 200 512] [--peers] [--gpu-path] [--cpu-devices N] [--json benchmarks/results/render.json]
 
 Geometry (issue 2): the full chest CT of ../shared/data (512 x 512 x 133), AP view, source
 510 mm anterior of the grid centre, source-to-detector 1020 mm, 200 x 200 pixels of 2 mm and
@@ -16,12 +16,19 @@ The compiled C Siddon of ../shared/tools/siddon-ref (OpenMP, two threads, built 
 build.sh into a temporary folder) runs inside the fluorojax Siddon children, alternating with
 fluorojax run by run (A, B, A, B, ...) so that load from other processes hits both alike; its
 rows report the medians of those runs. ``--gpu-path`` also times, for information, the loop-free
-Siddon that fluorojax uses on GPUs (``siddon_slab``), forced onto this CPU.
+Siddon that fluorojax uses on GPUs (``siddon_slab``), forced onto this CPU. ``--cpu-devices N``
+starts every fluorojax child with N CPU devices (``jax_num_cpu_devices``, set before JAX starts),
+over which the CPU Siddon splits its rays; with N > 1 the Siddon children also time the one-device
+traversal (``impl="traversal"``, the program without the split) and the split with the volume
+placed on every CPU device once (``cpu_devices.replicate``; as loaded, it is copied to the other
+devices at every call) in the same rotation (split, one device, split placed, C, split, ...), so
+all the ratios come from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -106,12 +113,22 @@ def c_siddon(build_dir, volume, sources, targets):
     return run
 
 
-def child(method, size, mode, repeats, save, ct, siddon_ref):
-    """One configuration in this process; prints JSON lines (fluorojax's, then the C reference's
-    when ``siddon_ref`` is a folder)."""
+def _one_device_render(camera, volume, pose):
+    """fluorojax's Siddon on one device (the traversal without the split over CPU devices)."""
+    from fluorojax.raycast import drr
+
+    return drr._render(volume, camera, pose, "siddon", 500, 8192, "traversal")
+
+
+def child(method, size, mode, repeats, save, ct, siddon_ref, cpu_devices=1):
+    """One configuration in this process; prints JSON lines (fluorojax's, then, for the Siddon with
+    ``cpu_devices`` > 1, the split with the volume placed on every device once and the one-device
+    traversal, then the C reference's when ``siddon_ref`` is a folder)."""
     import resource
 
     import jax
+
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
     import jax.numpy as jnp
     import numpy as np
 
@@ -127,22 +144,40 @@ def child(method, size, mode, repeats, save, ct, siddon_ref):
         render = lambda v, p: drr._render(v, camera, p, "siddon", 500, 8192, "slab")  # noqa: E731
     else:
         render = lambda v, p: fj.render(v, camera, p, method)  # noqa: E731
-    if mode == "forward":
-        fn = jax.jit(render)
-        run = lambda: fn(volume, pose)  # noqa: E731
-    else:
+
+    def timed(render, volume=volume):
+        if mode == "forward":
+            fn = jax.jit(render)
+            return lambda: fn(volume, pose)
         grad = jax.jit(jax.value_and_grad(lambda w, v: jnp.sum(render(v, pose @ se3_exp(w)))))
-        run = lambda: grad(jnp.zeros(6), volume)  # noqa: E731
+        return lambda: grad(jnp.zeros(6), volume)
+
+    run = timed(render)
+    one_device = placed = None
+    if method == "siddon" and cpu_devices > 1:
+        from fluorojax.raycast.cpu_devices import replicate
+
+        one_device = timed(functools.partial(_one_device_render, camera))
+        jax.block_until_ready(one_device())
+        placed = timed(render, replicate(volume))
+        jax.block_until_ready(placed())
     reference = c_siddon(siddon_ref, volume, *camera.rays(pose)) if siddon_ref else None
     reset = _reset_hwm()
     t0 = time.perf_counter()
     jax.block_until_ready(run())
     first = time.perf_counter() - t0
-    times, ref_times = [], []
+    times, one_times, placed_times, ref_times = [], [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
+        if one_device is not None:
+            t0 = time.perf_counter()
+            jax.block_until_ready(one_device())
+            one_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            jax.block_until_ready(placed())
+            placed_times.append(time.perf_counter() - t0)
         if reference is not None:
             t0 = time.perf_counter()
             reference()
@@ -162,9 +197,20 @@ def child(method, size, mode, repeats, save, ct, siddon_ref):
                 "peak_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "jax": jax.__version__,
                 "backend": jax.default_backend(),
+                "cpu_devices": jax.device_count("cpu"),
             }
         )
     )
+    if one_device is not None:
+        for impl, runs in (
+            (f"fluorojax-siddon ({cpu_devices} devices, volume placed on all once)", placed_times),
+            (f"fluorojax-siddon (1 device, alternating with {cpu_devices} devices)", one_times),
+        ):
+            print(
+                json.dumps(
+                    {"impl": impl, "size": size, "mode": mode, "median_s": statistics.median(runs), "times_s": runs}
+                )
+            )
     if reference is not None:
         if save:
             np.save(save.replace(".npy", "-c.npy"), reference().astype(np.float32))
@@ -204,6 +250,9 @@ def main():
     parser.add_argument("--ct", default=str(CT_PATH), help="the CT (default: the shared cxr.nii.gz)")
     parser.add_argument("--siddon-ref", default=SIDDON_REF, help="folder of the C reference Siddon ('' to skip it)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--cpu-devices", type=int, default=1, help="CPU devices of every fluorojax child (the Siddon splits its rays)"
+    )
     parser.add_argument("--peers", action="store_true", help="also run DiffDRR and nanodrr from .venv-peers")
     parser.add_argument("--peer-python", default=os.path.join(HERE, "..", ".venv-peers", "bin", "python"))
     parser.add_argument("--peer-list", default="diffdrr-siddon,diffdrr-trilinear,nanodrr")
@@ -212,7 +261,16 @@ def main():
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.save, args.ct, args.siddon_ref)
+        child(
+            args.child[0],
+            int(args.child[1]),
+            args.child[2],
+            args.repeats,
+            args.save,
+            args.ct,
+            args.siddon_ref,
+            args.cpu_devices,
+        )
         return
 
     import siddon_numba
@@ -247,9 +305,11 @@ def main():
                     args.ct,
                     "--siddon-ref",
                     with_c,
+                    "--cpu-devices",
+                    str(args.cpu_devices),
                 ]
                 for row in _run_child(cmd):
-                    if mode == "forward" and row["impl"].startswith("fluorojax"):
+                    if mode == "forward" and row["impl"] == f"fluorojax-{method}":
                         row["max_rel_error_vs_reference"] = _max_rel_error(save, reference["image"])
                     elif row["impl"].startswith("siddon-ref") and mode == "forward":
                         row["max_rel_error_vs_reference"] = _max_rel_error(

@@ -9,6 +9,7 @@ import pickle
 import sys
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from fluorojax import _validate
@@ -381,6 +382,21 @@ def _save(image, path, camera=None, pose=None, isocenter=None):
         write_atomic(path, lambda f: Image.fromarray(to_uint8(window(image))).save(f, format="PNG"))
 
 
+def _use_cpu_cores() -> None:
+    """One JAX CPU device per core this process may use, so that the CPU Siddon splits its rays
+    over the cores (``raycast.cpu_devices``), unless the user chose a count (``JAX_NUM_CPU_DEVICES``,
+    or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``) or JAX already started in this
+    process (``main`` called from Python: its devices stay as they are)."""
+    chosen = jax.config.jax_num_cpu_devices  # type: ignore[attr-defined]  # a context-managed flag: read as an attribute
+    if chosen != -1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        jax.config.update("jax_num_cpu_devices", cores or 1)
+    except RuntimeError:  # JAX's backend has started: the device count is fixed
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fluorojax", description="Differentiable X-ray simulation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_generate_parser(sub)
     add_preview_parser(sub)
     args = parser.parse_args(argv)
+    _use_cpu_cores()
     try:
         args.func(args)
     # OSError: missing, unwritable or unreadable files; ImportError: an optional package, named with its extra

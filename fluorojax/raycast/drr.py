@@ -1,4 +1,10 @@
-"""Digitally reconstructed radiographs: line integrals of a volume along rays or camera pixels."""
+"""Digitally reconstructed radiographs: line integrals of a volume along rays or camera pixels.
+
+On the CPU the Siddon renderers use one core per JAX CPU device: JAX makes one unless
+``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` (or ``JAX_NUM_CPU_DEVICES``) comes
+before its first computation; the ``fluorojax`` command does it itself (``cpu_devices`` says how
+the rays are split, and why the volume is best placed on every device once).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import numpy as np
 
 from fluorojax._pytree import is_concrete
 from fluorojax.camera import Camera
-from fluorojax.raycast import siddon, siddon_slab, trilinear
+from fluorojax.raycast import cpu_devices, siddon, siddon_slab, trilinear
 from fluorojax.raycast._rays import grid_coordinates
 from fluorojax.raycast.siddon import Integrals, SiddonSettings
 from fluorojax.volume import Volume
@@ -122,7 +128,9 @@ def exact_integrals(
     lowering time, through ``jax.lax.platform_dependent``, the voxel traversal on the CPU
     (``siddon``: a data-dependent loop, cheap there) and the loop-free slab form everywhere
     else (``siddon_slab``: fixed-shape array work, what a GPU needs); ``"traversal"`` or
-    ``"slab"`` force one (tests compare them on the CPU).
+    ``"slab"`` force one on one device (tests compare them on the CPU). With ``"auto"``, when
+    the CPU is the default backend and JAX has several CPU devices, the CPU branch splits the
+    rays over them, one traversal per device (``cpu_devices``, which says how to turn it on).
     """
     traversal = functools.partial(siddon.integrate, settings)
     slab = functools.partial(siddon_slab.integrate, settings)
@@ -132,7 +140,17 @@ def exact_integrals(
         return slab(values, materials, channels, s, t)
     if impl != "auto":
         raise ValueError(f"impl must be 'auto', 'traversal' or 'slab', got {impl!r}")
+    mesh = cpu_devices.ray_mesh()
+    if mesh is not None:
+        traversal = functools.partial(
+            cpu_devices.split_rays, functools.partial(_traversal, settings), mesh, settings.chunk
+        )
     return jax.lax.platform_dependent(values, materials, channels, s, t, cpu=traversal, default=slab)
+
+
+def _traversal(settings: SiddonSettings, chunk: int, *arrays: jax.Array | None) -> Integrals:
+    """``siddon.integrate`` with ``settings``' chunk size replaced by ``chunk`` (one device's share)."""
+    return siddon.integrate(settings._replace(chunk=chunk), *arrays)
 
 
 def check_pose(pose: jax.Array) -> jax.Array:

@@ -163,9 +163,11 @@ def _class_mask(n_materials: int) -> int:
 def _voxels(values, materials, n_materials: int):
     """What the traversal reads per voxel: ``values`` (N, C) as they are, or, for a segmented
     volume (``n_materials`` > 0), its (N, 1) values as int32 bit patterns whose lowest mantissa
-    bits are replaced by the (N,) material class, so one gather gives both."""
+    bits are replaced by the (N,) material class, so one gather gives both. Single-channel
+    values come back as (N,): an (N, 1) array entering the loop costs XLA:CPU a copy of the
+    volume per call (a layout change), an (N,) one none."""
     if not n_materials:
-        return values
+        return values[:, 0] if values.shape[1] == 1 else values
     return (jax.lax.bitcast_convert_type(values[:, 0], jnp.int32) & ~_class_mask(n_materials)) | materials
 
 
@@ -180,8 +182,8 @@ def _channels(voxels, n_materials: int, index):
         material = bits & _class_mask(n_materials)
         value = jax.lax.bitcast_convert_type(bits - material, jnp.float32)
         return tuple(jnp.where(material == c, value, 0.0) for c in range(n_materials)), material
-    if voxels.shape[1] == 1:
-        return (_gather(voxels[:, 0], index),), None
+    if voxels.ndim == 1:
+        return (_gather(voxels, index),), None
     rows = _gather(voxels, index)  # (R, C): one gather of adjacent values
     return tuple(rows[:, c] for c in range(voxels.shape[1])), None
 
@@ -221,7 +223,7 @@ def _forward_chunk(shape, n_labels, n_materials, voxels, channels, s, t):
             exit_ = exit_.at[slot].max(jnp.where(live, step.alpha + step.length, -jnp.inf), mode="promise_in_bounds")
         return acc, travel, entry, exit_
 
-    acc = (jnp.zeros(r, jnp.float32),) * (n_materials or voxels.shape[1])
+    acc = (jnp.zeros(r, jnp.float32),) * (n_materials or (voxels.shape[1] if voxels.ndim == 2 else 1))
     if not n_labels:
         return jnp.stack(_traverse(shape, rays, visit, (acc, None, None, None))[0], axis=-1)
     flat = lambda fill: jnp.full((r * slots,), fill, jnp.float32)  # noqa: E731

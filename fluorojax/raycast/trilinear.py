@@ -45,6 +45,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fluorojax.raycast._rays import clip_to_box, merge, split
 
@@ -53,7 +54,7 @@ CPU_SAMPLES_PER_CHUNK = 1 << 16
 GPU_SAMPLES_PER_CHUNK = 1 << 24
 """Ray samples evaluated at once on a GPU (sized for its memory: 32 bytes of neighbours each)."""
 
-_CORNERS = jnp.asarray([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], jnp.int32)
+_CORNERS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], np.int32)
 """Offsets (8, 3) of a sample's eight neighbours, C order: corner (a, b, c) at 4a + 2b + c."""
 
 

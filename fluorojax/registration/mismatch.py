@@ -9,6 +9,7 @@ factor is drawn from ``key``; ``MismatchSettings`` holds the ranges.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -58,7 +59,11 @@ DEFAULT_MISMATCH = MismatchSettings()
 """The ranges ``mismatched_target`` draws from by default."""
 
 
-_TOOLS = (tools.kwire(diameter=2.0, length=120.0), tools.cortical_screw(length=40.0, segments=12, rings_per_pitch=4))
+@functools.cache
+def _tools():
+    """The K-wire and screw placed in mismatched targets (built on first use, not at import:
+    building them starts JAX's backend, which would fix its CPU device count)."""
+    return tools.kwire(diameter=2.0, length=120.0), tools.cortical_screw(length=40.0, segments=12, rings_per_pitch=4)
 
 
 @jax.jit
@@ -109,7 +114,7 @@ def mismatched_target(
     n_tools = int(rng.integers(settings.tools[0], settings.tools[1] + 1))
     energy = mean_energy(spec)
     for i, placement in enumerate(_tool_poses(rng, np.asarray(hu_volume.center, np.float64), n_tools)):
-        tool = _TOOLS[i % 2]
+        tool = _tools()[i % 2]
         travel = _tool_travel(tool.place(placement).mesh, camera, pose)
         mu = mass_attenuation(tool.material, energy) * tool.density / MM_PER_CM  # 1/mm at the mean energy
         primary = primary * jnp.exp(-mu * travel)
