@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +42,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "rays"
+T = TypeVar("T")
 
 
 def ray_mesh() -> Mesh | None:
@@ -59,14 +62,14 @@ def _cpu_mesh() -> Mesh | None:
     return Mesh(np.array(jax.devices()), (AXIS,))
 
 
-def replicate(tree):
+def replicate(tree: T) -> T:
     """``tree`` (e.g. a ``Volume``) placed whole on every CPU device of ``ray_mesh()``, so that a
     split render does not copy it there at every call; unchanged when there is no such mesh."""
     mesh = ray_mesh()
     return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def split_rays(fn, mesh: Mesh, chunk: int, *args):
+def split_rays(fn: Callable[..., Any], mesh: Mesh, chunk: int, *args: jax.Array | None) -> Any:
     """``fn(chunk, *replicated, s, t)``, ``args = (*replicated, s, t)``, with the rays s, t
     (R, 3) split evenly over ``mesh``.
 
@@ -75,7 +78,8 @@ def split_rays(fn, mesh: Mesh, chunk: int, *args):
     ``chunk`` (rays per chunk of ``fn``) shrinks so that each device's rays fill its chunks
     evenly. Returns ``fn``'s (R, ...) outputs, split over the devices by ray.
     """
-    *replicated, s, t = args
+    *replicated, s_in, t_in = args
+    s, t = cast(jax.Array, s_in), cast(jax.Array, t_in)  # the rays: never None
     n_devices = mesh.devices.size
     n = s.shape[0]
     per_device = -(-n // n_devices)
