@@ -82,7 +82,22 @@ def batches(
     max_objects: int | None = None,
     prefetch: int = 2,
 ) -> Iterator[dict[str, Any]]:
-    """See ``FluoroSegDataset.batches``."""
+    """Iterate over fixed-shape batches, loading ahead in a background thread.
+
+    Args:
+      dataset: the ``FluoroSegDataset`` (``dataset.batches(...)`` passes itself).
+      batch_size: samples per batch.
+      shuffle, seed: visit samples in ``np.random.default_rng(seed).permutation`` order.
+      drop_last: leave out a last, smaller batch (so every batch has the same shape).
+      max_objects: with ``categories="full"`` (required there), pad every sample to this many
+        objects (``valid`` False, label 0); a sample with more raises (or is skipped).
+      prefetch: batches loaded ahead by the thread; 0 loads in the caller's thread.
+    Yields:
+      dicts with the sample keys stacked: ``image`` (B, H, W), ``masks`` (B, C, H, W),
+      ``labels``, ``valid``, ``has_travel`` (B, C), ``travel`` (B, C, H, W), ``bboxes``
+      (B, C, 4), ``original_size`` (B, 2); ``descriptions``, ``camera``, ``image_info``,
+      ``file_name`` as lists of length B.
+    """
     batch_size = _validate.positive_int("batch_size", batch_size)
     if dataset.categories == "full":
         if max_objects is None:

@@ -36,7 +36,6 @@ The work is split by idea: ``index`` (which case files and images a split holds,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,37 +154,4 @@ class FluoroSegDataset:
         )
         return sample
 
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = True,
-        max_objects: int | None = None,
-        prefetch: int = 2,
-    ) -> Iterator[dict[str, Any]]:
-        """Iterate over fixed-shape batches, loading ahead in a background thread.
-
-        Args:
-          batch_size: samples per batch.
-          shuffle, seed: visit samples in ``np.random.default_rng(seed).permutation`` order.
-          drop_last: leave out a last, smaller batch (so every batch has the same shape).
-          max_objects: with ``categories="full"`` (required there), pad every sample to this many
-            objects (``valid`` False, label 0); a sample with more raises (or is skipped).
-          prefetch: batches loaded ahead by the thread; 0 loads in the caller's thread.
-        Yields:
-          dicts with the sample keys stacked: ``image`` (B, H, W), ``masks`` (B, C, H, W),
-          ``labels``, ``valid``, ``has_travel`` (B, C), ``travel`` (B, C, H, W), ``bboxes``
-          (B, C, 4), ``original_size`` (B, 2); ``descriptions``, ``camera``, ``image_info``,
-          ``file_name`` as lists of length B.
-        """
-        return batching.batches(
-            self,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            max_objects=max_objects,
-            prefetch=prefetch,
-        )
+    batches = batching.batches  # the method: ``dataset.batches(batch_size, ...)``
