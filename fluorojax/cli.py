@@ -314,8 +314,6 @@ def _nested(value, path):
 
 
 def _render(args):
-    import jax
-
     import fluorojax as fj
     from fluorojax import physics
 
