@@ -71,6 +71,9 @@ def c_siddon(build_dir, volume, sources, targets):
     import numpy as np
 
     os.environ["OMP_NUM_THREADS"] = str(REF_THREADS)  # read when the library loads
+    # idle OpenMP threads sleep instead of spinning, so they leave the cores to the fluorojax run
+    # that alternates with the C (its regions are one call each: spinning gains it nothing)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     script = os.path.join(build_dir, "build.sh")
     lib_path = (
         subprocess.run(
@@ -115,9 +118,9 @@ def c_siddon(build_dir, volume, sources, targets):
 
 def _one_device_render(camera, volume, pose):
     """fluorojax's Siddon on one device (the traversal without the split over CPU devices)."""
-    from fluorojax.raycast import drr
+    from fluorojax.raycast import drr, siddon
 
-    return drr._render(volume, camera, pose, "siddon", 500, 8192, "traversal")
+    return drr._render(volume, camera, pose, "siddon", 500, siddon.DEFAULT_CHUNK, "traversal")
 
 
 def child(method, size, mode, repeats, save, ct, siddon_ref, cpu_devices=1):
@@ -133,7 +136,7 @@ def child(method, size, mode, repeats, save, ct, siddon_ref, cpu_devices=1):
     import numpy as np
 
     import fluorojax as fj
-    from fluorojax.raycast import drr
+    from fluorojax.raycast import drr, siddon
     from fluorojax.transforms import se3_exp
 
     volume = fj.load_volume(ct)
@@ -141,7 +144,7 @@ def child(method, size, mode, repeats, save, ct, siddon_ref, cpu_devices=1):
     camera = fj.Camera(pixels, pixels, pixel_size, SDD_MM)
     pose = fj.carm_pose(0.0, 0.0, SOURCE_TO_ISOCENTER_MM, volume.center)
     if method == "siddon-gpu-path":  # the GPU implementation, forced onto the CPU
-        render = lambda v, p: drr._render(v, camera, p, "siddon", 500, 8192, "slab")  # noqa: E731
+        render = lambda v, p: drr._render(v, camera, p, "siddon", 500, siddon.DEFAULT_CHUNK, "slab")  # noqa: E731
     else:
         render = lambda v, p: fj.render(v, camera, p, method)  # noqa: E731
 

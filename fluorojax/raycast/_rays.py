@@ -50,6 +50,13 @@ def clip_to_box(
     return alpha_in, alpha_out, entry_axis, exit_axis
 
 
+def even_chunk(n: int, chunk: int) -> int:
+    """The size of the fewest equal chunks of at most ``chunk`` rays that hold ``n`` rays, so that
+    padding (``split``) adds fewer rays than there are chunks."""
+    n_chunks = -(-n // chunk)
+    return -(-n // n_chunks)
+
+
 def split(x: jax.Array, chunk: int, fill: float | None = None) -> jax.Array:
     """(R, ...) -> (R // chunk rounded up, chunk, ...), padding with ``fill`` (default: copies
     of the first row, so padded rays are valid rays whose results are dropped)."""

@@ -69,14 +69,13 @@ def replicate(tree: T) -> T:
     return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def split_rays(fn: Callable[..., Any], mesh: Mesh, chunk: int, *args: jax.Array | None) -> Any:
-    """``fn(chunk, *replicated, s, t)``, ``args = (*replicated, s, t)``, with the rays s, t
-    (R, 3) split evenly over ``mesh``.
+def split_rays(fn: Callable[..., Any], mesh: Mesh, *args: jax.Array | None) -> Any:
+    """``fn(*replicated, s, t)``, ``args = (*replicated, s, t)``, with the rays s, t (R, 3)
+    split evenly over ``mesh``.
 
     Every device runs ``fn`` on its own R / n rays (padded with copies of the first ray, whose
     results are dropped) with the whole of every ``replicated`` argument (arrays or None).
-    ``chunk`` (rays per chunk of ``fn``) shrinks so that each device's rays fill its chunks
-    evenly. Returns ``fn``'s (R, ...) outputs, split over the devices by ray.
+    Returns ``fn``'s (R, ...) outputs, split over the devices by ray.
     """
     *replicated, s_in, t_in = args
     s, t = cast(jax.Array, s_in), cast(jax.Array, t_in)  # the rays: never None
@@ -86,11 +85,10 @@ def split_rays(fn: Callable[..., Any], mesh: Mesh, chunk: int, *args: jax.Array 
     pad = per_device * n_devices - n
     if pad:
         s, t = (jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, 3))]) for x in (s, t))
-    chunk = -(-per_device // -(-per_device // chunk))
     # check_vma=False: the traversal's loop state starts unvarying and becomes per-device;
     # cotangents of the replicated inputs are still summed over the devices.
     split = jax.shard_map(
-        functools.partial(fn, chunk),
+        fn,
         mesh=mesh,
         in_specs=(P(),) * len(replicated) + (P(AXIS), P(AXIS)),
         out_specs=P(AXIS),

@@ -68,8 +68,9 @@ def line_integrals(
         trilinear interpolant with ``n_samples`` samples over the part of each ray inside the
         volume.
       n_samples: samples per ray for ``"trilinear"`` (static).
-      chunk_size: rays per chunk for ``"siddon"`` on the CPU (static, default 8192); smaller
-        chunks use less memory and step closer to each ray's own voxel count.
+      chunk_size: at most this many rays per chunk for ``"siddon"`` on the CPU (static, default
+        ``siddon.DEFAULT_CHUNK`` = 2^18, the fastest there); smaller chunks use less memory and
+        step closer to each ray's own voxel count.
 
     Returns:
       (...,) for scalar data, (..., C) for channel data (C = n_materials when segmented):
@@ -142,15 +143,8 @@ def exact_integrals(
         raise ValueError(f"impl must be 'auto', 'traversal' or 'slab', got {impl!r}")
     mesh = cpu_devices.ray_mesh()
     if mesh is not None:
-        traversal = functools.partial(
-            cpu_devices.split_rays, functools.partial(_traversal, settings), mesh, settings.chunk
-        )
+        traversal = functools.partial(cpu_devices.split_rays, functools.partial(siddon.integrate, settings), mesh)
     return jax.lax.platform_dependent(values, materials, channels, s, t, cpu=traversal, default=slab)
-
-
-def _traversal(settings: SiddonSettings, chunk: int, *arrays: jax.Array | None) -> Integrals:
-    """``siddon.integrate`` with ``settings``' chunk size replaced by ``chunk`` (one device's share)."""
-    return siddon.integrate(settings._replace(chunk=chunk), *arrays)
 
 
 def check_pose(pose: jax.Array) -> jax.Array:

@@ -28,9 +28,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fluorojax.raycast._rays import clip_to_box, merge, split
+from fluorojax.raycast._rays import clip_to_box, even_chunk, merge, split
 
-DEFAULT_CHUNK = 8192
+DEFAULT_CHUNK = 1 << 18
+"""Rays per chunk by default: every ray of an image up to 512 x 512 in one chunk. On XLA:CPU the
+fewest, largest chunks measured fastest (200 x 200: 0.069 s against 0.106 s in chunks of 8192;
+512 x 512 with the pose gradient: 1.7 s against 2.3 s), although each chunk steps as long as its
+longest ray: a step's operations then run over enough rays to use every core and pay their
+per-operation cost fewest times. Memory stays O(rays in a chunk)."""
 _MIN_DEPTH_PIECE = 1e-6
 """Pieces shorter than this (alpha units, a few float32 ulps) count toward a label's travel
 but not toward its entry/exit depths: rays grazing a voxel edge within rounding would
@@ -305,6 +310,7 @@ def integrate(
     fn = functools.partial(
         _forward_chunk, shape, n_labels, n_materials, _voxels(values, materials, n_materials), channels
     )
+    chunk = even_chunk(n, chunk)
     out = jax.lax.map(functools.partial(_apply, fn), (split(s, chunk), split(t, chunk)))
     return jax.tree_util.tree_map(functools.partial(merge, n=n), out)
 
@@ -336,8 +342,8 @@ def _integrate_bwd(settings, residuals, g):
         return d_values, (d_s, d_t)
 
     g = jnp.asarray(g, jnp.float32)
-    # The backward step carries twice the forward's state per ray; half-size chunks keep it in cache.
-    chunk = max(1, chunk // 2)
+    # The backward step carries twice the forward's state per ray: half-size chunks.
+    chunk = even_chunk(n, max(1, chunk // 2))
     d_values, (d_s, d_t) = jax.lax.scan(body, d_values, (split(s, chunk), split(t, chunk), split(g, chunk, fill=0.0)))
     if d_values is None:
         d_values = jnp.zeros_like(values)
