@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _compiles import count_compilations
 from absl.testing import parameterized
 
 import fluorojax.augment as A
@@ -833,22 +834,12 @@ def test_render_augmented_gradient_wrt_pose():
 def _count_compiles(calls):
     """Call each of ``calls`` (name -> thunk) three times; assert the 2nd and 3rd compile
     nothing (JAX's backend-compile events)."""
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        for name, call in calls.items():
-            jax.block_until_ready(call())
-            before = len(compiles)
+    for name, call in calls.items():
+        jax.block_until_ready(call())
+        with count_compilations() as again:
             jax.block_until_ready(call())
             jax.block_until_ready(call())
-            assert len(compiles) == before, f"{name} compiled {len(compiles) - before} more times"
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        assert again.value == 0, f"{name} compiled {again.value} more times"
 
 
 def test_eager_pipelines_compile_once():

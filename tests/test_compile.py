@@ -5,38 +5,16 @@ Each case calls the function once (it may compile), then twice more; the XLA bac
 of the repeated calls, counted through ``jax.monitoring``, must be zero.
 """
 
-import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compiles import count_compilations
 
 import fluorojax as fj
 from fluorojax import augment, physics
-
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compilations = [0]
-
-
-def _listener(event, duration, **kwargs):
-    if event == _COMPILE_EVENT:
-        _compilations[0] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_listener)
-
-
-@contextlib.contextmanager
-def count_compilations():
-    """Yields a one-element list holding the number of XLA compilations inside the block."""
-    start = _compilations[0]
-    box = [0]
-    try:
-        yield box
-    finally:
-        box[0] = _compilations[0] - start
 
 
 def test_counter_sees_a_fresh_compilation():
@@ -47,7 +25,7 @@ def test_counter_sees_a_fresh_compilation():
         jax.block_until_ready(f(x))
     with count_compilations() as again:
         jax.block_until_ready(f(x))
-    assert first[0] == 1 and again[0] == 0
+    assert first.value == 1 and again.value == 0
 
 
 @functools.cache
@@ -172,7 +150,7 @@ def test_repeated_eager_calls_do_not_compile(name):
         for _ in range(2):
             again = call()
         jax.block_until_ready(again)
-    assert n[0] == 0, f"{name}: {n[0]} XLA compilations over two repeated eager calls with the same shapes"
+    assert n.value == 0, f"{name}: {n.value} XLA compilations over two repeated eager calls with the same shapes"
     # the cached program computes the same thing
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

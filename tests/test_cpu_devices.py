@@ -162,21 +162,16 @@ def check_registration_with_optax_finds_the_pose():
 
 def check_repeated_eager_calls_compile_once():
     import jax
+    from _compiles import count_compilations
 
     import fluorojax as fj
 
-    count = [0]
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: count.__setitem__(
-            0, count[0] + (event == "/jax/core/compile/backend_compile_duration")
-        )
-    )
     vol, camera, poses = _scene()
     jax.block_until_ready(fj.render(vol, camera, poses[1]))
-    before = count[0]
-    for pose in (poses[1], poses[2]):
-        jax.block_until_ready(fj.render(vol, camera, pose))
-    assert count[0] == before
+    with count_compilations() as again:
+        for pose in (poses[1], poses[2]):
+            jax.block_until_ready(fj.render(vol, camera, pose))
+    assert again.value == 0
 
 
 def check_a_default_device_keeps_the_render_on_it():

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compiles import count_compilations
 from reference import box_chord, ellipsoid_chord, siddon_reference
 
 import fluorojax as fj
@@ -368,18 +369,9 @@ def test_pose_gradient_in_every_rotation_parameterization(parameterization):
 
 def _count_compilations(fn):
     """Number of XLA compilations while running ``fn()``."""
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with count_compilations() as n:
         jax.block_until_ready(fn())
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return len(events)
+    return n.value
 
 
 def test_repeated_eager_calls_compile_once():

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import monitoring
+from _compiles import count_compilations
 
 import fluorojax as fj
 from fluorojax.raycast import trilinear
@@ -184,21 +184,12 @@ def test_cuda_lowering_has_few_static_loop_iterations():
 
 
 def _count_compilations(fn, calls):
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration)
-
-    monitoring.register_event_duration_secs_listener(listener)
-    try:
-        counts = []
-        for _ in range(calls):
-            before = len(events)
+    """XLA compilations of each of ``calls`` successive calls of ``fn``."""
+    counts = []
+    for _ in range(calls):
+        with count_compilations() as n:
             jax.block_until_ready(fn())
-            counts.append(len(events) - before)
-    finally:
-        monitoring.unregister_event_duration_listener(listener)
+        counts.append(n.value)
     return counts
 
 
