@@ -3,13 +3,12 @@ against the CPU one, its CUDA lowering, and compilation counts of eager calls.""
 
 from __future__ import annotations
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _compiles import count_compilations
+from _lowering import loops
 
 import fluorojax as fj
 from fluorojax.raycast import trilinear
@@ -144,25 +143,6 @@ def test_volume_gradient_is_the_exact_linear_map():
         np.testing.assert_allclose(float(jnp.vdot(grad, dv)), float(f(volume.data + dv) - f(volume.data)), rtol=1e-4)
 
 
-def _while_trip_counts(text):
-    """Trip counts of every stablehlo.while in an MLIR module: an int where the condition
-    compares the counter with a constant (the nearest definition of that name before the
-    loop), None where it compares with anything else (a data-dependent loop)."""
-    counts = []
-    for match in re.finditer(r"stablehlo\.while\(.*?\n(.*?)\} do \{", text, re.DOTALL):
-        compare = re.search(r"stablehlo\.compare\s+LT,\s*%[\w#]+,\s*(%[\w#]+)", match.group(1))
-        limits = (
-            []
-            if compare is None
-            else re.findall(
-                rf"{re.escape(compare.group(1))} = stablehlo\.constant dense<(\d+)> : tensor<i32>",
-                text[: match.start()],
-            )
-        )
-        counts.append(int(limits[-1]) if limits else None)
-    return counts
-
-
 def test_cuda_lowering_has_few_static_loop_iterations():
     # 200 x 200 rays x 500 samples = 2e7 samples: 2 chunks of at most 2^24 in the GPU
     # configuration (the CPU one takes 306), forward and with the pose gradient.
@@ -178,9 +158,9 @@ def test_cuda_lowering_has_few_static_loop_iterations():
 
     for fn in (image, pose_gradient):
         exported = jax.export.export(jax.jit(fn), platforms=["cuda"])(jax.ShapeDtypeStruct((6,), jnp.float32))
-        counts = _while_trip_counts(exported.mlir_module())
-        assert None not in counts, counts
-        assert sum(counts) == 2, counts
+        report = loops(exported.mlir_module())
+        assert not report.data_dependent, report.data_dependent
+        assert [loop.trip_count for loop in report.loops] == [2], report.loops
 
 
 def _count_compilations(fn, calls):
