@@ -71,17 +71,7 @@ def bench(size: int, scenes: int, views: int) -> dict:
         writer = FluoroSegWriter(root)
         t = time.perf_counter()
         for r in records:
-            writer.write_image(
-                "bench",
-                r.index,
-                r.image,
-                r.annotations,
-                r.camera,
-                view=r.view,
-                spectrum=r.spectrum,
-                seed=0,
-                extra=r.extra,
-            )
+            r.write(writer, "bench", seed=0)
         stages["writing"] = max(time.perf_counter() - t - stages["encoding"], 0.0)
     n = len(records)
     pipeline = total_render + stages["encoding"] + stages["writing"]

@@ -98,6 +98,8 @@ def _register(cls: type[PyTree]) -> None:
     cls._converters = {f.name: f.metadata.get("converter") for f in fields}
     signature = inspect.signature(cls.__init__)  # the dataclass's: the fields in order, with defaults
     derived = {f.name: f.default for f in fields if not f.init}
+    leaves = tuple(f.name for f in fields if not f.metadata.get("static"))
+    statics = tuple(f.name for f in fields if f.metadata.get("static"))
 
     def __init__(self: PyTree, *args: Any, **kwargs: Any) -> None:
         bound = signature.bind(self, *args, **kwargs)
@@ -110,16 +112,13 @@ def _register(cls: type[PyTree]) -> None:
                     _assign(self, name, value)
             _finish(self)
             check_values = getattr(self, "__check_values__", None)
-            if check_values is not None and is_concrete(*jax.tree.leaves(self._leaves())):
+            if check_values is not None and is_concrete(*jax.tree.leaves([getattr(self, n) for n in leaves])):
                 check_values()
 
     __init__.__signature__ = signature  # type: ignore[attr-defined]
     __init__.__doc__ = f"Build a {cls.__name__} from its fields (see ``fluorojax._pytree``)."
     cls.__init__ = __init__  # type: ignore[method-assign]
     cls.__setattr__ = _assign  # type: ignore[method-assign, assignment]
-
-    leaves = tuple(f.name for f in fields if not f.metadata.get("static"))
-    statics = tuple(f.name for f in fields if f.metadata.get("static"))
 
     def flatten_with_keys(obj: PyTree) -> tuple[tuple[tuple[jax.tree_util.GetAttrKey, Any], ...], tuple]:
         children = tuple((jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in leaves)
@@ -148,9 +147,6 @@ class PyTree:
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def _leaves(self) -> list[Any]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("static")]
 
     def replace(self: _P, **changes: Any) -> _P:
         """A copy with ``changes`` (field name -> value), built like ``dataclasses.replace``:

@@ -64,22 +64,28 @@ def _seed(case, index):
     return 100 * sum(map(ord, case)) + index
 
 
+def _write_test_image(writer, case, index):
+    """Write image ``index`` of ``case`` with its seeded inputs and the fixed metadata every
+    dataset of these tests carries; returns what ``write_image`` returns."""
+    image, annotations, camera, _ = _inputs(_seed(case, index))
+    return writer.write_image(
+        case,
+        index,
+        image,
+        annotations,
+        camera,
+        view="AP",
+        spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
+        seed=index,
+        extra={"grad_ncc": 0.9},
+    )
+
+
 def _write_dataset(root, images=(0, 1, 2, 3), cases=("case_a", "case_b")):
     w = FluoroSegWriter(root)
     for case in cases:
         for index in images:
-            image, annotations, camera, _ = _inputs(_seed(case, index))
-            w.write_image(
-                case,
-                index,
-                image,
-                annotations,
-                camera,
-                view="AP",
-                spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
-                seed=index,
-                extra={"grad_ncc": 0.9},
-            )
+            _write_test_image(w, case, index)
         w.write_case(case, volumes=[{"id": 0, "file_name": f"{case}.nii.gz"}])
     w.write_splits(train=list(cases[:1]), val=list(cases[1:]))
     return w
@@ -187,18 +193,7 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
     root = tmp_path / "crashed"
     w = FluoroSegWriter(root)
     for index in range(3):
-        image, annotations, camera, _ = _inputs(_seed("case_a", index))
-        w.write_image(
-            "case_a",
-            index,
-            image,
-            annotations,
-            camera,
-            view="AP",
-            spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
-            seed=index,
-            extra={"grad_ncc": 0.9},
-        )
+        _write_test_image(w, "case_a", index)
     # image 3 is killed after its TIFF, while its annotation file is being moved into place
     real_replace = os.replace
 
@@ -208,19 +203,8 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(writer_module.os, "replace", killed)
-    image, annotations, camera, _ = _inputs(_seed("case_a", 3))
     with pytest.raises(KeyboardInterrupt):
-        w.write_image(
-            "case_a",
-            3,
-            image,
-            annotations,
-            camera,
-            view="AP",
-            spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
-            seed=3,
-            extra={"grad_ncc": 0.9},
-        )
+        _write_test_image(w, "case_a", 3)
     monkeypatch.undo()
     assert (root / "case_a" / "0000000003.tiff").exists() and not (root / "case_a" / "0000000003.json").exists()
     assert not list((root / "case_a").glob(".*"))  # the interrupted write cleaned its temp file
@@ -234,20 +218,7 @@ def test_resume_after_a_crash(tmp_path, monkeypatch):
     written = []
     for case in ("case_a", "case_b"):
         for index in range(4):
-            image, annotations, camera, _ = _inputs(_seed(case, index))
-            written.append(
-                resumed.write_image(
-                    case,
-                    index,
-                    image,
-                    annotations,
-                    camera,
-                    view="AP",
-                    spectrum={"kvp": 90.0, "energies_keV": np.arange(3.0)},
-                    seed=index,
-                    extra={"grad_ncc": 0.9},
-                )
-            )
+            written.append(_write_test_image(resumed, case, index))
         resumed.write_case(case, volumes=[{"id": 0, "file_name": f"{case}.nii.gz"}])
     resumed.write_splits(train=["case_a"], val=["case_b"])
     assert written == [False, False, False, True] + [True] * 4

@@ -82,17 +82,7 @@ def run_scenes(
             if record.index not in todo[scene]:
                 continue
             start = time.perf_counter()
-            writer.write_image(
-                case,
-                record.index,
-                record.image,
-                record.annotations,
-                record.camera,
-                view=record.view,
-                spectrum=record.spectrum,
-                seed=seed,
-                extra=record.extra,
-            )
+            record.write(writer, case, seed)
             summary.stages["write"] = summary.stages.get("write", 0.0) + time.perf_counter() - start
             summary.written += 1
             if progress is not None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluorojax import _validate
-from fluorojax.fluoroseg import Annotation, camera_dict, describe_tool
+from fluorojax.fluoroseg import Annotation, FluoroSegWriter, camera_dict, describe_tool
 from fluorojax.physics import DEFAULT_MATERIALS, monochromatic, spectrum
 from fluorojax.scene.cases import CaseSource, PreparedCase, prepare_case
 from fluorojax.scene.devices import Device, sample_device
@@ -51,6 +51,20 @@ class ImageRecord:
     view: dict
     spectrum: dict
     extra: dict
+
+    def write(self, writer: FluoroSegWriter, case: str, seed: int) -> None:
+        """Write this image into ``case`` of a FluoroSeg dataset, ``seed`` recorded with it."""
+        writer.write_image(
+            case,
+            self.index,
+            self.image,
+            self.annotations,
+            self.camera,
+            view=self.view,
+            spectrum=self.spectrum,
+            seed=seed,
+            extra=self.extra,
+        )
 
 
 def scene_chunks(spec: SceneSpec) -> list[range]:

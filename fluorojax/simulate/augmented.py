@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from fluorojax.augment import core
 from fluorojax.camera import Camera, OrthographicCamera
 from fluorojax.raycast import render, render_with_labels
+from fluorojax.raycast.drr import check_pose
 from fluorojax.raycast.labels import resolve_label_ids
 from fluorojax.volume import Volume
 
@@ -59,8 +60,8 @@ def render_augmented(
     if volume.channels is not None:
         raise ValueError(f"render_augmented: volume data must be (I, J, K) mu, got {volume.data.shape}")
     label_ids = resolve_label_ids(volume, label_ids)
-    poses = jnp.asarray(poses, jnp.float32)
-    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+    poses = check_pose(poses)
+    if poses.ndim != 3:
         raise ValueError(f"render_augmented: poses must be (B, 4, 4), got {poses.shape}")
     return _render_augmented(key, volume, camera, poses, transform, label_ids, method, vectorize)
 
